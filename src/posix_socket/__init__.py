@@ -1,0 +1,33 @@
+"""posix-socket: a POSIX socket layer with pluggable implementations per address family.
+
+``socket(family, ...)`` looks up the driver registered for ``family``; the descriptor it
+returns remembers that driver and every later call on it goes to that driver's ops.
+After import the ``host`` preset (the kernel) serves AF_INET, AF_INET6 and AF_UNIX.
+"""
+
+from __future__ import annotations
+
+from . import posix
+from .driver import Budget, SocketDriver
+from .drivers.host import HostDriver
+from .registry import (
+    PRESET_FAMILIES,
+    add_preset,
+    load_entry_points,
+    register_family,
+    registered_families,
+    unregister_family,
+    use,
+)
+
+__all__ = [
+    "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
+    "registered_families", "use", "add_preset", "posix",
+]
+
+__version__ = "0.1.0"
+
+_HOST = HostDriver()
+add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
+use("host")
+load_entry_points()

@@ -1,0 +1,241 @@
+"""The descriptor table: which open socket description a process descriptor number names.
+
+Every socket descriptor is a real descriptor of the process, allocated by the kernel, so
+numbers never collide with pipes, files or sockets made elsewhere, lowest-free-number
+and EMFILE come from the kernel, and ``os.fstat`` works.  What the number points at:
+
+* a kernel socket (host driver): a duplicate of the driver's own private descriptor,
+  so the kernel keeps one open file description for all of them;
+* a virtual socket whose number may be watched from outside: a duplicate of its
+  ``Mirror``'s outer end, which carries its readiness;
+* a virtual socket nobody outside watches yet: a duplicate of one shared placeholder
+  socket, which costs one cheap ``dup`` instead of a socketpair.  ``arm`` swaps in a
+  mirror (``dup2`` over every number) the moment that changes.
+
+Numbers that share an ``OpenSocket`` (dup, dup2, fcntl F_DUPFD) share its flags and its
+reference count; the driver's ``close`` runs once, when the last number goes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sys
+import threading
+from typing import Any
+
+from . import readiness
+from .driver import SocketDriver
+from .errors import DriverFailure
+
+__all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "open_numbers"]
+
+
+class OpenSocket:
+    """An open socket description (Linux's ``struct file`` for a socket)."""
+
+    __slots__ = ("driver", "sock", "family", "type", "proto", "kernel", "nonblocking",
+                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch")
+
+    def __init__(self, driver: SocketDriver, sock: Any, family: int, type: int, proto: int,
+                 nonblocking: bool = False) -> None:
+        self.driver = driver
+        self.sock = sock
+        self.family = family
+        self.type = type
+        self.proto = proto
+        self.nonblocking = nonblocking
+        self.numbers: set[int] = set()
+        self.closed = False
+        self.rcvtimeo: float | None = None  # seconds; None blocks forever
+        self.sndtimeo: float | None = None
+        kfd = driver.fileno(sock)
+        # For kernel sockets the kernel blocks, times out and reports readiness itself.
+        self.kernel: int | None = kfd
+        self.watch: readiness.Watch | None = None
+        if kfd is None:
+            self.watch = readiness.watch(sock, self.revents)
+
+    def revents(self) -> int:
+        return self.driver.poll(self.sock)
+
+    def __repr__(self) -> str:
+        kind = "kernel" if self.kernel is not None else "virtual"
+        return (f"<OpenSocket {self.driver.name} {kind} family={self.family} "
+                f"type={self.type} numbers={sorted(self.numbers)}>")
+
+
+class _Adopted(OpenSocket):
+    """A kernel socket made outside the layer, wrapped for one call.
+
+    Its host socket object owns a duplicate of the number, released with the wrapper,
+    so the outside owner of the number keeps full control of it.
+    """
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        self.sock.close()
+
+
+_files: dict[int, OpenSocket] = {}
+_lock = threading.RLock()
+_placeholder: socket.socket | None = None
+
+
+def lookup(fd: int) -> OpenSocket | None:
+    """The description behind ``fd``, or None for numbers the layer does not own."""
+    return _files.get(fd)
+
+
+def open_numbers() -> dict[int, OpenSocket]:
+    """A snapshot of the table, for diagnostics and leak checks."""
+    with _lock:
+        return dict(_files)
+
+
+def adopt(fd: int, host: SocketDriver) -> OpenSocket:
+    """Wrap a kernel socket made outside the layer (the caller checked it is one)."""
+    sock = socket.socket(fileno=os.dup(fd))
+    return _Adopted(host, sock, sock.family, sock.type, sock.proto)
+
+
+def _target(f: OpenSocket) -> int:
+    """The kernel descriptor new numbers for ``f`` duplicate."""
+    if f.kernel is not None:
+        return f.kernel
+    mirror = f.watch.mirror if f.watch is not None else None
+    if mirror is not None:
+        return mirror.outer.fileno()
+    global _placeholder
+    if _placeholder is None:
+        with _lock:
+            if _placeholder is None:
+                _placeholder = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    return _placeholder.fileno()
+
+
+def install(f: OpenSocket, *, cloexec: bool, watched: bool = True, lowest: int = 0) -> int:
+    """Give ``f`` a descriptor number (its first or another one) and return it.
+
+    ``watched`` says the number leaves the layer and may be handed to the kernel's
+    pollers, so a virtual socket needs its mirror armed.
+    """
+    if watched and f.kernel is None and f.watch.mirror is None:
+        arm(f)
+    cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+    with _lock:
+        fd = fcntl.fcntl(_target(f), cmd, lowest)
+        _files[fd] = f
+        f.numbers.add(fd)
+    return fd
+
+
+def arm(f: OpenSocket) -> None:
+    """Make a virtual socket's readiness visible to the kernel on all its numbers."""
+    if f.kernel is not None:
+        return
+    entry = f.watch
+    with _lock:
+        if entry.mirror is not None or f.closed:
+            return
+        mirror = readiness.Mirror()
+        try:
+            for fd in f.numbers:
+                os.dup2(mirror.outer.fileno(), fd, inheritable=os.get_inheritable(fd))
+        except BaseException:
+            mirror.close()
+            raise
+        entry.mirror = mirror
+    mirror.show(entry.revents)
+
+
+def close(fd: int) -> bool:
+    """Close a layer number.  False if the layer does not own ``fd``."""
+    with _lock:
+        f = _files.pop(fd, None)
+        if f is None:
+            return False
+        f.numbers.discard(fd)
+        last = not f.numbers
+        if last:
+            f.closed = True
+        os.close(fd)
+    if last:
+        _release(f)
+    return True
+
+
+def forget(fd: int) -> None:
+    """Drop ``fd`` from the table after the kernel replaced it (dup2 over it)."""
+    with _lock:
+        f = _files.pop(fd, None)
+        if f is None:
+            return
+        f.numbers.discard(fd)
+        last = not f.numbers
+        if last:
+            f.closed = True
+    if last:
+        _release(f)
+
+
+def dup(fd: int, f: OpenSocket, lowest: int, cloexec: bool) -> int:
+    cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+    with _lock:
+        new = fcntl.fcntl(fd, cmd, lowest)
+        _files[new] = f
+        f.numbers.add(new)
+    return new
+
+
+def dup2(fd: int, fd2: int, inheritable: bool) -> int:
+    """dup2 over numbers of any kind; keeps the table in step with the kernel."""
+    with _lock:
+        f = _files.get(fd)
+        old = _files.get(fd2)
+        os.dup2(fd, fd2, inheritable=inheritable)
+        if old is not None:
+            del _files[fd2]
+            old.numbers.discard(fd2)
+            if not old.numbers:
+                old.closed = True
+            else:
+                old = None
+        if f is not None:
+            _files[fd2] = f
+            f.numbers.add(fd2)
+    if old is not None:
+        _release(old)
+    return fd2
+
+
+def _release(f: OpenSocket) -> None:
+    """The last number is gone: close the driver's socket once and wake its waiters."""
+    entry = f.watch
+    if entry is not None:
+        readiness.unwatch(f.sock)
+    try:
+        f.driver.close(f.sock)
+    except Exception as exc:  # the number is already gone; report, do not raise
+        failure = DriverFailure(f.driver.name, "close", exc)
+        failure.__cause__ = exc
+        sys.unraisablehook(_Unraisable(failure, f))
+    finally:
+        if entry is not None:
+            for waiter in tuple(entry.waiters):
+                waiter.wake()
+            if entry.mirror is not None:
+                entry.mirror.close()
+
+
+class _Unraisable:
+    """The record ``sys.unraisablehook`` expects."""
+
+    def __init__(self, exc: BaseException, obj: object) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = "Exception ignored while closing a socket"
+        self.object = obj

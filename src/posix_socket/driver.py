@@ -1,0 +1,185 @@
+"""The ops table: what every socket implementation fills in.
+
+A driver is a class whose methods are the operations on its sockets, like Linux's
+``struct proto_ops`` or Unikraft's ``posix_socket_ops``.  ``sock`` is whatever the driver's
+own ``create``/``accept``/``socketpair`` returned; the layer never looks inside it.
+
+Rules every op follows:
+
+* Ops never block.  Where the call would have to wait they raise ``BlockingIOError``
+  (EAGAIN, or EINPROGRESS from ``connect``); the layer does the waiting, the timeouts and
+  the wake-ups, once, for every driver.  A driver whose sockets are kernel sockets
+  (``fileno`` returns a number) is the exception: the kernel blocks for it.
+* Errors are ``OSError`` with the errno Linux gives for the same call.
+* Whenever ``poll(sock)`` may have changed, the driver calls ``self.notify(sock)``; that
+  one call wakes blocked callers and keeps the kernel-visible readiness up to date.
+
+An op left out fails with EOPNOTSUPP, except these fallbacks, which mirror how Linux
+funnels the calls: read -> recv, write -> send, send -> sendto -> sendmsg,
+recv -> recvfrom -> recvmsg.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import Any, Iterable, Sequence
+
+from . import readiness
+from .errors import oserror
+
+__all__ = ["SocketDriver", "Budget", "Address", "AncData"]
+
+Address = Any
+AncData = Sequence[tuple[int, int, bytes]]
+
+DEFAULT_BUDGET = 64 * 1024 * 1024
+
+
+class Budget:
+    """Bounds how many bytes a driver holds in buffers; ENOBUFS past the limit.
+
+    Drivers ``charge`` when they queue data and ``release`` when it leaves, so one
+    runaway socket cannot exhaust the process.
+    """
+
+    def __init__(self, limit: int = DEFAULT_BUDGET) -> None:
+        if limit < 0:
+            raise ValueError("budget limit must be non-negative")
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def charge(self, nbytes: int) -> None:
+        with self._lock:
+            if self.used + nbytes > self.limit:
+                raise oserror(errno.ENOBUFS)
+            self.used += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - nbytes)
+
+    def __repr__(self) -> str:
+        return f"Budget(used={self.used}, limit={self.limit})"
+
+
+def _unsupported() -> OSError:
+    return oserror(errno.EOPNOTSUPP)
+
+
+class SocketDriver:
+    """Base class of every driver: subclass it and implement the ops your sockets support.
+
+    ``name`` labels the driver in tables and errors; ``budget`` is its allocator.  Private
+    state is simply attributes of the subclass.
+    """
+
+    name: str = ""
+
+    def __init__(self, name: str | None = None, *, budget: Budget | None = None) -> None:
+        self.name = name or self.name or type(self).__name__
+        self.budget = budget if budget is not None else Budget()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Called once, when the driver is first registered for a family."""
+
+    def notify(self, sock: Any) -> None:
+        """Report that ``poll(sock)`` may have changed; cheap when nobody is watching."""
+        readiness.changed(sock)
+
+    def fileno(self, sock: Any) -> int | None:
+        """The kernel descriptor that *is* this socket, for drivers over kernel sockets.
+
+        Return None (the default) for sockets that live in Python: the layer then gives
+        the socket a descriptor of its own and mirrors its readiness to the kernel.
+        """
+        return None
+
+    # -- creation ----------------------------------------------------------------------
+
+    def create(self, family: int, type: int, proto: int) -> Any:
+        raise _unsupported()
+
+    def socketpair(self, family: int, type: int, proto: int) -> tuple[Any, Any]:
+        raise _unsupported()
+
+    def accept(self, sock: Any, flags: int) -> tuple[Any, Address]:
+        raise _unsupported()
+
+    # -- addressing and state ----------------------------------------------------------
+
+    def bind(self, sock: Any, addr: Address) -> None:
+        raise _unsupported()
+
+    def listen(self, sock: Any, backlog: int) -> None:
+        raise _unsupported()
+
+    def connect(self, sock: Any, addr: Address) -> None:
+        raise _unsupported()
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        raise _unsupported()
+
+    def getsockname(self, sock: Any) -> Address:
+        raise _unsupported()
+
+    def getpeername(self, sock: Any) -> Address:
+        raise _unsupported()
+
+    def getsockopt(self, sock: Any, level: int, optname: int, buflen: int) -> int | bytes:
+        raise _unsupported()
+
+    def setsockopt(self, sock: Any, level: int, optname: int, value: int | bytes) -> None:
+        raise _unsupported()
+
+    # -- data: the fallbacks funnel everything into sendmsg/recvmsg ----------------------
+
+    def send(self, sock: Any, data: bytes, flags: int) -> int:
+        return self.sendto(sock, data, flags, None)
+
+    def sendto(self, sock: Any, data: bytes, flags: int, addr: Address | None) -> int:
+        return self.sendmsg(sock, [data], (), flags, addr)
+
+    def sendmsg(
+        self,
+        sock: Any,
+        buffers: Iterable[bytes],
+        ancdata: AncData,
+        flags: int,
+        addr: Address | None,
+    ) -> int:
+        raise _unsupported()
+
+    def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
+        return self.recvfrom(sock, bufsize, flags)[0]
+
+    def recvfrom(self, sock: Any, bufsize: int, flags: int) -> tuple[bytes, Address]:
+        data, _ancdata, _msg_flags, addr = self.recvmsg(sock, bufsize, 0, flags)
+        return data, addr
+
+    def recvmsg(
+        self, sock: Any, bufsize: int, ancbufsize: int, flags: int
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Address]:
+        raise _unsupported()
+
+    def read(self, sock: Any, n: int) -> bytes:
+        return self.recv(sock, n, 0)
+
+    def write(self, sock: Any, data: bytes) -> int:
+        return self.send(sock, data, 0)
+
+    def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
+        raise _unsupported()
+
+    def poll(self, sock: Any) -> int:
+        """Current readiness as poll(2) revents (POLLIN, POLLOUT, POLLERR, POLLHUP, ...)."""
+        raise _unsupported()
+
+    def close(self, sock: Any) -> None:
+        """Release the socket; called once, when its last descriptor is closed."""

@@ -1,0 +1,788 @@
+"""POSIX socket calls on integer descriptors, with Linux's errno semantics.
+
+Like the ``os`` module: every function takes descriptor numbers.  A call on a socket
+descriptor goes to the driver of the family the socket was made in; a call on a plain
+descriptor (pipe, file) that makes sense for it (read, write, close, dup, fcntl, poll,
+select) goes to the kernel; a kernel socket made outside the layer is served by the host
+driver.  Driver ops never block: the waiting, timeouts, MSG_DONTWAIT/O_NONBLOCK and
+wake-ups happen here, once, for every driver.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl as _fcntl
+import operator
+import os
+import select as _select
+import socket as _socket
+import stat
+import struct
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from . import descriptors, options, readiness, registry
+from .descriptors import OpenSocket
+from .errors import DriverFailure, oserror
+
+__all__ = [
+    "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "shutdown",
+    "getsockname", "getpeername", "getsockopt", "setsockopt", "send", "sendto", "sendmsg",
+    "recv", "recvfrom", "recvmsg", "read", "write", "close", "ioctl", "dup", "dup2",
+    "fcntl", "poll", "select",
+]
+
+SOCK_NONBLOCK = _socket.SOCK_NONBLOCK
+SOCK_CLOEXEC = _socket.SOCK_CLOEXEC
+SOCK_STREAM = _socket.SOCK_STREAM
+_SOCK_TYPE_MASK = 0xF
+MSG_DONTWAIT = _socket.MSG_DONTWAIT
+MSG_WAITALL = _socket.MSG_WAITALL
+MSG_PEEK = _socket.MSG_PEEK
+POLLIN, POLLOUT, POLLPRI = _select.POLLIN, _select.POLLOUT, _select.POLLPRI
+POLLERR, POLLHUP, POLLNVAL = _select.POLLERR, _select.POLLHUP, _select.POLLNVAL
+FIONBIO = 0x5421
+FD_SETSIZE = 1024
+
+# Exceptions a driver may raise on purpose; anything else is a driver bug (EIO).
+_EXPECTED = (OSError, TypeError, ValueError, OverflowError)
+
+_files = descriptors._files  # the hot path reads the table directly
+
+
+# -- argument checks: the stdlib's exceptions for the stdlib's mistakes ------------------
+
+def _c_int(value: object) -> int:
+    number = operator.index(value)
+    if not -(2**31) <= number < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    return number
+
+
+def _buffer(data: object) -> None:
+    if type(data) is bytes:
+        return
+    try:
+        memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(data).__name__}'") from None
+
+
+def _size(value: object, message: str) -> int:
+    size = operator.index(value)
+    if size < 0:
+        raise ValueError(message)
+    return size
+
+
+def _fileno(obj: object) -> int:
+    """An int or an object with fileno(), as select/poll accept them."""
+    if isinstance(obj, int):
+        fd = obj
+    else:
+        try:
+            method = obj.fileno
+        except AttributeError:
+            raise TypeError("argument must be an int, or have a fileno() method.") from None
+        fd = method()
+        if not isinstance(fd, int):
+            raise TypeError("fileno() returned a non-integer")
+    if fd < 0:
+        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+    return _c_int(fd)
+
+
+# -- finding the description -------------------------------------------------------------
+
+def _foreign(fd: object) -> OpenSocket:
+    """``fd`` is not a layer socket: an outside kernel socket, or an error."""
+    number = _c_int(fd)
+    f = _files.get(number)
+    if f is not None:
+        return f
+    if number < 0:
+        raise oserror(errno.EBADF)
+    if not stat.S_ISSOCK(os.fstat(number).st_mode):  # EBADF when not open
+        raise oserror(errno.ENOTSOCK)
+    return descriptors.adopt(number)
+
+
+def _get(fd: int) -> OpenSocket:
+    f = _files.get(fd)
+    if f is None or type(fd) is not int:
+        return _foreign(fd)
+    return f
+
+
+def _failure(f: OpenSocket, op: str, exc: BaseException) -> DriverFailure:
+    return DriverFailure(f.driver.name, op, exc)
+
+
+def _call(f: OpenSocket, op: str, *args: Any) -> Any:
+    try:
+        return getattr(f.driver, op)(f.sock, *args)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise _failure(f, op, exc) from exc
+
+
+# -- waiting (virtual sockets only; the kernel waits for its own) ------------------------
+
+def _wait(f: OpenSocket, events: int, timeout: float | None) -> bool:
+    mask = events | POLLERR | POLLHUP
+    return readiness.wait((f.watch,), lambda: f.closed or bool(f.revents() & mask), timeout)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _retry(f: OpenSocket, events: int, timeout: float | None, op: str,
+           attempt: Callable[[], Any]) -> Any:
+    """Call ``attempt`` until it stops raising BlockingIOError, parking in between."""
+    deadline = _deadline(timeout)
+    while True:
+        if not _wait(f, events, _remaining(deadline)):
+            raise oserror(errno.EAGAIN)
+        if f.closed:
+            raise oserror(errno.EBADF)
+        try:
+            return attempt()
+        except BlockingIOError:
+            continue
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, op, exc) from exc
+
+
+def _receive(f: OpenSocket, op: str, flags: int, bufsize: int,
+             attempt: Callable[[int], Any]) -> Any:
+    """A receive on a virtual socket: wait while it would block; MSG_WAITALL gathers."""
+    try:
+        result = attempt(bufsize)
+    except BlockingIOError:
+        if f.nonblocking or flags & MSG_DONTWAIT:
+            raise
+        result = _retry(f, POLLIN, f.rcvtimeo, op, lambda: attempt(bufsize))
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise _failure(f, op, exc) from exc
+    if (flags & (MSG_WAITALL | MSG_PEEK | MSG_DONTWAIT) == MSG_WAITALL
+            and not f.nonblocking and f.type == SOCK_STREAM):
+        return _gather(f, op, flags, bufsize, attempt, result)
+    return result
+
+
+def _gather(f: OpenSocket, op: str, flags: int, bufsize: int,
+            attempt: Callable[[int], Any], first: Any) -> Any:
+    """MSG_WAITALL on a stream: keep receiving until ``bufsize`` bytes, EOF, an error
+    or the timeout; then return what arrived (Linux returns a short count likewise)."""
+    single = isinstance(first, bytes)
+    chunks = [first if single else first[0]]
+    got = len(chunks[0])
+    deadline = _deadline(f.rcvtimeo)
+    while 0 < got < bufsize and chunks[-1]:
+        try:
+            more = _retry(f, POLLIN, _remaining(deadline), op, lambda: attempt(bufsize - got))
+        except OSError:
+            break
+        chunk = more if single else more[0]
+        chunks.append(chunk)
+        got += len(chunk)
+    data = b"".join(chunks)
+    return data if single else (data, *first[1:])
+
+
+def _transmit(f: OpenSocket, op: str, flags: int, size: int,
+              attempt: Callable[[int], int]) -> int:
+    """A send on a virtual socket.  ``attempt(offset)`` sends the payload from ``offset``.
+
+    A blocking send on a stream queues everything, waiting as needed, like Linux; a
+    timeout, error or signal after a partial send returns the count sent so far.
+    """
+    dontwait = f.nonblocking or flags & MSG_DONTWAIT
+    stream = f.type == SOCK_STREAM
+    deadline = _deadline(f.sndtimeo)
+    sent = 0
+    while True:
+        try:
+            sent += attempt(sent)
+        except BlockingIOError:
+            if dontwait:
+                if sent:
+                    return sent
+                raise
+            if not _wait(f, POLLOUT, _remaining(deadline)):
+                if sent:
+                    return sent
+                raise oserror(errno.EAGAIN) from None
+            if f.closed:
+                raise oserror(errno.EBADF) from None
+            continue
+        except _EXPECTED:
+            if sent:
+                return sent
+            raise
+        except Exception as exc:
+            raise _failure(f, op, exc) from exc
+        if dontwait or not stream or sent >= size:
+            return sent
+
+
+# -- creation ----------------------------------------------------------------------------
+
+def _check_type(type: object) -> tuple[int, bool, bool]:
+    kind = _c_int(type)
+    if kind & ~(_SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC):
+        raise oserror(errno.EINVAL)
+    return kind & _SOCK_TYPE_MASK, bool(kind & SOCK_NONBLOCK), bool(kind & SOCK_CLOEXEC)
+
+
+def _driver(family: int):
+    driver = registry.driver_for(family)
+    if driver is None:
+        raise oserror(errno.EAFNOSUPPORT)
+    return driver
+
+
+def _open(driver, sock: Any, family: int, type: int, proto: int, nonblocking: bool,
+          cloexec: bool, watched: bool = True) -> int:
+    """Wrap a new driver socket in a description with its first number."""
+    try:
+        f = OpenSocket(driver, sock, family, type, proto, nonblocking)
+    except _EXPECTED:
+        _discard(driver, sock)
+        raise
+    except Exception as exc:
+        _discard(driver, sock)
+        raise DriverFailure(driver.name, "fileno", exc) from exc
+    try:
+        fd = descriptors.install(f, cloexec=cloexec, watched=watched)
+    except BaseException:
+        if f.watch is not None:
+            readiness.unwatch(sock)
+        _discard(driver, sock)
+        raise
+    if nonblocking and f.kernel is not None:
+        _set_kernel_nonblocking(fd, True)
+    return fd
+
+
+def _discard(driver, sock: Any) -> None:
+    try:
+        driver.close(sock)
+    except Exception:
+        pass
+
+
+def _set_kernel_nonblocking(fd: int, on: bool) -> None:
+    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    _fcntl.fcntl(fd, _fcntl.F_SETFL, flags | os.O_NONBLOCK if on else flags & ~os.O_NONBLOCK)
+
+
+def socket(family: int, type: int, proto: int = 0) -> int:
+    """socket(2).  ``type`` may carry SOCK_NONBLOCK | SOCK_CLOEXEC."""
+    family = _c_int(family)
+    kind, nonblocking, cloexec = _check_type(type)
+    proto = _c_int(proto)
+    driver = _driver(family)
+    try:
+        sock = driver.create(family, kind, proto)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise DriverFailure(driver.name, "create", exc) from exc
+    return _open(driver, sock, family, kind, proto, nonblocking, cloexec)
+
+
+def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
+    """socketpair(2): two connected sockets."""
+    family = _c_int(family)
+    kind, nonblocking, cloexec = _check_type(type)
+    proto = _c_int(proto)
+    driver = _driver(family)
+    try:
+        pair = driver.socketpair(family, kind, proto)
+        first, second = pair
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise DriverFailure(driver.name, "socketpair", exc) from exc
+    try:
+        fd1 = _open(driver, first, family, kind, proto, nonblocking, cloexec)
+    except BaseException:
+        _discard(driver, second)
+        raise
+    try:
+        fd2 = _open(driver, second, family, kind, proto, nonblocking, cloexec)
+    except BaseException:
+        close(fd1)
+        raise
+    return fd1, fd2
+
+
+def accept4(fd: int, flags: int) -> tuple[int, Any]:
+    """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL."""
+    flags = _c_int(flags)
+    if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
+        raise oserror(errno.EINVAL)
+    f = _get(fd)
+    driver = f.driver
+
+    def attempt() -> tuple[Any, Any]:
+        sock, addr = driver.accept(f.sock, flags)
+        return sock, addr
+
+    try:
+        sock, addr = attempt()
+    except BlockingIOError:
+        if f.kernel is not None or f.nonblocking:
+            raise
+        sock, addr = _retry(f, POLLIN, f.rcvtimeo, "accept", attempt)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise _failure(f, "accept", exc) from exc
+    new = _open(driver, sock, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK),
+                bool(flags & SOCK_CLOEXEC))
+    return new, addr
+
+
+def accept(fd: int) -> tuple[int, Any]:
+    """accept(2)."""
+    return accept4(fd, 0)
+
+
+# -- addressing and state ----------------------------------------------------------------
+
+def bind(fd: int, addr: Any) -> None:
+    _call(_get(fd), "bind", addr)
+
+
+def listen(fd: int, backlog: int) -> None:
+    _call(_get(fd), "listen", _c_int(backlog))
+
+
+def connect(fd: int, addr: Any) -> None:
+    """connect(2).  Blocking connects on virtual sockets wait for the driver's verdict."""
+    f = _get(fd)
+    try:
+        _call(f, "connect", addr)
+        return
+    except BlockingIOError as exc:
+        if f.kernel is not None or f.nonblocking:
+            raise
+        in_progress = exc.errno == errno.EINPROGRESS
+    if not in_progress:  # e.g. a full backlog: try again once there is room
+        _retry(f, POLLOUT, f.sndtimeo, "connect", lambda: f.driver.connect(f.sock, addr))
+        return
+    if not _wait(f, POLLOUT, f.sndtimeo):
+        raise oserror(errno.EINPROGRESS)
+    if f.closed:
+        raise oserror(errno.EBADF)
+    error = _call(f, "getsockopt", _socket.SOL_SOCKET, _socket.SO_ERROR, 0)
+    if error:
+        raise oserror(error)
+
+
+def shutdown(fd: int, how: int) -> None:
+    how = _c_int(how)
+    if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+        raise oserror(errno.EINVAL)
+    _call(_get(fd), "shutdown", how)
+
+
+def getsockname(fd: int) -> Any:
+    return _call(_get(fd), "getsockname")
+
+
+def getpeername(fd: int) -> Any:
+    return _call(_get(fd), "getpeername")
+
+
+def getsockopt(fd: int, level: int, optname: int, buflen: int = 0) -> int | bytes:
+    """getsockopt(2): an int when ``buflen`` is 0, else at most ``buflen`` bytes."""
+    f = _get(fd)
+    level, optname, buflen = _c_int(level), _c_int(optname), _c_int(buflen)
+    if buflen and not 0 < buflen <= 1024:
+        raise OSError("getsockopt buflen out of range")
+    if f.kernel is None and options.answers(level, optname):
+        return options.get(f, optname, buflen)
+    return _call(f, "getsockopt", level, optname, buflen)
+
+
+def setsockopt(fd: int, level: int, optname: int, value: int | bytes) -> None:
+    """setsockopt(2): ``value`` is an int or a bytes-like object."""
+    f = _get(fd)
+    level, optname = _c_int(level), _c_int(optname)
+    if isinstance(value, int):
+        try:
+            value = _c_int(value)
+        except OverflowError:
+            raise TypeError("a bytes-like object is required, not 'int'") from None
+    else:
+        _buffer(value)
+        value = bytes(value)
+    if f.kernel is None and options.answers(level, optname):
+        options.set(f, optname, value)
+        return
+    _call(f, "setsockopt", level, optname, value)
+
+
+# -- data --------------------------------------------------------------------------------
+
+def send(fd: int, data: bytes, flags: int = 0) -> int:
+    """send(2)."""
+    f = _files.get(fd)
+    if f is None or type(fd) is not int:
+        f = _foreign(fd)
+    if f.kernel is not None:
+        try:
+            return f.driver.send(f.sock, data, flags)
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, "send", exc) from exc
+    _buffer(data)
+    flags = _c_int(flags)
+    op = f.driver.send
+    return _transmit(f, "send", flags, len(memoryview(data)),
+                     lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data, flags))
+
+
+def sendto(fd: int, data: bytes, flags: int, addr: Any) -> int:
+    """sendto(2)."""
+    f = _get(fd)
+    if f.kernel is not None:
+        return _call(f, "sendto", data, flags, addr)
+    _buffer(data)
+    flags = _c_int(flags)
+    op = f.driver.sendto
+    return _transmit(f, "sendto", flags, len(memoryview(data)),
+                     lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data,
+                                     flags, addr))
+
+
+def sendmsg(fd: int, buffers: Iterable[bytes], ancdata: Iterable[Any] = (), flags: int = 0,
+            addr: Any = None) -> int:
+    """sendmsg(2): scatter ``buffers``, with ancillary ``(level, type, data)`` items."""
+    f = _get(fd)
+    if f.kernel is not None:
+        return _call(f, "sendmsg", buffers, ancdata, flags, addr)
+    buffers = _buffers(buffers)
+    ancdata = _ancdata(ancdata)
+    flags = _c_int(flags)
+    op = f.driver.sendmsg
+    size = sum(len(memoryview(b)) for b in buffers)
+
+    def attempt(sent: int) -> int:
+        if not sent:
+            return op(f.sock, buffers, ancdata, flags, addr)
+        rest = memoryview(b"".join(buffers))[sent:]
+        return op(f.sock, [rest], [], flags, addr)
+
+    return _transmit(f, "sendmsg", flags, size, attempt)
+
+
+def _buffers(buffers: object) -> list:
+    try:
+        items = list(buffers)
+    except TypeError:
+        raise TypeError("sendmsg() argument 1 must be an iterable") from None
+    for item in items:
+        _buffer(item)
+    return items
+
+
+def _ancdata(ancdata: object) -> list[tuple[int, int, bytes]]:
+    try:
+        items = list(ancdata)
+    except TypeError:
+        raise TypeError("sendmsg() argument 2 must be an iterable") from None
+    checked = []
+    where = "[sendmsg() ancillary data items]() argument"
+    for item in items:
+        try:
+            parts = tuple(item)
+        except TypeError:
+            raise TypeError(f"{where} must be 3-item sequence, not "
+                            f"{type(item).__name__}") from None
+        if len(parts) != 3:
+            raise TypeError(f"{where} must be sequence of length 3, not {len(parts)}")
+        level, kind, data = parts
+        _buffer(data)
+        checked.append((_c_int(level), _c_int(kind), bytes(data)))
+    return checked
+
+
+def write(fd: int, data: bytes) -> int:
+    """write(2) on any descriptor."""
+    f = _files.get(fd)
+    if f is None or type(fd) is not int:
+        return os.write(fd, data)
+    if f.kernel is not None:
+        return _call(f, "write", data)
+    _buffer(data)
+    op = f.driver.write
+    return _transmit(f, "write", 0, len(memoryview(data)),
+                     lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data))
+
+
+def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
+    """recv(2)."""
+    f = _files.get(fd)
+    if f is None or type(fd) is not int:
+        f = _foreign(fd)
+    if f.kernel is not None:
+        try:
+            return f.driver.recv(f.sock, bufsize, flags)
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, "recv", exc) from exc
+    bufsize = _size(bufsize, "negative buffersize in recv")
+    flags = _c_int(flags)
+    op = f.driver.recv
+    return _receive(f, "recv", flags, bufsize, lambda size: op(f.sock, size, flags))
+
+
+def recvfrom(fd: int, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+    """recvfrom(2): ``(data, address)``."""
+    f = _get(fd)
+    if f.kernel is not None:
+        return _call(f, "recvfrom", bufsize, flags)
+    bufsize = _size(bufsize, "negative buffersize in recvfrom")
+    flags = _c_int(flags)
+    op = f.driver.recvfrom
+    return _receive(f, "recvfrom", flags, bufsize, lambda size: op(f.sock, size, flags))
+
+
+def recvmsg(fd: int, bufsize: int, ancbufsize: int = 0,
+            flags: int = 0) -> tuple[bytes, list, int, Any]:
+    """recvmsg(2): ``(data, ancdata, msg_flags, address)``."""
+    f = _get(fd)
+    if f.kernel is not None:
+        return _call(f, "recvmsg", bufsize, ancbufsize, flags)
+    bufsize = _size(bufsize, "negative buffer size in recvmsg()")
+    ancbufsize = _size(ancbufsize, "invalid ancillary data buffer length")
+    flags = _c_int(flags)
+    op = f.driver.recvmsg
+    return _receive(f, "recvmsg", flags, bufsize,
+                    lambda size: op(f.sock, size, ancbufsize, flags))
+
+
+def read(fd: int, n: int) -> bytes:
+    """read(2) on any descriptor."""
+    f = _files.get(fd)
+    if f is None or type(fd) is not int:
+        return os.read(fd, n)
+    if f.kernel is not None:
+        return _call(f, "read", n)
+    n = operator.index(n)
+    if n < 0:
+        raise oserror(errno.EINVAL)
+    op = f.driver.read
+    return _receive(f, "read", 0, n, lambda size: op(f.sock, size))
+
+
+# -- descriptors -------------------------------------------------------------------------
+
+def close(fd: int) -> None:
+    """close(2) on any descriptor; the driver's close runs with the last reference."""
+    if type(fd) is not int:
+        fd = _c_int(fd)
+    if not descriptors.close(fd):
+        os.close(fd)
+
+
+def dup(fd: int) -> int:
+    """dup(2): the lowest free number, sharing the open description; not close-on-exec."""
+    return _dupfd(fd, 0, cloexec=False)
+
+
+def _dupfd(fd: int, lowest: int, cloexec: bool) -> int:
+    fd = _c_int(fd)
+    f = _files.get(fd)
+    if f is None:
+        cmd = _fcntl.F_DUPFD_CLOEXEC if cloexec else _fcntl.F_DUPFD
+        return _fcntl.fcntl(fd, cmd, lowest)
+    return descriptors.dup(fd, f, lowest, cloexec)
+
+
+def dup2(fd: int, fd2: int) -> int:
+    """dup2(2): ``fd2`` now names ``fd``'s description (closing what it named)."""
+    fd, fd2 = _c_int(fd), _c_int(fd2)
+    if fd == fd2:
+        os.fstat(fd)  # EBADF if not open; otherwise a no-op, as in POSIX
+        return fd2
+    return descriptors.dup2(fd, fd2, inheritable=True)
+
+
+def fcntl(fd: int, cmd: int, arg: int | bytes = 0) -> int | bytes:
+    """fcntl(2).  O_NONBLOCK lives in the open description; FD_CLOEXEC in the number."""
+    fd, cmd = _c_int(fd), _c_int(cmd)
+    f = _files.get(fd)
+    if cmd in (_fcntl.F_DUPFD, _fcntl.F_DUPFD_CLOEXEC):
+        return _dupfd(fd, _c_int(arg), cloexec=cmd == _fcntl.F_DUPFD_CLOEXEC)
+    if f is None or f.kernel is not None or cmd not in (_fcntl.F_GETFL, _fcntl.F_SETFL):
+        return _fcntl.fcntl(fd, cmd, arg)
+    if cmd == _fcntl.F_GETFL:
+        return os.O_RDWR | (os.O_NONBLOCK if f.nonblocking else 0)
+    f.nonblocking = bool(_c_int(arg) & os.O_NONBLOCK)
+    return 0
+
+
+def ioctl(fd: int, request: int, arg: int | bytes = 0) -> int | bytes:
+    """ioctl(2).  FIONBIO is the file's (the layer's); the rest go to the driver."""
+    fd, request = _c_int(fd), request & 0xFFFFFFFF
+    f = _files.get(fd)
+    if f is None:
+        return _fcntl.ioctl(fd, request, arg)
+    if f.kernel is None and request == FIONBIO:
+        if isinstance(arg, int):
+            raise oserror(errno.EFAULT)  # the kernel reads an int *pointer*
+        _buffer(arg)
+        f.nonblocking = bool(struct.unpack("@i", bytes(arg)[:4].ljust(4, b"\0"))[0])
+        return bytes(arg)
+    return _call(f, "ioctl", request, arg)
+
+
+# -- readiness ---------------------------------------------------------------------------
+
+def _poll_entries(fds: Iterable[Any]) -> list[tuple[int, int]]:
+    entries = []
+    for item in fds:
+        try:
+            fd, events = item
+        except (TypeError, ValueError):
+            raise TypeError("poll() entries must be (fd, events) pairs") from None
+        fd = fd if isinstance(fd, int) else _fileno(fd)
+        events = operator.index(events)
+        if not 0 <= events <= 0xFFFF:
+            raise OverflowError("events must be in range 0..65535")
+        entries.append((fd, events))
+    return entries
+
+
+def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int]:
+    """Wait until some entry is ready; return every entry's revents.
+
+    Virtual sockets are asked directly and wake the waiter through their Watch;
+    everything else (kernel sockets, pipes, closed numbers) is left to the kernel's
+    poll, with the waiter's eventfd in the set so a virtual event interrupts it.
+    """
+    revents = [0] * len(entries)
+    virtual: list[tuple[int, OpenSocket]] = []
+    kernel: dict[int, int] = {}
+    for index, (fd, events) in enumerate(entries):
+        if fd < 0:
+            continue
+        f = _files.get(fd)
+        if f is not None and f.kernel is None:
+            virtual.append((index, f))
+        else:
+            kernel[fd] = kernel.get(fd, 0) | events
+    kernel_ready: dict[int, int] = {}
+
+    def scan_virtual() -> bool:
+        found = False
+        for index, f in virtual:
+            bits = POLLNVAL if f.closed else (
+                f.revents() & (entries[index][1] | POLLERR | POLLHUP))
+            revents[index] = bits
+            found = found or bool(bits)
+        return found
+
+    def poll_kernel(wake_fd: int, timeout_ms: int) -> bool:
+        poller = _select.poll()
+        for fd, events in kernel.items():
+            poller.register(fd, events)
+        if wake_fd >= 0:
+            poller.register(wake_fd, POLLIN)
+        kernel_ready.clear()
+        kernel_ready.update(poller.poll(timeout_ms))
+        kernel_ready.pop(wake_fd, None)
+        return bool(kernel_ready)
+
+    if not virtual:
+        poll_kernel(-1, -1 if timeout is None else _ms(timeout))
+    else:
+        found = scan_virtual()
+        if kernel:
+            found = poll_kernel(-1, 0) or found
+        if not found and (timeout is None or timeout > 0):
+            readiness.wait([f.watch for _, f in virtual], scan_virtual, timeout,
+                           poll_kernel if kernel else None)
+            scan_virtual()
+            if kernel:
+                poll_kernel(-1, 0)
+    for index, (fd, events) in enumerate(entries):
+        if fd in kernel_ready and (fd in kernel):
+            f = _files.get(fd)
+            if f is None or f.kernel is not None:
+                revents[index] = kernel_ready[fd] & (events | POLLERR | POLLHUP | POLLNVAL)
+    return revents
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000 + 0.999))
+
+
+def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[tuple[int, int]]:
+    """poll(2) over any mix of layer and plain descriptors.
+
+    Returns ``[(fd, revents)]`` for the entries with events, in order.  A negative
+    ``fd`` is ignored and a closed one reports POLLNVAL, as the kernel does.
+    """
+    entries = _poll_entries(fds)
+    if timeout_ms is None:
+        timeout = None
+    else:
+        if not isinstance(timeout_ms, (int, float)):
+            raise TypeError("timeout must be an integer or None")
+        timeout = None if timeout_ms < 0 else timeout_ms / 1000
+    revents = _scan(entries, timeout)
+    return [(fd, bits) for (fd, _), bits in zip(entries, revents) if bits]
+
+
+_READ_SET = POLLIN | POLLHUP | POLLERR
+_WRITE_SET = POLLOUT | POLLERR
+
+
+def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
+           timeout: float | None = None) -> tuple[list, list, list]:
+    """select(2) over any mix of layer and plain descriptors, as ``select.select``."""
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a float or None")
+        if timeout < 0:
+            raise ValueError("timeout must be non-negative")
+    groups = [list(rlist), list(wlist), list(xlist)]
+    wanted = (POLLIN, POLLOUT, POLLPRI)
+    entries = []
+    for objs, events in zip(groups, wanted):
+        for obj in objs:
+            fd = _fileno(obj)
+            if fd >= FD_SETSIZE:
+                raise ValueError("filedescriptor out of range in select()")
+            entries.append((fd, events))
+    revents = _scan(entries, timeout)
+    if any(bits & POLLNVAL for bits in revents):
+        raise oserror(errno.EBADF)
+    ready: tuple[list, list, list] = ([], [], [])
+    sets = (_READ_SET, _WRITE_SET, POLLPRI)
+    index = 0
+    for group, objs in enumerate(groups):
+        for obj in objs:
+            if revents[index] & sets[group]:
+                ready[group].append(obj)
+            index += 1
+    return ready

@@ -1,0 +1,200 @@
+"""The family registry: which driver serves which address family.
+
+The Python form of Linux's ``sock_register()`` and of a unikernel's registration macro.
+Drivers in other installed packages register through the entry-point group
+``posix_socket.drivers`` (the counterpart of collecting registrations at link time):
+the entry point's name is the family (a number or an ``AF_*`` name) and its object a
+``SocketDriver`` subclass or instance.
+"""
+
+from __future__ import annotations
+
+import operator
+import socket
+import threading
+import warnings
+from typing import Callable, Iterator
+
+from .driver import SocketDriver
+
+__all__ = [
+    "register_family", "unregister_family", "registered_families", "driver_for",
+    "family_sources", "use", "presets", "add_preset", "load_entry_points",
+    "ENTRY_POINT_GROUP",
+]
+
+ENTRY_POINT_GROUP = "posix_socket.drivers"
+PRESET_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+_drivers: dict[int, SocketDriver] = {}
+_sources: dict[int, str] = {}
+_initialized: set[int] = set()  # id() of drivers whose init() ran (they stay referenced)
+_keep: list[SocketDriver] = []
+_lock = threading.RLock()
+
+
+def _family(family: object) -> int:
+    value = operator.index(family)  # TypeError for non-integers, as the stdlib
+    if not -(2**31) <= value < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    return value
+
+
+def _init_once(driver: SocketDriver) -> None:
+    if id(driver) not in _initialized:
+        driver.init()
+        _initialized.add(id(driver))
+        _keep.append(driver)
+
+
+def register_family(family: int, driver: SocketDriver, *, replace: bool = False,
+                    source: str = "register_family") -> None:
+    """Make ``driver`` serve new sockets of ``family`` (any integer).
+
+    FileExistsError if the family is taken, unless ``replace``.  ``driver.init()`` runs
+    exactly once per driver, the first time it is registered.
+    """
+    family = _family(family)
+    if not isinstance(driver, SocketDriver):
+        raise TypeError(f"driver must be a SocketDriver, not {type(driver).__name__!r}")
+    with _lock:
+        current = _drivers.get(family)
+        if current is not None and not replace and current is not driver:
+            raise FileExistsError(
+                f"address family {family} is already served by {current.name!r}")
+        _init_once(driver)
+        _drivers[family] = driver
+        _sources[family] = source
+
+
+def unregister_family(family: int) -> SocketDriver:
+    """Stop serving ``family``: new sockets get EAFNOSUPPORT, open ones keep their driver.
+
+    KeyError if nothing serves it.  Returns the driver that did.
+    """
+    family = _family(family)
+    with _lock:
+        driver = _drivers.pop(family)
+        _sources.pop(family, None)
+        return driver
+
+
+def registered_families() -> dict[int, SocketDriver]:
+    """A snapshot ``{family: driver}``."""
+    with _lock:
+        return dict(_drivers)
+
+
+def family_sources() -> dict[int, str]:
+    """Where each registration came from (preset, entry point, register_family)."""
+    with _lock:
+        return dict(_sources)
+
+
+def driver_for(family: int) -> SocketDriver | None:
+    return _drivers.get(family)
+
+
+# -- presets -----------------------------------------------------------------------------
+
+_presets: dict[str, Callable[[], dict[int, SocketDriver]]] = {}
+
+
+def add_preset(name: str, factory: Callable[[], dict[int, SocketDriver]]) -> None:
+    """Make ``use(name)`` available; ``factory`` returns ``{family: driver}``."""
+    _presets[name] = factory
+
+
+def presets() -> list[str]:
+    return sorted(_presets)
+
+
+class use:
+    """Register a preset's drivers (AF_INET, AF_INET6, AF_UNIX), replacing what is there.
+
+    Takes effect at the call.  Used as a context manager it restores, on exit, exactly
+    the registrations it replaced::
+
+        with posix_socket.use("virtual"):
+            ...
+    """
+
+    def __init__(self, name: str) -> None:
+        try:
+            factory = _presets[name]
+        except KeyError:
+            known = ", ".join(presets()) or "none"
+            raise ValueError(f"unknown preset {name!r} (known: {known})") from None
+        drivers = factory()
+        with _lock:
+            self._saved = {f: (_drivers.get(f), _sources.get(f)) for f in drivers}
+            for family, driver in drivers.items():
+                register_family(family, driver, replace=True, source=f"preset {name}")
+        self.name = name
+
+    def __enter__(self) -> use:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        with _lock:
+            for family, (driver, source) in self._saved.items():
+                if driver is None:
+                    _drivers.pop(family, None)
+                    _sources.pop(family, None)
+                else:
+                    _drivers[family] = driver
+                    _sources[family] = source or "register_family"
+
+    def __repr__(self) -> str:
+        return f"use({self.name!r})"
+
+
+# -- entry points ------------------------------------------------------------------------
+
+def _entry_points() -> Iterator[object]:
+    from importlib import metadata
+    eps = metadata.entry_points()
+    if hasattr(eps, "select"):
+        return iter(eps.select(group=ENTRY_POINT_GROUP))
+    return iter(eps.get(ENTRY_POINT_GROUP, ()))  # Python 3.10 without select on dicts
+
+
+def _family_from_name(name: str) -> int:
+    name = name.strip()
+    if name.lstrip("-").isdigit():
+        return int(name)
+    value = getattr(socket, name, None)
+    if not name.startswith("AF_") or not isinstance(value, int):
+        raise ValueError(f"entry point name {name!r} is neither a number nor an AF_* name")
+    return int(value)
+
+
+def load_entry_points() -> list[tuple[str, str]]:
+    """Register every driver advertised in the ``posix_socket.drivers`` group.
+
+    A family already taken is left alone (explicit registrations and presets win).
+    A broken entry point is reported with a warning and skipped.  Returns
+    ``[(entry point, outcome)]`` for diagnostics.
+    """
+    outcomes = []
+    for ep in _entry_points():
+        label = f"{ep.name} = {ep.value}"
+        try:
+            family = _family_from_name(ep.name)
+            obj = ep.load()
+            driver = obj() if isinstance(obj, type) else obj
+            dist = getattr(getattr(ep, "dist", None), "name", None) or ep.value
+            with _lock:
+                if family in _drivers:
+                    outcomes.append((label, "skipped: family taken"))
+                    continue
+                register_family(family, driver, source=f"entry point {dist}")
+            outcomes.append((label, "registered"))
+        except Exception as exc:
+            warnings.warn(f"posix_socket: cannot load driver entry point {label}: {exc!r}",
+                          RuntimeWarning, stacklevel=2)
+            outcomes.append((label, f"failed: {exc!r}"))
+    return outcomes
