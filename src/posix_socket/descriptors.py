@@ -27,6 +27,7 @@ from typing import Any
 
 from . import readiness
 from .driver import SocketDriver
+from .drivers.host import HostDriver
 from .errors import DriverFailure
 
 __all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "open_numbers"]
@@ -82,6 +83,7 @@ class _Adopted(OpenSocket):
 _files: dict[int, OpenSocket] = {}
 _lock = threading.RLock()
 _placeholder: socket.socket | None = None
+_HOST = HostDriver()
 
 
 def lookup(fd: int) -> OpenSocket | None:
@@ -95,10 +97,11 @@ def open_numbers() -> dict[int, OpenSocket]:
         return dict(_files)
 
 
-def adopt(fd: int, host: SocketDriver) -> OpenSocket:
-    """Wrap a kernel socket made outside the layer (the caller checked it is one)."""
+def adopt(fd: int) -> OpenSocket:
+    """Wrap a kernel socket made outside the layer (the caller checked it is one);
+    the host driver serves it."""
     sock = socket.socket(fileno=os.dup(fd))
-    return _Adopted(host, sock, sock.family, sock.type, sock.proto)
+    return _Adopted(_HOST, sock, sock.family, sock.type, sock.proto)
 
 
 def _target(f: OpenSocket) -> int:
