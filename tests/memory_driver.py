@@ -166,8 +166,10 @@ class MemoryDriver(SocketDriver):
                 del sock.inbox[:bufsize]
                 self.budget.release(len(data))
             peer = sock.peer
-        if peer is not None:
-            self.notify(peer)  # room again
+        if not flags & socket.MSG_PEEK:
+            self.notify(sock)  # maybe no longer readable
+            if peer is not None:
+                self.notify(peer)  # room again
         return data
 
     def shutdown(self, sock, how):
