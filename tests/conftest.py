@@ -1,9 +1,9 @@
 import os
 
 import pytest
+from memory_driver import AF_MEMORY, MemoryDriver
 
 import posix_socket as ps
-from memory_driver import AF_MEMORY, MemoryDriver
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class MemorySocket:
         self.wr_shut = False
         self.connected = False
         self.closed = False
+        self.error = 0  # pending error (ECONNRESET), reported once, as sk_err
 
 
 class MemoryDriver(SocketDriver):
@@ -95,17 +96,18 @@ class MemoryDriver(SocketDriver):
     def connect(self, sock, addr):
         if not isinstance(addr, str):
             raise TypeError(f"memory address must be str, not {type(addr).__name__}")
-        with self.lock:
+        with self.lock:  # Linux looks at the listener first, then at this socket
+            listener = self.names.get(addr)
+            if listener is None or listener.backlog is None or listener.rd_shut:
+                raise oserror(errno.ECONNREFUSED)
+            if len(listener.backlog) >= listener.max_backlog:
+                raise oserror(errno.EAGAIN)
             if sock.connected:
                 raise oserror(errno.EISCONN)
             if sock.backlog is not None:
                 raise oserror(errno.EINVAL)
-            listener = self.names.get(addr)
-            if listener is None or listener.backlog is None:
-                raise oserror(errno.ECONNREFUSED)
-            if len(listener.backlog) >= listener.max_backlog:
-                raise oserror(errno.EAGAIN)
             server_side = MemorySocket(self.capacity)
+            server_side.name = listener.name  # an accepted socket has the listener's name
             self._join(sock, server_side)
             listener.backlog.append(server_side)
         self.notify(sock)
@@ -119,7 +121,7 @@ class MemoryDriver(SocketDriver):
                 raise oserror(errno.EAGAIN)
             new = sock.backlog.pop(0)
         self.notify(sock)
-        return new, ""
+        return new, new.peer.name or ""
 
     def getsockname(self, sock):
         return sock.name or ""
@@ -127,11 +129,15 @@ class MemoryDriver(SocketDriver):
     def getpeername(self, sock):
         if not sock.connected:
             raise oserror(errno.ENOTCONN)
-        return ""
+        return sock.peer.name or ""
 
     def getsockopt(self, sock, level, optname, buflen):
         if level == socket.SOL_SOCKET and optname == socket.SO_ERROR:
-            return 0
+            with self.lock:
+                error, sock.error = sock.error, 0
+            if error:
+                self.notify(sock)
+            return error
         raise oserror(errno.ENOPROTOOPT)
 
     def setsockopt(self, sock, level, optname, value):
@@ -139,7 +145,7 @@ class MemoryDriver(SocketDriver):
 
     def send(self, sock, data, flags):
         with self.lock:
-            if sock.backlog is not None or (not sock.connected and not sock.wr_shut):
+            if not sock.connected:
                 raise oserror(errno.ENOTCONN)
             peer = sock.peer
             if sock.wr_shut or peer is None or peer.closed or peer.shut_rd_called:
@@ -150,13 +156,19 @@ class MemoryDriver(SocketDriver):
             chunk = bytes(memoryview(data)[:room])
             self.budget.charge(len(chunk))
             peer.inbox += chunk
+            filled = len(peer.inbox) >= peer.capacity
         self.notify(peer)
+        if filled:
+            self.notify(sock)  # no longer writable
         return len(chunk)
 
     def recv(self, sock, bufsize, flags):
         with self.lock:
-            if sock.backlog is not None or (not sock.connected and not sock.rd_shut):
-                raise oserror(errno.EINVAL if sock.backlog is not None else errno.ENOTCONN)
+            if not sock.connected:
+                raise oserror(errno.EINVAL)
+            if not sock.inbox and sock.error:
+                error, sock.error = sock.error, 0
+                raise oserror(error)
             if not sock.inbox:
                 if sock.rd_shut or bufsize == 0:
                     return b""
@@ -173,9 +185,7 @@ class MemoryDriver(SocketDriver):
         return data
 
     def shutdown(self, sock, how):
-        with self.lock:
-            if not sock.connected:
-                raise oserror(errno.ENOTCONN)
+        with self.lock:  # AF_UNIX shuts down unconnected sockets too
             peer = sock.peer
             if how in (socket.SHUT_RD, socket.SHUT_RDWR):
                 sock.shut_rd_called = True
@@ -193,8 +203,8 @@ class MemoryDriver(SocketDriver):
             if sock.backlog is not None:
                 return POLLIN if sock.backlog else 0
             if not sock.connected:
-                return POLLOUT | POLLHUP
-            mask = 0
+                return POLLOUT | POLLHUP | (POLLIN | POLLRDHUP if sock.rd_shut else 0)
+            mask = POLLERR if sock.error else 0
             if sock.inbox or sock.rd_shut:
                 mask |= POLLIN
             if sock.rd_shut:
@@ -202,8 +212,8 @@ class MemoryDriver(SocketDriver):
             if sock.rd_shut and sock.wr_shut:
                 mask |= POLLHUP
             peer = sock.peer
-            if (sock.wr_shut or peer is None or peer.closed
-                    or len(peer.inbox) < peer.capacity):
+            if (sock.wr_shut or peer is None or peer.closed or peer.shut_rd_called
+                    or len(peer.inbox) < peer.capacity):  # a send would not block
                 mask |= POLLOUT
             return mask
 
@@ -213,11 +223,16 @@ class MemoryDriver(SocketDriver):
             if sock.name is not None and self.names.get(sock.name) is sock:
                 del self.names[sock.name]
             pending = sock.backlog or []
+            for orphan in pending:  # never accepted: their clients are reset, as on Linux
+                orphan.peer.error = errno.ECONNRESET
             sock.backlog = None
+            unread = bool(sock.inbox)
             self.budget.release(len(sock.inbox))
             sock.inbox.clear()
             peer = sock.peer
             if peer is not None:
+                if unread:
+                    peer.error = errno.ECONNRESET
                 peer.rd_shut = True
                 peer.wr_shut = True
         for orphan in pending:

@@ -59,7 +59,12 @@ class OpenSocket:
             self.watch = readiness.watch(sock, self.revents)
 
     def revents(self) -> int:
-        return self.driver.poll(self.sock)
+        try:
+            return self.driver.poll(self.sock)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise DriverFailure(self.driver.name, "poll", exc) from exc
 
     def __repr__(self) -> str:
         kind = "kernel" if self.kernel is not None else "virtual"
@@ -125,13 +130,22 @@ def install(f: OpenSocket, *, cloexec: bool, watched: bool = True, lowest: int =
     ``watched`` says the number leaves the layer and may be handed to the kernel's
     pollers, so a virtual socket needs its mirror armed.
     """
-    if watched and f.kernel is None and f.watch.mirror is None:
-        arm(f)
     cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+    # The number first, the mirror after: the number must be the lowest free one, and a
+    # mirror that cannot be completed (EMFILE) must not outlive the failed call.
     with _lock:
         fd = fcntl.fcntl(_target(f), cmd, lowest)
         _files[fd] = f
         f.numbers.add(fd)
+    if watched and f.kernel is None and f.watch.mirror is None:
+        try:
+            arm(f)
+        except BaseException:
+            with _lock:
+                _files.pop(fd, None)
+                f.numbers.discard(fd)
+                os.close(fd)
+            raise
     return fd
 
 

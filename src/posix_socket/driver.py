@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import errno
 import threading
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from . import readiness
 from .errors import oserror

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl as _fcntl
+import math
 import operator
 import os
 import select as _select
@@ -19,7 +20,8 @@ import socket as _socket
 import stat
 import struct
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from . import descriptors, options, readiness, registry
 from .descriptors import OpenSocket
@@ -36,6 +38,7 @@ SOCK_NONBLOCK = _socket.SOCK_NONBLOCK
 SOCK_CLOEXEC = _socket.SOCK_CLOEXEC
 SOCK_STREAM = _socket.SOCK_STREAM
 _SOCK_TYPE_MASK = 0xF
+_SOCK_MAX = 11  # Linux refuses types from here up in every family (SOCK_PACKET + 1)
 MSG_DONTWAIT = _socket.MSG_DONTWAIT
 MSG_WAITALL = _socket.MSG_WAITALL
 MSG_PEEK = _socket.MSG_PEEK
@@ -43,6 +46,7 @@ POLLIN, POLLOUT, POLLPRI = _select.POLLIN, _select.POLLOUT, _select.POLLPRI
 POLLERR, POLLHUP, POLLNVAL = _select.POLLERR, _select.POLLHUP, _select.POLLNVAL
 FIONBIO = 0x5421
 FD_SETSIZE = 1024
+_SOCKLEN_T_LIMIT = 2**31 - 1  # the stdlib's cap on recvmsg's ancbufsize
 
 # Exceptions a driver may raise on purpose; anything else is a driver bug (EIO).
 _EXPECTED = (OSError, TypeError, ValueError, OverflowError)
@@ -71,6 +75,8 @@ def _buffer(data: object) -> None:
 
 def _size(value: object, message: str) -> int:
     size = operator.index(value)
+    if not -(2**63) <= size < 2**63:
+        raise OverflowError("Python int too large to convert to C ssize_t")
     if size < 0:
         raise ValueError(message)
     return size
@@ -191,7 +197,9 @@ def _gather(f: OpenSocket, op: str, flags: int, bufsize: int,
     deadline = _deadline(f.rcvtimeo)
     while 0 < got < bufsize and chunks[-1]:
         try:
-            more = _retry(f, POLLIN, _remaining(deadline), op, lambda: attempt(bufsize - got))
+            want = bufsize - got
+            more = _retry(f, POLLIN, _remaining(deadline), op,
+                          lambda want=want: attempt(want))
         except OSError:
             break
         chunk = more if single else more[0]
@@ -241,7 +249,8 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
 
 def _check_type(type: object) -> tuple[int, bool, bool]:
     kind = _c_int(type)
-    if kind & ~(_SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC):
+    if kind & ~(_SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC) or (
+            (kind & _SOCK_TYPE_MASK) >= _SOCK_MAX):
         raise oserror(errno.EINVAL)
     return kind & _SOCK_TYPE_MASK, bool(kind & SOCK_NONBLOCK), bool(kind & SOCK_CLOEXEC)
 
@@ -269,6 +278,8 @@ def _open(driver, sock: Any, family: int, type: int, proto: int, nonblocking: bo
     except BaseException:
         if f.watch is not None:
             readiness.unwatch(sock)
+            if f.watch.mirror is not None:  # armed, then its first show() failed
+                f.watch.mirror.close()
         _discard(driver, sock)
         raise
     if nonblocking and f.kernel is not None:
@@ -374,17 +385,30 @@ def listen(fd: int, backlog: int) -> None:
 def connect(fd: int, addr: Any) -> None:
     """connect(2).  Blocking connects on virtual sockets wait for the driver's verdict."""
     f = _get(fd)
-    try:
-        _call(f, "connect", addr)
-        return
-    except BlockingIOError as exc:
-        if f.kernel is not None or f.nonblocking:
-            raise
-        in_progress = exc.errno == errno.EINPROGRESS
-    if not in_progress:  # e.g. a full backlog: try again once there is room
-        _retry(f, POLLOUT, f.sndtimeo, "connect", lambda: f.driver.connect(f.sock, addr))
-        return
-    if not _wait(f, POLLOUT, f.sndtimeo):
+    deadline = _deadline(f.sndtimeo)
+    pause = _BACKLOG_PAUSE
+    while True:
+        try:
+            _call(f, "connect", addr)
+            return
+        except BlockingIOError as exc:
+            if f.kernel is not None or f.nonblocking:
+                raise
+            if exc.errno == errno.EINPROGRESS:
+                break
+        # A full backlog (EAGAIN).  Room appears on the listener, which only the driver
+        # can name, and an unconnected socket is already writable, so no readiness of
+        # ``f`` tells when to try again: back off instead of spinning.  Close still
+        # wakes the nap at once, signals interrupt it, SO_SNDTIMEO ends it with EAGAIN.
+        remaining = _remaining(deadline)
+        if remaining is not None and remaining <= 0:
+            raise oserror(errno.EAGAIN)
+        readiness.wait((f.watch,), lambda: f.closed,
+                       pause if remaining is None else min(pause, remaining))
+        if f.closed:
+            raise oserror(errno.EBADF)
+        pause = min(pause * 2, _BACKLOG_PAUSE_MAX)
+    if not _wait(f, POLLOUT, _remaining(deadline)):
         raise oserror(errno.EINPROGRESS)
     if f.closed:
         raise oserror(errno.EBADF)
@@ -393,11 +417,16 @@ def connect(fd: int, addr: Any) -> None:
         raise oserror(error)
 
 
+_BACKLOG_PAUSE = 0.001  # seconds: first retry of a connect into a full backlog
+_BACKLOG_PAUSE_MAX = 0.02
+
+
 def shutdown(fd: int, how: int) -> None:
+    f = _get(fd)  # Linux looks the descriptor up first: EBADF/ENOTSOCK before EINVAL
     how = _c_int(how)
     if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
         raise oserror(errno.EINVAL)
-    _call(_get(fd), "shutdown", how)
+    _call(f, "shutdown", how)
 
 
 def getsockname(fd: int) -> Any:
@@ -573,6 +602,8 @@ def recvmsg(fd: int, bufsize: int, ancbufsize: int = 0,
         return _call(f, "recvmsg", bufsize, ancbufsize, flags)
     bufsize = _size(bufsize, "negative buffer size in recvmsg()")
     ancbufsize = _size(ancbufsize, "invalid ancillary data buffer length")
+    if ancbufsize > _SOCKLEN_T_LIMIT:
+        raise ValueError("invalid ancillary data buffer length")
     flags = _c_int(flags)
     op = f.driver.recvmsg
     return _receive(f, "recvmsg", flags, bufsize,
@@ -642,7 +673,7 @@ def fcntl(fd: int, cmd: int, arg: int | bytes = 0) -> int | bytes:
 
 def ioctl(fd: int, request: int, arg: int | bytes = 0) -> int | bytes:
     """ioctl(2).  FIONBIO is the file's (the layer's); the rest go to the driver."""
-    fd, request = _c_int(fd), request & 0xFFFFFFFF
+    fd, request = _c_int(fd), operator.index(request) & 0xFFFFFFFF
     f = _files.get(fd)
     if f is None:
         return _fcntl.ioctl(fd, request, arg)
@@ -665,9 +696,12 @@ def _poll_entries(fds: Iterable[Any]) -> list[tuple[int, int]]:
         except (TypeError, ValueError):
             raise TypeError("poll() entries must be (fd, events) pairs") from None
         fd = fd if isinstance(fd, int) else _fileno(fd)
-        events = operator.index(events)
-        if not 0 <= events <= 0xFFFF:
-            raise OverflowError("events must be in range 0..65535")
+        if not isinstance(events, int):  # as select.poll's unsigned short converter
+            raise TypeError("an integer is required")
+        if events < 0:
+            raise ValueError("value must be positive")
+        if events > 0xFFFF:
+            raise OverflowError("Python int too large for C unsigned short")
         entries.append((fd, events))
     return entries
 
@@ -733,7 +767,20 @@ def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int
 
 
 def _ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000 + 0.999))
+    # poll(2) takes a C int; longer waits are cut to ~24 days (select(2) allows more).
+    return min(max(0, int(seconds * 1000 + 0.999)), 2**31 - 1)
+
+
+def _check_timeout(value: int | float, scale: int) -> None:
+    """The stdlib's errors for a timeout of ``value`` * 10**-``scale`` seconds that no
+    C timeout holds (NaN, infinities, beyond 2**63 nanoseconds)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("Invalid value NaN (not a number)")
+        if not abs(value) * 10 ** (9 - scale) < 2**63:
+            raise OverflowError("timestamp out of range for platform time_t")
+    elif not abs(value) * 10 ** (9 - scale) < 2**63:
+        raise OverflowError("timestamp too large to convert to C _PyTime_t")
 
 
 def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[tuple[int, int]]:
@@ -748,9 +795,12 @@ def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[
     else:
         if not isinstance(timeout_ms, (int, float)):
             raise TypeError("timeout must be an integer or None")
+        _check_timeout(timeout_ms, 3)
+        if not -(2**31) <= math.ceil(timeout_ms) < 2**31:
+            raise OverflowError("timeout is too large")
         timeout = None if timeout_ms < 0 else timeout_ms / 1000
     revents = _scan(entries, timeout)
-    return [(fd, bits) for (fd, _), bits in zip(entries, revents) if bits]
+    return [(fd, bits) for (fd, _), bits in zip(entries, revents, strict=True) if bits]
 
 
 _READ_SET = POLLIN | POLLHUP | POLLERR
@@ -763,12 +813,16 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
     if timeout is not None:
         if not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a float or None")
+        _check_timeout(timeout, 0)
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
-    groups = [list(rlist), list(wlist), list(xlist)]
+    try:
+        groups = [list(rlist), list(wlist), list(xlist)]
+    except TypeError:
+        raise TypeError("arguments 1-3 must be sequences") from None
     wanted = (POLLIN, POLLOUT, POLLPRI)
     entries = []
-    for objs, events in zip(groups, wanted):
+    for objs, events in zip(groups, wanted, strict=True):
         for obj in objs:
             fd = _fileno(obj)
             if fd >= FD_SETSIZE:

@@ -19,7 +19,7 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Watch", "Mirror", "Waiter", "changed", "watch", "unwatch", "wait"]
 
@@ -179,6 +179,11 @@ def unwatch(sock: object) -> None:
     _watches.pop(id(sock), None)
 
 
+# One nap at most, in seconds: lock and poll(2) timeouts overflow long before the
+# timeouts Linux accepts (SO_RCVTIMEO takes any tv_sec).
+_LONGEST_NAP = 24 * 3600.0
+
+
 def wait(watches: Iterable[Watch], ready: Callable[[], bool], timeout: float | None,
          kernel_poll: Callable[[int], bool] | None = None) -> bool:
     """Block until ``ready()`` is true; False when ``timeout`` (seconds) runs out first.
@@ -202,8 +207,10 @@ def wait(watches: Iterable[Watch], ready: Callable[[], bool], timeout: float | N
             if ready():
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
+            if remaining is not None:
+                if remaining <= 0:
+                    return False
+                remaining = min(remaining, _LONGEST_NAP)  # the loop waits out the rest
             if kernel_poll is None:
                 waiter.wait(remaining)
             else:

@@ -13,7 +13,7 @@ import operator
 import socket
 import threading
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .driver import SocketDriver
 

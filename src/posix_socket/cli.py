@@ -1,0 +1,96 @@
+"""The ``posix-socket`` command (also ``python -m posix_socket``)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from . import bench, registry
+
+__all__ = ["main"]
+
+
+def family_name(family: int) -> str:
+    try:
+        return socket.AddressFamily(family).name
+    except ValueError:
+        return "-"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines)
+
+
+def families(_args: argparse.Namespace) -> int:
+    drivers = registry.registered_families()
+    sources = registry.family_sources()
+    rows = [[str(family), family_name(family), drivers[family].name,
+             sources.get(family, "-")] for family in sorted(drivers)]
+    print(_table(["family", "name", "driver", "registered by"], rows))
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    def progress(message: str) -> None:
+        print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+
+    rows = bench.ROWS
+    if args.only:
+        rows = [row for row in rows if args.only.lower() in row.name.lower()]
+        if not rows:
+            print(f"no benchmark row matches {args.only!r}", file=sys.stderr)
+            return 2
+    results = []
+    for result in bench.run(rows, rounds=args.rounds, scale=args.scale, progress=progress):
+        results.append(result)
+    print("\r\033[K", end="", file=sys.stderr, flush=True)
+    table = []
+    for r in results:
+        verdict = {True: "met", False: "MISSED", None: "-"}[r.met]
+        table.append([r.row.name, f"{_duration(r.layer)}/{r.row.unit}",
+                      f"{_duration(r.stdlib)}/{r.row.unit}", f"{r.ratio:.2f}x",
+                      r.row.goal, verdict])
+    print(_table(["row", "layer", "stdlib", "ratio", "goal", ""], table))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posix-socket",
+        description="A POSIX socket layer with pluggable drivers per address family.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands.add_parser(
+        "families", help="list the registered address families and their drivers"
+    ).set_defaults(handler=families)
+    bench_parser = commands.add_parser(
+        "bench", help="time the layer against the stdlib, same work, same run")
+    bench_parser.add_argument("--rounds", type=int, default=7,
+                              help="interleaved rounds per row; the best counts (default 7)")
+    bench_parser.add_argument("--scale", type=float, default=1.0,
+                              help="multiply every row's iterations (e.g. 0.1 for a quick look)")
+    bench_parser.add_argument("--only", metavar="TEXT", help="run rows whose name contains TEXT")
+    bench_parser.set_defaults(handler=run_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The ``posix-socket`` command and the README's example."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+from posix_socket import cli
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_families_lists_the_host_preset(capsys):
+    assert cli.main(["families"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["family", "name", "driver", "registered", "by"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    for number, name in (("1", "AF_UNIX"), ("2", "AF_INET"), ("10", "AF_INET6")):
+        assert rows[number][1:5] == [name, "host", "preset", "host"]
+
+
+def test_families_shows_a_new_family_number_and_where_it_came_from(capsys, memory):
+    assert cli.main(["families"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("250 "))
+    assert row.split() == ["250", "-", "memory", "register_family"]
+
+
+def test_python_dash_m_is_the_same_command():
+    via_module = subprocess.run([sys.executable, "-m", "posix_socket", "families"],
+                                capture_output=True, text=True, check=True)
+    in_process = subprocess.run(
+        [sys.executable, "-c", "import sys, posix_socket.cli as c; sys.exit(c.main())",
+         "families"], capture_output=True, text=True, check=True)
+    assert via_module.stdout == in_process.stdout
+    assert "AF_INET6" in via_module.stdout
+
+
+def test_bench_prints_a_row_with_both_timings_and_the_ratio(capsys):
+    assert cli.main(["bench", "--rounds", "1", "--scale", "0.005"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("host 1-byte"))
+    assert re.search(r"µs/round trip .* µs/round trip +\d+\.\d\dx +<= 1\.15x", row)
+
+
+def test_bench_rejects_an_unknown_row(capsys):
+    assert cli.main(["bench", "--only", "no such row"]) == 2
+    assert "no such row" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    try:
+        cli.main(["frobnicate"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("argparse accepted an unknown command")
+
+
+def test_readme_example_runs_and_prints_what_it_says():
+    text = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b'hello'\n"
