@@ -327,15 +327,24 @@ def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
         raise
     except Exception as exc:
         raise DriverFailure(driver.name, "socketpair", exc) from exc
+    # Both numbers first, then the readiness mirrors: like Linux, the pair gets the two
+    # lowest free numbers.
     try:
-        fd1 = _open(driver, first, family, kind, proto, nonblocking, cloexec)
+        fd1 = _open(driver, first, family, kind, proto, nonblocking, cloexec, watched=False)
     except BaseException:
         _discard(driver, second)
         raise
     try:
-        fd2 = _open(driver, second, family, kind, proto, nonblocking, cloexec)
+        fd2 = _open(driver, second, family, kind, proto, nonblocking, cloexec, watched=False)
     except BaseException:
         close(fd1)
+        raise
+    try:
+        descriptors.arm(_files[fd1])
+        descriptors.arm(_files[fd2])
+    except BaseException:
+        close(fd1)
+        close(fd2)
         raise
     return fd1, fd2
 
@@ -618,6 +627,8 @@ def read(fd: int, n: int) -> bytes:
     if f.kernel is not None:
         return _call(f, "read", n)
     n = operator.index(n)
+    if not -(2**63) <= n < 2**63:
+        raise OverflowError("Python int too large to convert to C ssize_t")
     if n < 0:
         raise oserror(errno.EINVAL)
     op = f.driver.read
@@ -636,6 +647,8 @@ def close(fd: int) -> None:
 
 def dup(fd: int) -> int:
     """dup(2): the lowest free number, sharing the open description; not close-on-exec."""
+    if _c_int(fd) < 0:
+        raise oserror(errno.EBADF)  # as os.dup (fcntl.fcntl says ValueError instead)
     return _dupfd(fd, 0, cloexec=False)
 
 
