@@ -109,13 +109,7 @@ def adopt(fd: int) -> OpenSocket:
     return _Adopted(_HOST, sock, sock.family, sock.type, sock.proto)
 
 
-def _target(f: OpenSocket) -> int:
-    """The kernel descriptor new numbers for ``f`` duplicate."""
-    if f.kernel is not None:
-        return f.kernel
-    mirror = f.watch.mirror if f.watch is not None else None
-    if mirror is not None:
-        return mirror.outer.fileno()
+def _placeholder_fd() -> int:
     global _placeholder
     if _placeholder is None:
         with _lock:
@@ -124,17 +118,32 @@ def _target(f: OpenSocket) -> int:
     return _placeholder.fileno()
 
 
-def install(f: OpenSocket, *, cloexec: bool, watched: bool = True, lowest: int = 0) -> int:
-    """Give ``f`` a descriptor number (its first or another one) and return it.
+def reserve(cloexec: bool) -> int:
+    """Take the lowest free number for a socket about to be made or accepted.
+
+    Like Linux, the number is taken before the driver runs: a call that cannot have
+    one (EMFILE) fails before anything happens (an accept leaves the connection
+    queued), and the number is the lowest free one even though a kernel driver's own
+    socket takes a descriptor too.  Until ``install`` it names the placeholder.
+    """
+    cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+    return fcntl.fcntl(_placeholder_fd(), cmd, 0)
+
+
+def unreserve(fd: int) -> None:
+    """Give back a reserved number that was never installed."""
+    os.close(fd)
+
+
+def install(f: OpenSocket, fd: int, *, watched: bool = True) -> None:
+    """Make the reserved number ``fd`` name ``f``.
 
     ``watched`` says the number leaves the layer and may be handed to the kernel's
     pollers, so a virtual socket needs its mirror armed.
     """
-    cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
-    # The number first, the mirror after: the number must be the lowest free one, and a
-    # mirror that cannot be completed (EMFILE) must not outlive the failed call.
+    if f.kernel is not None:
+        os.dup2(f.kernel, fd, inheritable=os.get_inheritable(fd))
     with _lock:
-        fd = fcntl.fcntl(_target(f), cmd, lowest)
         _files[fd] = f
         f.numbers.add(fd)
     if watched and f.kernel is None and f.watch.mirror is None:
@@ -144,9 +153,7 @@ def install(f: OpenSocket, *, cloexec: bool, watched: bool = True, lowest: int =
             with _lock:
                 _files.pop(fd, None)
                 f.numbers.discard(fd)
-                os.close(fd)
             raise
-    return fd
 
 
 def arm(f: OpenSocket) -> None:

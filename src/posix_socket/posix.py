@@ -262,9 +262,13 @@ def _driver(family: int):
     return driver
 
 
-def _open(driver, sock: Any, family: int, type: int, proto: int, nonblocking: bool,
-          cloexec: bool, watched: bool = True) -> int:
-    """Wrap a new driver socket in a description with its first number."""
+def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
+          nonblocking: bool, watched: bool = True) -> None:
+    """Wrap a new driver socket in a description named by the reserved number ``fd``.
+
+    On failure the driver's socket is closed; the number stays reserved for the caller
+    to give back.
+    """
     try:
         f = OpenSocket(driver, sock, family, type, proto, nonblocking)
     except _EXPECTED:
@@ -274,7 +278,9 @@ def _open(driver, sock: Any, family: int, type: int, proto: int, nonblocking: bo
         _discard(driver, sock)
         raise DriverFailure(driver.name, "fileno", exc) from exc
     try:
-        fd = descriptors.install(f, cloexec=cloexec, watched=watched)
+        if nonblocking and f.kernel is not None:
+            _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
+        descriptors.install(f, fd, watched=watched)
     except BaseException:
         if f.watch is not None:
             readiness.unwatch(sock)
@@ -282,9 +288,6 @@ def _open(driver, sock: Any, family: int, type: int, proto: int, nonblocking: bo
                 f.watch.mirror.close()
         _discard(driver, sock)
         raise
-    if nonblocking and f.kernel is not None:
-        _set_kernel_nonblocking(fd, True)
-    return fd
 
 
 def _discard(driver, sock: Any) -> None:
@@ -305,52 +308,67 @@ def socket(family: int, type: int, proto: int = 0) -> int:
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
     driver = _driver(family)
+    fd = descriptors.reserve(cloexec)
     try:
-        sock = driver.create(family, kind, proto)
-    except _EXPECTED:
+        try:
+            sock = driver.create(family, kind, proto)
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise DriverFailure(driver.name, "create", exc) from exc
+        _open(driver, sock, fd, family, kind, proto, nonblocking)
+    except BaseException:
+        descriptors.unreserve(fd)
         raise
-    except Exception as exc:
-        raise DriverFailure(driver.name, "create", exc) from exc
-    return _open(driver, sock, family, kind, proto, nonblocking, cloexec)
+    return fd
 
 
 def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
-    """socketpair(2): two connected sockets."""
+    """socketpair(2): two connected sockets, on the two lowest free numbers."""
     family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
     driver = _driver(family)
+    fd1 = descriptors.reserve(cloexec)
     try:
-        pair = driver.socketpair(family, kind, proto)
-        first, second = pair
-    except _EXPECTED:
-        raise
-    except Exception as exc:
-        raise DriverFailure(driver.name, "socketpair", exc) from exc
-    # Both numbers first, then the readiness mirrors: like Linux, the pair gets the two
-    # lowest free numbers.
-    try:
-        fd1 = _open(driver, first, family, kind, proto, nonblocking, cloexec, watched=False)
+        fd2 = descriptors.reserve(cloexec)
     except BaseException:
-        _discard(driver, second)
+        descriptors.unreserve(fd1)
         raise
+    opened: list[int] = []
     try:
-        fd2 = _open(driver, second, family, kind, proto, nonblocking, cloexec, watched=False)
-    except BaseException:
-        close(fd1)
-        raise
-    try:
+        try:
+            first, second = driver.socketpair(family, kind, proto)
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise DriverFailure(driver.name, "socketpair", exc) from exc
+        try:
+            _open(driver, first, fd1, family, kind, proto, nonblocking, watched=False)
+        except BaseException:
+            _discard(driver, second)
+            raise
+        opened.append(fd1)
+        _open(driver, second, fd2, family, kind, proto, nonblocking, watched=False)
+        opened.append(fd2)
         descriptors.arm(_files[fd1])
         descriptors.arm(_files[fd2])
     except BaseException:
-        close(fd1)
-        close(fd2)
+        for fd in (fd1, fd2):
+            if fd in opened:
+                close(fd)
+            else:
+                descriptors.unreserve(fd)
         raise
     return fd1, fd2
 
 
 def accept4(fd: int, flags: int) -> tuple[int, Any]:
-    """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL."""
+    """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL.
+
+    The new number is taken before waiting, as Linux does: without one (EMFILE) the
+    connection stays queued.
+    """
     flags = _c_int(flags)
     if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
         raise oserror(errno.EINVAL)
@@ -358,21 +376,24 @@ def accept4(fd: int, flags: int) -> tuple[int, Any]:
     driver = f.driver
 
     def attempt() -> tuple[Any, Any]:
-        sock, addr = driver.accept(f.sock, flags)
-        return sock, addr
+        return driver.accept(f.sock, flags)
 
+    new = descriptors.reserve(bool(flags & SOCK_CLOEXEC))
     try:
-        sock, addr = attempt()
-    except BlockingIOError:
-        if f.kernel is not None or f.nonblocking:
+        try:
+            sock, addr = attempt()
+        except BlockingIOError:
+            if f.kernel is not None or f.nonblocking:
+                raise
+            sock, addr = _retry(f, POLLIN, f.rcvtimeo, "accept", attempt)
+        except _EXPECTED:
             raise
-        sock, addr = _retry(f, POLLIN, f.rcvtimeo, "accept", attempt)
-    except _EXPECTED:
+        except Exception as exc:
+            raise _failure(f, "accept", exc) from exc
+        _open(driver, sock, new, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK))
+    except BaseException:
+        descriptors.unreserve(new)
         raise
-    except Exception as exc:
-        raise _failure(f, "accept", exc) from exc
-    new = _open(driver, sock, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK),
-                bool(flags & SOCK_CLOEXEC))
     return new, addr
 
 
