@@ -37,12 +37,15 @@ class OpenSocket:
     """An open socket description (Linux's ``struct file`` for a socket)."""
 
     __slots__ = ("driver", "sock", "family", "type", "proto", "kernel", "nonblocking",
-                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch")
+                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch", "send", "recv")
 
     def __init__(self, driver: SocketDriver, sock: Any, family: int, type: int, proto: int,
                  nonblocking: bool = False) -> None:
         self.driver = driver
         self.sock = sock
+        # The hottest ops, looked up once: every send and recv starts here.
+        self.send = driver.send
+        self.recv = driver.recv
         self.family = family
         self.type = type
         self.proto = proto

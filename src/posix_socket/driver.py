@@ -22,6 +22,7 @@ recv -> recvfrom -> recvmsg.
 from __future__ import annotations
 
 import errno
+import select
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -35,6 +36,8 @@ Address = Any
 AncData = Sequence[tuple[int, int, bytes]]
 
 DEFAULT_BUDGET = 64 * 1024 * 1024
+# Linux's DEFAULT_POLLMASK: what a file that cannot tell reports.
+DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
 
 
 class Budget:
@@ -179,8 +182,12 @@ class SocketDriver:
         raise _unsupported()
 
     def poll(self, sock: Any) -> int:
-        """Current readiness as poll(2) revents (POLLIN, POLLOUT, POLLERR, POLLHUP, ...)."""
-        raise _unsupported()
+        """Current readiness as poll(2) revents (POLLIN, POLLOUT, POLLERR, POLLHUP, ...).
+
+        Without it a socket is always ready, as Linux treats a file without a poll
+        method; such a driver's ops should then never raise BlockingIOError.
+        """
+        return DEFAULT_POLLMASK
 
     def close(self, sock: Any) -> None:
         """Release the socket; called once, when its last descriptor is closed."""

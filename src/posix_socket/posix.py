@@ -500,19 +500,27 @@ def setsockopt(fd: int, level: int, optname: int, value: int | bytes) -> None:
 
 def send(fd: int, data: bytes, flags: int = 0) -> int:
     """send(2)."""
-    f = _files.get(fd)
-    if f is None or type(fd) is not int:
+    try:
+        f = _files[fd]  # the hot path: one subscript, then one driver call
+    except (KeyError, TypeError):
+        f = _foreign(fd)
+    if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
     if f.kernel is not None:
         try:
-            return f.driver.send(f.sock, data, flags)
+            return f.send(f.sock, data, flags)
         except _EXPECTED:
             raise
         except Exception as exc:
             raise _failure(f, "send", exc) from exc
+    return _send_virtual(f, data, flags)
+
+
+def _send_virtual(f: OpenSocket, data: bytes, flags: int) -> int:
+    # Apart from send() so that its closure does not slow the kernel path down.
     _buffer(data)
     flags = _c_int(flags)
-    op = f.driver.send
+    op = f.send
     return _transmit(f, "send", flags, len(memoryview(data)),
                      lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data, flags))
 
@@ -597,19 +605,27 @@ def write(fd: int, data: bytes) -> int:
 
 def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
     """recv(2)."""
-    f = _files.get(fd)
-    if f is None or type(fd) is not int:
+    try:
+        f = _files[fd]  # the hot path: one subscript, then one driver call
+    except (KeyError, TypeError):
+        f = _foreign(fd)
+    if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
     if f.kernel is not None:
         try:
-            return f.driver.recv(f.sock, bufsize, flags)
+            return f.recv(f.sock, bufsize, flags)
         except _EXPECTED:
             raise
         except Exception as exc:
             raise _failure(f, "recv", exc) from exc
+    return _recv_virtual(f, bufsize, flags)
+
+
+def _recv_virtual(f: OpenSocket, bufsize: int, flags: int) -> bytes:
+    # Apart from recv() so that its closure does not slow the kernel path down.
     bufsize = _size(bufsize, "negative buffersize in recv")
     flags = _c_int(flags)
-    op = f.driver.recv
+    op = f.recv
     return _receive(f, "recv", flags, bufsize, lambda size: op(f.sock, size, flags))
 
 

@@ -13,6 +13,7 @@ import operator
 import socket
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 
 from .driver import SocketDriver
@@ -28,8 +29,8 @@ PRESET_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 _drivers: dict[int, SocketDriver] = {}
 _sources: dict[int, str] = {}
-_initialized: set[int] = set()  # id() of drivers whose init() ran (they stay referenced)
-_keep: list[SocketDriver] = []
+# Drivers whose init() ran, by identity (a driver need not be hashable), held weakly.
+_initialized: dict[int, weakref.ref[SocketDriver]] = {}
 _lock = threading.RLock()
 
 
@@ -41,10 +42,17 @@ def _family(family: object) -> int:
 
 
 def _init_once(driver: SocketDriver) -> None:
-    if id(driver) not in _initialized:
-        driver.init()
-        _initialized.add(id(driver))
-        _keep.append(driver)
+    key = id(driver)
+    ref = _initialized.get(key)
+    if ref is not None and ref() is driver:
+        return
+    driver.init()
+
+    def forget(dead: weakref.ref[SocketDriver]) -> None:
+        if _initialized.get(key) is dead:
+            del _initialized[key]
+
+    _initialized[key] = weakref.ref(driver, forget)
 
 
 def register_family(family: int, driver: SocketDriver, *, replace: bool = False,
@@ -184,6 +192,9 @@ def load_entry_points() -> list[tuple[str, str]]:
         label = f"{ep.name} = {ep.value}"
         try:
             family = _family_from_name(ep.name)
+            if family in _drivers:  # checked first: a skipped driver is not even built
+                outcomes.append((label, "skipped: family taken"))
+                continue
             obj = ep.load()
             driver = obj() if isinstance(obj, type) else obj
             dist = getattr(getattr(ep, "dist", None), "name", None) or ep.value
