@@ -45,8 +45,14 @@ def _duration(seconds: float) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    interactive = sys.stderr.isatty()
+
     def progress(message: str) -> None:
-        print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+        # One updating line on a terminal; plain lines in logs.
+        if interactive:
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     rows = bench.ROWS
     if args.only:
@@ -54,10 +60,9 @@ def run_bench(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no benchmark row matches {args.only!r}", file=sys.stderr)
             return 2
-    results = []
-    for result in bench.run(rows, rounds=args.rounds, scale=args.scale, progress=progress):
-        results.append(result)
-    print("\r\033[K", end="", file=sys.stderr, flush=True)
+    results = list(bench.run(rows, rounds=args.rounds, scale=args.scale, progress=progress))
+    if interactive:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
     table = []
     for r in results:
         verdict = {True: "met", False: "MISSED", None: "-"}[r.met]
