@@ -81,11 +81,11 @@ def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
 
 ROWS: list[Row] = [
     Row("host 1-byte ping-pong, same thread", "round trip", "<= 1.15x stdlib time", 1.15,
-        _host_ping_pong, 20_000),
+        _host_ping_pong, 10_000),
 ]
 
 
-def run(rows: list[Row] | None = None, rounds: int = 7, scale: float = 1.0,
+def run(rows: list[Row] | None = None, rounds: int = 15, scale: float = 1.0,
         progress: Callable[[str], None] | None = None) -> Iterator[Result]:
     """Time each row; yields one Result per row as it finishes."""
     for row in rows if rows is not None else ROWS:

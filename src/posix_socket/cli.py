@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=families)
     bench_parser = commands.add_parser(
         "bench", help="time the layer against the stdlib, same work, same run")
-    bench_parser.add_argument("--rounds", type=int, default=7,
-                              help="interleaved rounds per row; the best counts (default 7)")
+    bench_parser.add_argument("--rounds", type=int, default=15,
+                              help="interleaved rounds per row; the best counts (default 15)")
     bench_parser.add_argument("--scale", type=float, default=1.0,
                               help="multiply every row's iterations (e.g. 0.1 for a quick look)")
     bench_parser.add_argument("--only", metavar="TEXT", help="run rows whose name contains TEXT")
