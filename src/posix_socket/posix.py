@@ -474,6 +474,13 @@ def getsockopt(fd: int, level: int, optname: int, buflen: int = 0) -> int | byte
     if buflen and not 0 < buflen <= 1024:
         raise OSError("getsockopt buflen out of range")
     if f.kernel is None and options.answers(level, optname):
+        if optname == options.SO_PROTOCOL and not f.proto:
+            # proto 0 means "the family's default", which only the driver can name
+            # (Linux's TCP says 6); a driver that does not answer gets the 0 it was given.
+            try:
+                return _call(f, "getsockopt", level, optname, buflen)
+            except OSError:
+                pass
         return options.get(f, optname, buflen)
     return _call(f, "getsockopt", level, optname, buflen)
 

@@ -1,0 +1,125 @@
+"""Socket addresses of the virtual IP network, in and out of the stdlib's tuple forms.
+
+Inside the network every address is an ``Endpoint``: an IPv6 address (IPv4 addresses
+are kept IPv4-mapped, ``::ffff:a.b.c.d``, as a dual-stack kernel does) and a port.  The
+parsing follows CPython's ``getsockaddrarg``: the same TypeErrors, the same
+OverflowError for ports, ``""`` for the wildcard and ``"<broadcast>"``; host names are
+looked up in the network, never in real DNS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import NamedTuple, Protocol
+
+__all__ = ["Endpoint", "Resolver", "parse", "to_tuple", "ANY", "mapped", "is_v4"]
+
+_MAPPED_PREFIX = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
+ANY = ipaddress.IPv6Address("::")
+ANY4 = ipaddress.IPv6Address("::ffff:0.0.0.0")
+BROADCAST = ipaddress.IPv6Address("::ffff:255.255.255.255")
+
+
+class Endpoint(NamedTuple):
+    ip: ipaddress.IPv6Address
+    port: int
+    flowinfo: int = 0
+    scope_id: int = 0
+
+
+class Resolver(Protocol):
+    def lookup(self, name: str, family: int) -> ipaddress.IPv6Address: ...
+
+
+def mapped(ip: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(_MAPPED_PREFIX | int(ip))
+
+
+def is_v4(ip: ipaddress.IPv6Address) -> bool:
+    return ip.ipv4_mapped is not None
+
+
+def is_wildcard(ip: ipaddress.IPv6Address) -> bool:
+    return ip in (ANY, ANY4)
+
+
+def _host(value: object, op: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("ascii")
+    raise TypeError(f"str, bytes or bytearray expected, not {type(value).__name__}")
+
+
+def _int(value: object) -> int:
+    if isinstance(value, float):
+        raise TypeError("'float' object cannot be interpreted as an integer")
+    try:
+        return int(value.__index__())  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an "
+                        "integer") from None
+
+
+def parse(family: int, address: object, op: str, resolver: Resolver) -> Endpoint:
+    """An address in the stdlib's form for ``family`` -> Endpoint (errors as CPython)."""
+    if family == socket.AF_INET:
+        if not isinstance(address, tuple):
+            raise TypeError(f"{op}(): AF_INET address must be tuple, not "
+                            f"{type(address).__name__}")
+        if len(address) != 2:
+            raise TypeError("AF_INET address must be a pair (host, port)")
+        host, port = _host(address[0], op), _int(address[1])
+        if not 0 <= port <= 0xFFFF:
+            raise OverflowError(f"{op}(): port must be 0-65535.")
+        return Endpoint(_ipv4(host, resolver), port)
+    if not isinstance(address, tuple):
+        raise TypeError(f"{op}(): AF_INET6 address must be tuple, not "
+                        f"{type(address).__name__}")
+    if not 2 <= len(address) <= 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    host, port = _host(address[0], op), _int(address[1])
+    flowinfo = _int(address[2]) if len(address) > 2 else 0
+    scope_id = _int(address[3]) if len(address) > 3 else 0
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError(f"{op}(): port must be 0-65535.")
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError(f"{op}(): flowinfo must be 0-1048575.")
+    if not 0 <= scope_id <= 0xFFFFFFFF:
+        raise OverflowError("Python int too large to convert to C unsigned long")
+    return Endpoint(_ipv6(host, resolver), port, flowinfo, scope_id)
+
+
+def _ipv4(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
+    if host == "":
+        return ANY4
+    if host == "<broadcast>":
+        return BROADCAST
+    try:
+        return mapped(ipaddress.IPv4Address(socket.inet_ntoa(socket.inet_aton(host))))
+    except OSError:
+        pass
+    ip = resolver.lookup(host, socket.AF_INET)
+    return ip
+
+
+def _ipv6(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
+    if host == "":
+        return ANY
+    literal = host.split("%", 1)[0]
+    try:
+        return ipaddress.IPv6Address(literal)
+    except ValueError:
+        pass
+    return resolver.lookup(host, socket.AF_INET6)
+
+
+def to_tuple(family: int, endpoint: Endpoint) -> tuple:
+    """The stdlib's form of ``endpoint`` for a socket of ``family``."""
+    ip = endpoint.ip
+    if family == socket.AF_INET:
+        v4 = ip.ipv4_mapped
+        return (str(v4 if v4 is not None else ipaddress.IPv4Address(0)), endpoint.port)
+    text = socket.inet_ntop(socket.AF_INET6, ip.packed)  # ::ffff:127.0.0.1, as the kernel
+    return (text, endpoint.port, endpoint.flowinfo, endpoint.scope_id)

@@ -1,0 +1,235 @@
+"""InetDriver: the ops table of the virtual IP network, for AF_INET and AF_INET6.
+
+Like Linux's inet_stream_ops / inet_dgram_ops, each op checks what is common (address
+parsing, the socket kind) and hands over to the TCP or UDP socket.  Every op takes the
+network's lock, collects the sockets whose readiness changed, and notifies them after
+the lock is released.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Any
+
+from ...driver import SocketDriver
+from ...errors import oserror
+from . import addresses
+from .network import VirtualNetwork
+from .tcp import TcpSocket
+
+__all__ = ["InetDriver"]
+
+SIOCINQ = 0x541B  # FIONREAD
+SIOCOUTQ = 0x5411
+_INT = struct.Struct("@i")
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def _udp():
+    from .udp import UdpSocket
+    return UdpSocket
+
+
+class InetDriver(SocketDriver):
+    name = "inet"
+
+    def __init__(self, network: VirtualNetwork | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.network = network if network is not None else VirtualNetwork()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _where(self, sock: Any, addr: object, op: str) -> addresses.Endpoint:
+        return addresses.parse(sock.family, addr, op, self.network)
+
+    def _notify(self, touched: list) -> None:
+        notify = self.notify
+        for sock in touched:
+            notify(sock)
+
+    # -- creation ------------------------------------------------------------------
+
+    def create(self, family: int, type: int, proto: int) -> Any:
+        if family not in _FAMILIES:
+            raise oserror(errno.EAFNOSUPPORT)
+        if type == socket.SOCK_STREAM:
+            if proto not in (0, socket.IPPROTO_TCP):
+                raise oserror(errno.EPROTONOSUPPORT)
+            return TcpSocket(self.network, family)
+        if type == socket.SOCK_DGRAM:
+            if proto not in (0, socket.IPPROTO_UDP):
+                raise oserror(errno.EPROTONOSUPPORT)
+            return _udp()(self.network, family)
+        raise oserror(errno.ESOCKTNOSUPPORT)
+
+    def socketpair(self, family: int, type: int, proto: int) -> tuple[Any, Any]:
+        self.create(family, type, proto)  # same errors first, as Linux
+        raise oserror(errno.EOPNOTSUPP)
+
+    def accept(self, sock: Any, flags: int) -> tuple[Any, Any]:
+        if not isinstance(sock, TcpSocket):
+            raise oserror(errno.EOPNOTSUPP)
+        touched: list = []
+        try:
+            with self.network.lock:
+                return sock.accept(touched)
+        finally:
+            self._notify(touched)
+
+    # -- addressing and state ------------------------------------------------------
+
+    def bind(self, sock: Any, addr: Any) -> None:
+        where = self._where(sock, addr, "bind")
+        with self.network.lock:
+            sock.bind(where)
+
+    def listen(self, sock: Any, backlog: int) -> None:
+        if not isinstance(sock, TcpSocket):
+            raise oserror(errno.EOPNOTSUPP)
+        touched: list = []
+        try:
+            with self.network.lock:
+                sock.listen(backlog, touched)
+        finally:
+            self._notify(touched)
+
+    def connect(self, sock: Any, addr: Any) -> None:
+        where = self._where(sock, addr, "connect")
+        touched: list = []
+        try:
+            with self.network.lock:
+                sock.connect(where, touched)
+        finally:
+            self._notify(touched)
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        touched: list = []
+        try:
+            with self.network.lock:
+                sock.shut(how, touched)
+        finally:
+            self._notify(touched)
+
+    def getsockname(self, sock: Any) -> Any:
+        with self.network.lock:
+            return sock.getsockname()
+
+    def getpeername(self, sock: Any) -> Any:
+        with self.network.lock:
+            return sock.getpeername()
+
+    def getsockopt(self, sock: Any, level: int, optname: int, buflen: int) -> int | bytes:
+        if level == socket.SOL_SOCKET:
+            special = self._socket_level(sock, optname)
+            if special is not None:
+                return _INT.pack(special)[:buflen] if buflen else special
+        with self.network.lock:
+            return sock.opts.get(level, optname, buflen)
+
+    def _socket_level(self, sock: Any, optname: int) -> int | None:
+        if optname == socket.SO_ERROR:
+            touched: list = [sock]
+            try:
+                with self.network.lock:
+                    return sock.take_error()
+            finally:
+                self._notify(touched)
+        if optname == socket.SO_ACCEPTCONN:
+            return int(isinstance(sock, TcpSocket) and sock.state == "LISTEN")
+        if optname == socket.SO_PROTOCOL:
+            return socket.IPPROTO_TCP if isinstance(sock, TcpSocket) else socket.IPPROTO_UDP
+        return None
+
+    def setsockopt(self, sock: Any, level: int, optname: int, value: int | bytes) -> None:
+        if level == socket.SOL_SOCKET and optname in (socket.SO_ERROR, socket.SO_ACCEPTCONN,
+                                                      socket.SO_PROTOCOL):
+            raise oserror(errno.ENOPROTOOPT)
+        with self.network.lock:
+            sock.opts.set(level, optname, value)
+
+    # -- data ----------------------------------------------------------------------
+
+    def send(self, sock: Any, data: Any, flags: int) -> int:
+        touched: list = []
+        try:
+            with self.network.lock:
+                if type(sock) is TcpSocket:
+                    return sock.send(data, flags, touched)
+                return sock.sendto(data, flags, None, touched)
+        finally:
+            if touched:
+                self._notify(touched)
+
+    def sendto(self, sock: Any, data: Any, flags: int, addr: Any) -> int:
+        if addr is None or type(sock) is TcpSocket:  # TCP ignores the address, as Linux
+            return self.send(sock, data, flags)
+        where = self._where(sock, addr, "sendto")
+        touched: list = []
+        try:
+            with self.network.lock:
+                return sock.sendto(data, flags, where, touched)
+        finally:
+            self._notify(touched)
+
+    def sendmsg(self, sock: Any, buffers: Any, ancdata: Any, flags: int, addr: Any) -> int:
+        if ancdata:
+            raise oserror(errno.EINVAL)
+        data = b"".join(buffers) if len(buffers) != 1 else buffers[0]
+        return self.sendto(sock, data, flags, addr)
+
+    def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
+        touched: list = []
+        try:
+            with self.network.lock:
+                if type(sock) is TcpSocket:
+                    return sock.recv(bufsize, flags, touched)
+                return sock.recvfrom(bufsize, flags, touched)[0]
+        finally:
+            if touched:
+                self._notify(touched)
+
+    def recvfrom(self, sock: Any, bufsize: int, flags: int) -> tuple[bytes, Any]:
+        if type(sock) is TcpSocket:
+            return self.recv(sock, bufsize, flags), None
+        data, source, _msg_flags = self._recvfrom(sock, bufsize, flags)
+        return data, source
+
+    def _recvfrom(self, sock: Any, bufsize: int, flags: int) -> tuple[bytes, Any, int]:
+        touched: list = []
+        try:
+            with self.network.lock:
+                return sock.recvfrom(bufsize, flags, touched)
+        finally:
+            self._notify(touched)
+
+    def recvmsg(self, sock: Any, bufsize: int, ancbufsize: int, flags: int):
+        if type(sock) is TcpSocket:
+            return self.recv(sock, bufsize, flags), [], 0, None
+        data, source, msg_flags = self._recvfrom(sock, bufsize, flags)
+        return data, [], msg_flags, source
+
+    def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
+        if request not in (SIOCINQ, SIOCOUTQ):
+            raise oserror(errno.ENOTTY)
+        if isinstance(arg, int):
+            raise oserror(errno.EFAULT)  # the kernel writes through an int pointer
+        with self.network.lock:
+            if request == SIOCINQ and isinstance(sock, TcpSocket) and sock.state == "LISTEN":
+                raise oserror(errno.EINVAL)
+            value = sock.nread() if request == SIOCINQ else 0
+        raw = bytes(arg)
+        return _INT.pack(value) + raw[_INT.size:] if len(raw) >= _INT.size else _INT.pack(
+            value)[:len(raw)]
+
+    def poll(self, sock: Any) -> int:
+        return sock.poll()
+
+    def close(self, sock: Any) -> None:
+        touched: list = []
+        try:
+            with self.network.lock:
+                sock.close(touched)
+        finally:
+            self._notify(touched)

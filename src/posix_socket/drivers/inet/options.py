@@ -1,0 +1,155 @@
+"""Socket options of virtual IP sockets, stored and read back as Linux does.
+
+Boolean options read back as 0/1, integer options need at least an int's worth of
+bytes (EINVAL), SO_RCVBUF/SO_SNDBUF are doubled and clamped like the kernel, and
+unknown options are ENOPROTOOPT.  Defaults come from this machine's kernel settings
+where Linux takes them from sysctls, so a program sees the numbers it would see on the
+kernel's loopback.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+from ...errors import oserror
+
+__all__ = ["Options", "kernel_setting"]
+
+_INT = struct.Struct("@i")
+_LINGER = struct.Struct("@ii")
+SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP
+IPPROTO_IPV6, IPPROTO_UDP = socket.IPPROTO_IPV6, socket.IPPROTO_UDP
+SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF = 2304, 4608
+
+
+def kernel_setting(path: str, default: list[int]) -> list[int]:
+    """A sysctl of the running kernel (e.g. net/ipv4/tcp_rmem), or Linux's default."""
+    try:
+        with open(f"/proc/sys/{path}") as file:
+            return [int(word) for word in file.read().split()]
+    except (OSError, ValueError):
+        return default
+
+
+RMEM_MAX = kernel_setting("net/core/rmem_max", [212992])[0]
+WMEM_MAX = kernel_setting("net/core/wmem_max", [212992])[0]
+TCP_RMEM = kernel_setting("net/ipv4/tcp_rmem", [4096, 131072, 6291456])[1]
+TCP_WMEM = kernel_setting("net/ipv4/tcp_wmem", [4096, 16384, 4194304])[1]
+UDP_RMEM = kernel_setting("net/core/rmem_default", [212992])[0]
+UDP_WMEM = kernel_setting("net/core/wmem_default", [212992])[0]
+
+_BOOL = "bool"
+_INTEGER = "int"
+
+# (level, name) -> (kind, default, lowest accepted, highest accepted)
+_COMMON = {
+    (SOL_SOCKET, socket.SO_REUSEADDR): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_REUSEPORT): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_KEEPALIVE): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_BROADCAST): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_OOBINLINE): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_DONTROUTE): (_BOOL, 0, None, None),
+    (SOL_SOCKET, socket.SO_PRIORITY): (_INTEGER, 0, 0, 6),
+    (SOL_SOCKET, socket.SO_RCVLOWAT): (_INTEGER, 1, None, None),
+    (SOL_SOCKET, socket.SO_SNDLOWAT): (_INTEGER, 1, None, None),
+    (IPPROTO_IP, socket.IP_TOS): (_INTEGER, 0, None, None),
+    (IPPROTO_IP, socket.IP_TTL): (_INTEGER, 64, 1, 255),
+}
+_TCP = {
+    (IPPROTO_TCP, socket.TCP_NODELAY): (_BOOL, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_CORK): (_BOOL, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_QUICKACK): (_BOOL, 1, None, None),
+    (IPPROTO_TCP, socket.TCP_KEEPIDLE): (_INTEGER, 7200, 1, 32767),
+    (IPPROTO_TCP, socket.TCP_KEEPINTVL): (_INTEGER, 75, 1, 32767),
+    (IPPROTO_TCP, socket.TCP_KEEPCNT): (_INTEGER, 9, 1, 127),
+    (IPPROTO_TCP, socket.TCP_USER_TIMEOUT): (_INTEGER, 0, 0, None),
+    (IPPROTO_TCP, socket.TCP_SYNCNT): (_INTEGER, 6, 1, 127),
+    (IPPROTO_TCP, socket.TCP_LINGER2): (_INTEGER, 60, None, None),
+    (IPPROTO_TCP, socket.TCP_DEFER_ACCEPT): (_INTEGER, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_WINDOW_CLAMP): (_INTEGER, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_FASTOPEN): (_INTEGER, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT): (_INTEGER, 0, None, None),
+    (IPPROTO_TCP, socket.TCP_MAXSEG): (_INTEGER, 536, 88, 32767),
+}
+_V6 = {
+    (IPPROTO_IPV6, socket.IPV6_V6ONLY): (_BOOL, 0, None, None),
+    (IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS): (_INTEGER, 64, -1, 255),
+    (IPPROTO_IPV6, socket.IPV6_TCLASS): (_INTEGER, 0, -1, 255),
+}
+
+
+class Options:
+    """The option values of one socket."""
+
+    __slots__ = ("values", "table", "rcvbuf", "sndbuf", "linger")
+
+    def __init__(self, family: int, tcp: bool) -> None:
+        table = dict(_COMMON)
+        if tcp:
+            table.update(_TCP)
+        if family == socket.AF_INET6:
+            table.update(_V6)
+        self.table = table
+        self.values = {key: spec[1] for key, spec in table.items()}
+        self.rcvbuf = TCP_RMEM if tcp else UDP_RMEM
+        self.sndbuf = TCP_WMEM if tcp else UDP_WMEM
+        self.linger: tuple[int, int] = (0, 0)
+
+    def flag(self, level: int, name: int) -> int:
+        return self.values[(level, name)]
+
+    def get(self, level: int, name: int, buflen: int) -> int | bytes:
+        if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
+            value = self.rcvbuf
+        elif (level, name) == (SOL_SOCKET, socket.SO_SNDBUF):
+            value = self.sndbuf
+        elif (level, name) == (SOL_SOCKET, socket.SO_LINGER):
+            raw = _LINGER.pack(*self.linger)
+            return raw[:buflen] if buflen else _INT.unpack(raw[:4])[0]
+        elif (level, name) in self.values:
+            value = self.values[(level, name)]
+        else:
+            raise self._unknown(level)
+        return _INT.pack(value)[:buflen] if buflen else value
+
+    def set(self, level: int, name: int, value: int | bytes) -> None:
+        if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
+            if isinstance(value, int) or len(value) < _LINGER.size:
+                raise oserror(errno.EINVAL)
+            onoff, seconds = _LINGER.unpack(value[:_LINGER.size])
+            self.linger = (1 if onoff else 0, seconds)
+            return
+        number = _int_value(value)
+        if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
+            self.rcvbuf = max(min(number, RMEM_MAX) * 2, SOCK_MIN_RCVBUF)
+            return
+        if (level, name) == (SOL_SOCKET, socket.SO_SNDBUF):
+            self.sndbuf = max(min(number, WMEM_MAX) * 2, SOCK_MIN_SNDBUF)
+            return
+        spec = self.table.get((level, name))
+        if spec is None:
+            raise self._unknown(level)
+        kind, _default, lowest, highest = spec
+        if kind == _BOOL:
+            number = 1 if number else 0
+        elif (lowest is not None and number < lowest) or (
+                highest is not None and number > highest):
+            raise oserror(errno.EINVAL)
+        self.values[(level, name)] = number
+
+    def _unknown(self, level: int) -> OSError:
+        if level == IPPROTO_IPV6 and (IPPROTO_IPV6, socket.IPV6_V6ONLY) not in self.table:
+            return oserror(errno.EOPNOTSUPP)
+        if level == IPPROTO_TCP and (IPPROTO_TCP, socket.TCP_NODELAY) not in self.table:
+            return oserror(errno.EOPNOTSUPP)
+        return oserror(errno.ENOPROTOOPT)
+
+
+def _int_value(value: int | bytes) -> int:
+    if isinstance(value, int):
+        return value
+    if len(value) < _INT.size:
+        raise oserror(errno.EINVAL)
+    return _INT.unpack(value[:_INT.size])[0]
