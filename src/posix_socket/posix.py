@@ -34,14 +34,15 @@ __all__ = [
     "fcntl", "poll", "select",
 ]
 
-SOCK_NONBLOCK = _socket.SOCK_NONBLOCK
-SOCK_CLOEXEC = _socket.SOCK_CLOEXEC
-SOCK_STREAM = _socket.SOCK_STREAM
+# Plain ints: the socket module's enums make every ``flags & X`` a slow Python call.
+SOCK_NONBLOCK = int(_socket.SOCK_NONBLOCK)
+SOCK_CLOEXEC = int(_socket.SOCK_CLOEXEC)
+SOCK_STREAM = int(_socket.SOCK_STREAM)
 _SOCK_TYPE_MASK = 0xF
 _SOCK_MAX = 11  # Linux refuses types from here up in every family (SOCK_PACKET + 1)
-MSG_DONTWAIT = _socket.MSG_DONTWAIT
-MSG_WAITALL = _socket.MSG_WAITALL
-MSG_PEEK = _socket.MSG_PEEK
+MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
+MSG_WAITALL = int(_socket.MSG_WAITALL)
+MSG_PEEK = int(_socket.MSG_PEEK)
 POLLIN, POLLOUT, POLLPRI = _select.POLLIN, _select.POLLOUT, _select.POLLPRI
 POLLERR, POLLHUP, POLLNVAL = _select.POLLERR, _select.POLLHUP, _select.POLLNVAL
 FIONBIO = 0x5421

@@ -32,6 +32,7 @@ POLLIN_SET = select.POLLIN | select.POLLRDNORM
 POLLOUT_SET = select.POLLOUT | select.POLLWRNORM
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 SOMAXCONN = 4096
+MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the hot path
 
 
 class TcpSocket:
@@ -250,7 +251,7 @@ class TcpSocket:
             if bufsize == 0:
                 return b""
             raise oserror(errno.EAGAIN)
-        peek = flags & socket.MSG_PEEK
+        peek = flags & MSG_PEEK
         first = self.rx[0]
         if len(first) <= bufsize and (len(first) == bufsize or len(self.rx) == 1):
             data = first
