@@ -7,9 +7,12 @@ After import the ``host`` preset (the kernel) serves AF_INET, AF_INET6 and AF_UN
 
 from __future__ import annotations
 
+import socket as _socket
+
 from . import posix
 from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
+from .drivers.inet import InetDriver, VirtualNetwork
 from .registry import (
     PRESET_FAMILIES,
     add_preset,
@@ -22,12 +25,24 @@ from .registry import (
 
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
-    "registered_families", "use", "add_preset", "posix",
+    "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
 ]
 
 __version__ = "0.1.0"
 
 _HOST = HostDriver()
 add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
+
+
+def _virtual() -> dict[int, SocketDriver]:
+    """A fresh, isolated virtual network for each use("virtual").
+
+    AF_UNIX stays on the kernel until the virtual AF_UNIX driver exists (issue 4).
+    """
+    inet = InetDriver(VirtualNetwork())
+    return {_socket.AF_INET: inet, _socket.AF_INET6: inet, _socket.AF_UNIX: _HOST}
+
+
+add_preset("virtual", _virtual)
 use("host")
 load_entry_points()

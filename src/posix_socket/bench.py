@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import posix
+from . import posix, registry
+from .drivers.inet import InetDriver
 
 __all__ = ["Row", "Result", "ROWS", "run"]
 
@@ -79,9 +80,115 @@ def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
     return layer, stdlib, cleanup
 
 
+def _tcp_pair_kernel() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    for sock in (client, accepted):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client, accepted
+
+
+def _tcp_pair_virtual(driver: InetDriver) -> tuple[int, int]:
+    with registry.use("virtual"):
+        registry.register_family(socket.AF_INET, driver, replace=True)
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        posix.bind(server, ("127.0.0.1", 0))
+        posix.listen(server, 8)
+        client = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        posix.connect(client, posix.getsockname(server))
+        accepted, _ = posix.accept(server)
+        posix.close(server)
+    return client, accepted
+
+
+def _virtual_round_trip() -> tuple[Timer, Timer, Callable[[], None]]:
+    """1-byte TCP round trip, same thread: posix.* on the virtual network vs the
+    stdlib on the kernel's loopback."""
+    a, b = _tcp_pair_virtual(InetDriver())
+    ka, kb = _tcp_pair_kernel()
+    send, recv = posix.send, posix.recv
+
+    def layer(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            send(a, b"x")
+            recv(b, 1)
+            send(b, b"y")
+            recv(a, 1)
+        return time.perf_counter() - start
+
+    def stdlib(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            ka.send(b"x")
+            kb.recv(1)
+            kb.send(b"y")
+            ka.recv(1)
+        return time.perf_counter() - start
+
+    def cleanup() -> None:
+        for fd in (a, b):
+            posix.close(fd)
+        ka.close()
+        kb.close()
+
+    return layer, stdlib, cleanup
+
+
+def _virtual_connect_accept_close() -> tuple[Timer, Timer, Callable[[], None]]:
+    """connect + accept + close of both ends: posix.* on the virtual network vs the
+    stdlib on the kernel's loopback."""
+    driver = InetDriver()
+    with registry.use("virtual"):
+        registry.register_family(socket.AF_INET, driver, replace=True)
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        posix.bind(server, ("127.0.0.1", 0))
+        posix.listen(server, 128)
+        address = posix.getsockname(server)
+    kernel_server = socket.create_server(("127.0.0.1", 0), backlog=128)
+    kernel_address = kernel_server.getsockname()
+
+    def layer(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            client = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+            posix.connect(client, address)
+            accepted, _ = posix.accept(server)
+            posix.close(client)
+            posix.close(accepted)
+        return time.perf_counter() - start
+
+    def stdlib(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.connect(kernel_address)
+            accepted, _ = kernel_server.accept()
+            client.close()
+            accepted.close()
+        return time.perf_counter() - start
+
+    def cleanup() -> None:
+        posix.close(server)
+        kernel_server.close()
+
+    # The layer's sockets are made through the driver registered now, not at setup.
+    def layer_registered(n: int) -> float:
+        with registry.use("virtual"):
+            registry.register_family(socket.AF_INET, driver, replace=True)
+            return layer(n)
+
+    return layer_registered, stdlib, cleanup
+
+
 ROWS: list[Row] = [
     Row("host 1-byte ping-pong, same thread", "round trip", "<= 1.15x stdlib time", 1.15,
         _host_ping_pong, 10_000),
+    Row("virtual TCP 1-byte round trip, same thread", "round trip",
+        "<= 0.5x kernel time", 0.5, _virtual_round_trip, 5_000),
+    Row("virtual TCP connect + accept + close", "connection",
+        "<= 0.33x kernel time (3x rate)", 1 / 3, _virtual_connect_accept_close, 1_000),
 ]
 
 

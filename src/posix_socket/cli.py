@@ -69,7 +69,7 @@ def run_bench(args: argparse.Namespace) -> int:
         table.append([r.row.name, f"{_duration(r.layer)}/{r.row.unit}",
                       f"{_duration(r.stdlib)}/{r.row.unit}", f"{r.ratio:.2f}x",
                       r.row.goal, verdict])
-    print(_table(["row", "layer", "stdlib", "ratio", "goal", ""], table))
+    print(_table(["row", "layer", "stdlib", "layer/stdlib time", "goal", ""], table))
     return 0
 
 

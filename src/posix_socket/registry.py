@@ -134,6 +134,7 @@ class use:
             known = ", ".join(presets()) or "none"
             raise ValueError(f"unknown preset {name!r} (known: {known})") from None
         drivers = factory()
+        self.drivers = drivers  # e.g. use("virtual").drivers[AF_INET].network
         with _lock:
             self._saved = {f: (_drivers.get(f), _sources.get(f)) for f in drivers}
             for family, driver in drivers.items():
