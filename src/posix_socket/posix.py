@@ -211,8 +211,9 @@ def _gather(f: OpenSocket, op: str, flags: int, bufsize: int,
 
 
 def _transmit(f: OpenSocket, op: str, flags: int, size: int,
-              attempt: Callable[[int], int]) -> int:
-    """A send on a virtual socket.  ``attempt(offset)`` sends the payload from ``offset``.
+              attempt: Callable[[int], int], sent: int = 0) -> int:
+    """A send on a virtual socket.  ``attempt(offset)`` sends the payload from ``offset``
+    (``sent`` bytes may already be gone).
 
     A blocking send on a stream queues everything, waiting as needed, like Linux; a
     timeout, error or signal after a partial send returns the count sent so far.
@@ -220,7 +221,6 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
     dontwait = f.nonblocking or flags & MSG_DONTWAIT
     stream = f.type == SOCK_STREAM
     deadline = _deadline(f.sndtimeo)
-    sent = 0
     while True:
         try:
             sent += attempt(sent)
@@ -525,12 +525,31 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
 
 
 def _send_virtual(f: OpenSocket, data: bytes, flags: int) -> int:
-    # Apart from send() so that its closure does not slow the kernel path down.
-    _buffer(data)
-    flags = _c_int(flags)
+    # Apart from send() so that its closure does not slow the kernel path down.  The
+    # common case, everything accepted at once, makes one driver call and nothing else.
+    if type(data) is bytes:
+        size = len(data)
+    else:
+        _buffer(data)
+        size = memoryview(data).nbytes
+    if type(flags) is not int or not 0 <= flags < 2**31:
+        flags = _c_int(flags)
     op = f.send
-    return _transmit(f, "send", flags, len(memoryview(data)),
-                     lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data, flags))
+    sent = 0
+    try:
+        sent = op(f.sock, data, flags)
+        if sent >= size or f.nonblocking or flags & MSG_DONTWAIT or f.type != SOCK_STREAM:
+            return sent
+    except BlockingIOError:
+        if f.nonblocking or flags & MSG_DONTWAIT:
+            raise
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise _failure(f, "send", exc) from exc
+    return _transmit(f, "send", flags, size,
+                     lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data, flags),
+                     sent)
 
 
 def sendto(fd: int, data: bytes, flags: int, addr: Any) -> int:
@@ -630,10 +649,23 @@ def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
 
 
 def _recv_virtual(f: OpenSocket, bufsize: int, flags: int) -> bytes:
-    # Apart from recv() so that its closure does not slow the kernel path down.
-    bufsize = _size(bufsize, "negative buffersize in recv")
-    flags = _c_int(flags)
+    # Apart from recv() so that its closure does not slow the kernel path down.  The
+    # common case, data already there, makes one driver call and nothing else.
+    if type(bufsize) is not int or not 0 <= bufsize < 2**63:
+        bufsize = _size(bufsize, "negative buffersize in recv")
+    if type(flags) is not int or not 0 <= flags < 2**31:
+        flags = _c_int(flags)
     op = f.recv
+    if not flags & MSG_WAITALL:
+        try:
+            return op(f.sock, bufsize, flags)
+        except BlockingIOError:
+            if f.nonblocking or flags & MSG_DONTWAIT:
+                raise
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, "recv", exc) from exc
     return _receive(f, "recv", flags, bufsize, lambda size: op(f.sock, size, flags))
 
 
