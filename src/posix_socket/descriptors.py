@@ -112,7 +112,8 @@ def adopt(fd: int) -> OpenSocket:
     return _Adopted(_HOST, sock, sock.family, sock.type, sock.proto)
 
 
-def _placeholder_fd() -> int:
+def placeholder_fd() -> int:
+    """The shared socket unarmed numbers point at (made on first use)."""
     global _placeholder
     if _placeholder is None:
         with _lock:
@@ -130,7 +131,7 @@ def reserve(cloexec: bool) -> int:
     socket takes a descriptor too.  Until ``install`` it names the placeholder.
     """
     cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
-    return fcntl.fcntl(_placeholder_fd(), cmd, 0)
+    return fcntl.fcntl(placeholder_fd(), cmd, 0)
 
 
 def unreserve(fd: int) -> None:

@@ -1,0 +1,174 @@
+"""The virtual IP network under load and in isolation (the scenario suite compares
+single calls with the kernel; these check what only many threads or networks show)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import threading
+
+import pytest
+
+import posix_socket as ps
+from posix_socket import descriptors, posix
+from posix_socket.drivers.inet import InetDriver, VirtualNetwork
+
+AF_INET, SOCK_STREAM = socket.AF_INET, socket.SOCK_STREAM
+
+
+@pytest.fixture
+def network():
+    """A fresh virtual network serving AF_INET/AF_INET6 for one test; checks leaks."""
+    descriptors.placeholder_fd()  # made once per process, on first use
+    before_fds = set(os.listdir("/proc/self/fd"))
+    before_table = set(descriptors.open_numbers())
+    with ps.use("virtual") as preset:
+        yield preset.drivers[AF_INET].network
+    assert set(descriptors.open_numbers()) == before_table
+    assert set(os.listdir("/proc/self/fd")) == before_fds
+
+
+def _serve(listener: int, clients: int) -> tuple[threading.Thread, list[threading.Thread]]:
+    """Accept ``clients`` connections; a thread per connection echoes the sha256 of
+    everything received back once the client shuts down its side."""
+    workers = []
+
+    def handle(conn: int) -> None:
+        digest = hashlib.sha256()
+        try:
+            while chunk := posix.recv(conn, 65536):
+                digest.update(chunk)
+            posix.send(conn, digest.digest())
+        finally:
+            posix.close(conn)
+
+    def accept_all() -> None:
+        for _ in range(clients):
+            conn, _ = posix.accept(listener)
+            worker = threading.Thread(target=handle, args=(conn,))
+            worker.start()
+            workers.append(worker)
+
+    acceptor = threading.Thread(target=accept_all)
+    acceptor.start()
+    return acceptor, workers
+
+
+def test_hundreds_of_threaded_clients_lose_duplicate_and_reorder_nothing(network):
+    clients = 200
+    listener = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(listener, ("127.0.0.1", 0))
+    posix.listen(listener, 64)
+    address = posix.getsockname(listener)
+    acceptor, workers = _serve(listener, clients)
+    failures: list[str] = []
+
+    def client(index: int) -> None:
+        payload = os.urandom(1000 + index * 97)
+        fd = posix.socket(AF_INET, SOCK_STREAM)
+        try:
+            posix.connect(fd, address)
+            for start in range(0, len(payload), 3000):
+                sent = posix.send(fd, payload[start:start + 3000])
+                assert sent == len(payload[start:start + 3000])
+            posix.shutdown(fd, socket.SHUT_WR)
+            answer = posix.recv(fd, 32, socket.MSG_WAITALL)
+            if answer != hashlib.sha256(payload).digest():
+                failures.append(f"client {index}: checksum mismatch")
+        except Exception as exc:  # collected and reported below
+            failures.append(f"client {index}: {exc!r}")
+        finally:
+            posix.close(fd)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    acceptor.join(60)
+    for worker in workers:
+        worker.join(60)
+    posix.close(listener)
+    assert not any(t.is_alive() for t in (*threads, acceptor, *workers))
+    assert failures == []
+
+
+def test_a_bulk_stream_through_a_small_buffer_arrives_whole_and_in_order(network):
+    listener = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(listener, ("127.0.0.1", 0))
+    posix.listen(listener, 1)
+    client = posix.socket(AF_INET, SOCK_STREAM)
+    posix.setsockopt(client, socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    posix.connect(client, posix.getsockname(listener))
+    server, _ = posix.accept(listener)
+    posix.setsockopt(server, socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    payload = os.urandom(2 * 1024 * 1024)
+    received = bytearray()
+
+    def reader() -> None:
+        while chunk := posix.recv(server, 7777):
+            received.extend(chunk)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert posix.send(client, payload) == len(payload)  # blocking: waits for room
+    posix.shutdown(client, socket.SHUT_WR)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert bytes(received) == payload
+    for fd in (client, server, listener):
+        posix.close(fd)
+
+
+def test_two_networks_with_the_same_addresses_and_ports_never_cross():
+    first, second = InetDriver(VirtualNetwork()), InetDriver(VirtualNetwork())
+    sockets = []
+
+    def listen_on(driver: InetDriver) -> int:
+        ps.register_family(AF_INET, driver, replace=True)
+        fd = posix.socket(AF_INET, SOCK_STREAM)
+        sockets.append(fd)
+        posix.bind(fd, ("127.0.0.1", 8080))
+        posix.listen(fd, 4)
+        return fd
+
+    with ps.use("host"):
+        one = listen_on(first)
+        two = listen_on(second)  # same address and port: no EADDRINUSE across networks
+        for driver, listener, greeting in ((first, one, b"one"), (second, two, b"two")):
+            ps.register_family(AF_INET, driver, replace=True)
+            client = posix.socket(AF_INET, SOCK_STREAM)
+            sockets.append(client)
+            posix.connect(client, ("127.0.0.1", 8080))
+            posix.send(client, greeting)
+            conn, _ = posix.accept(listener)
+            sockets.append(conn)
+            assert posix.recv(conn, 10) == greeting
+        assert posix.poll([(one, select.POLLIN), (two, select.POLLIN)], 0) == []
+        ps.register_family(AF_INET, InetDriver(VirtualNetwork()), replace=True)
+        stranger = posix.socket(AF_INET, SOCK_STREAM)
+        sockets.append(stranger)
+        with pytest.raises(ConnectionRefusedError):
+            posix.connect(stranger, ("127.0.0.1", 8080))
+    for fd in sockets:
+        posix.close(fd)
+
+
+def test_hosts_answer_by_name_and_speak_from_their_address(network):
+    network.add_host("10.0.0.2", names=["db.internal"])
+    listener = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(listener, ("db.internal", 5432))
+    posix.listen(listener, 1)
+    client = posix.socket(AF_INET, SOCK_STREAM)
+    posix.connect(client, ("10.0.0.2", 5432))
+    conn, peer = posix.accept(listener)
+    assert posix.getsockname(listener) == ("10.0.0.2", 5432)
+    assert posix.getpeername(client) == ("10.0.0.2", 5432)
+    assert peer[0] == "10.0.0.2"
+    unnamed = posix.socket(AF_INET, SOCK_STREAM)
+    with pytest.raises(socket.gaierror):
+        posix.connect(unnamed, ("nowhere.invalid", 1))
+    for fd in (client, conn, listener, unnamed):
+        posix.close(fd)
