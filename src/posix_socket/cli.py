@@ -44,6 +44,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+def _bytes(amount: float) -> str:
+    return f"{amount:.0f} B" if amount < 1024 else f"{amount / 1024:.2f} KiB"
+
+
 def run_bench(args: argparse.Namespace) -> int:
     interactive = sys.stderr.isatty()
 
@@ -66,10 +70,11 @@ def run_bench(args: argparse.Namespace) -> int:
     table = []
     for r in results:
         verdict = {True: "met", False: "MISSED", None: "-"}[r.met]
-        table.append([r.row.name, f"{_duration(r.layer)}/{r.row.unit}",
-                      f"{_duration(r.stdlib)}/{r.row.unit}", f"{r.ratio:.2f}x",
+        amount = _bytes if r.row.kind == "bytes" else _duration
+        table.append([r.row.name, f"{amount(r.layer)}/{r.row.unit}",
+                      f"{amount(r.stdlib)}/{r.row.unit}", f"{r.ratio:.2f}x",
                       r.row.goal, verdict])
-    print(_table(["row", "layer", "stdlib", "layer/stdlib time", "goal", ""], table))
+    print(_table(["row", "layer", "stdlib", "layer/stdlib", "goal", ""], table))
     return 0
 
 

@@ -80,25 +80,42 @@ _V6 = {
 }
 
 
-class Options:
-    """The option values of one socket."""
+def _table(family: int, tcp: bool) -> dict:
+    table = dict(_COMMON)
+    if tcp:
+        table.update(_TCP)
+    if family == socket.AF_INET6:
+        table.update(_V6)
+    return table
 
-    __slots__ = ("values", "table", "rcvbuf", "sndbuf", "linger")
+
+_TABLES = {(family, tcp): _table(family, tcp)
+           for family in (socket.AF_INET, socket.AF_INET6) for tcp in (True, False)}
+
+
+class Options:
+    """The option values of one socket: the shared defaults plus what was changed
+    (an idle socket carries no dictionary of its own)."""
+
+    __slots__ = ("table", "changed", "rcvbuf", "sndbuf", "linger")
 
     def __init__(self, family: int, tcp: bool) -> None:
-        table = dict(_COMMON)
-        if tcp:
-            table.update(_TCP)
-        if family == socket.AF_INET6:
-            table.update(_V6)
-        self.table = table
-        self.values = {key: spec[1] for key, spec in table.items()}
+        self.table = _TABLES[(family, tcp)]
+        self.changed: dict[tuple[int, int], int] | None = None
         self.rcvbuf = TCP_RMEM if tcp else UDP_RMEM
         self.sndbuf = TCP_WMEM if tcp else UDP_WMEM
         self.linger: tuple[int, int] = (0, 0)
 
+    def inherit(self, parent: Options) -> None:
+        """An accepted socket starts with its listener's options, as on Linux."""
+        self.changed = dict(parent.changed) if parent.changed else None
+        self.rcvbuf, self.sndbuf, self.linger = parent.rcvbuf, parent.sndbuf, parent.linger
+
     def flag(self, level: int, name: int) -> int:
-        return self.values[(level, name)]
+        changed = self.changed
+        if changed and (level, name) in changed:
+            return changed[(level, name)]
+        return self.table[(level, name)][1]
 
     def get(self, level: int, name: int, buflen: int) -> int | bytes:
         if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
@@ -108,8 +125,8 @@ class Options:
         elif (level, name) == (SOL_SOCKET, socket.SO_LINGER):
             raw = _LINGER.pack(*self.linger)
             return raw[:buflen] if buflen else _INT.unpack(raw[:4])[0]
-        elif (level, name) in self.values:
-            value = self.values[(level, name)]
+        elif (level, name) in self.table:
+            value = self.flag(level, name)
         else:
             raise self._unknown(level)
         return _INT.pack(value)[:buflen] if buflen else value
@@ -137,7 +154,9 @@ class Options:
         elif (lowest is not None and number < lowest) or (
                 highest is not None and number > highest):
             raise oserror(errno.EINVAL)
-        self.values[(level, name)] = number
+        if self.changed is None:
+            self.changed = {}
+        self.changed[(level, name)] = number
 
     def _unknown(self, level: int) -> OSError:
         if level == IPPROTO_IPV6 and (IPPROTO_IPV6, socket.IPV6_V6ONLY) not in self.table:

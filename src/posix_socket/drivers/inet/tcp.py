@@ -49,7 +49,7 @@ class TcpSocket:
         self.local: Endpoint | None = None
         self.remote: Endpoint | None = None
         self.peer: TcpSocket | None = None
-        self.rx: collections.deque[bytes] = collections.deque()
+        self.rx: collections.deque[bytes] | None = None  # made on first data: idle is small
         self.rx_size = 0
         self.shutdown = 0
         self.error = 0
@@ -186,8 +186,7 @@ class TcpSocket:
 
     def _join(self, listener: TcpSocket, touched: list) -> None:
         child = TcpSocket(self.net, listener.family)
-        child.opts.rcvbuf, child.opts.sndbuf = listener.opts.rcvbuf, listener.opts.sndbuf
-        child.opts.values.update(listener.opts.values)
+        child.opts.inherit(listener.opts)
         child.local = Endpoint(self.remote.ip, listener.local.port)
         child.remote = self.local
         child.state = ESTABLISHED
@@ -230,6 +229,8 @@ class TcpSocket:
         chunk = data if fits else bytes(memoryview(data)[:room])
         if not chunk:
             return 0
+        if peer.rx is None:
+            peer.rx = collections.deque()
         peer.rx.append(chunk)
         peer.rx_size += len(chunk)
         touched.append(peer)
@@ -349,7 +350,7 @@ class TcpSocket:
             touched.append(peer)
         self.peer = None
         self.state = CLOSE
-        self.rx.clear()
+        self.rx = None
         self.rx_size = 0
         self._release_port()
 
