@@ -101,10 +101,9 @@ class Mirror:
     __slots__ = ("outer", "inner", "readable", "writable", "_lock")
 
     def __init__(self) -> None:
-        self.outer, self.inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.outer, self.inner = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
-        self.outer.setblocking(False)
-        self.inner.setblocking(False)
         self.readable = False
         self.writable = True
         self._lock = threading.Lock()

@@ -91,28 +91,43 @@ def parse(family: int, address: object, op: str, resolver: Resolver) -> Endpoint
     return Endpoint(_ipv6(host, resolver), port, flowinfo, scope_id)
 
 
+# Numeric host strings already parsed (programs use a handful of addresses, many times).
+_literals: dict[tuple[int, str], ipaddress.IPv6Address | None] = {}
+
+
+def _literal(family: int, host: str) -> ipaddress.IPv6Address | None:
+    key = (family, host)
+    try:
+        return _literals[key]
+    except KeyError:
+        pass
+    ip: ipaddress.IPv6Address | None
+    try:
+        if family == socket.AF_INET:
+            ip = mapped(ipaddress.IPv4Address(socket.inet_ntoa(socket.inet_aton(host))))
+        else:
+            ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except (OSError, ValueError):
+        ip = None
+    if len(_literals) < 4096:
+        _literals[key] = ip
+    return ip
+
+
 def _ipv4(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
     if host == "":
         return ANY4
     if host == "<broadcast>":
         return BROADCAST
-    try:
-        return mapped(ipaddress.IPv4Address(socket.inet_ntoa(socket.inet_aton(host))))
-    except OSError:
-        pass
-    ip = resolver.lookup(host, socket.AF_INET)
-    return ip
+    ip = _literal(socket.AF_INET, host)
+    return ip if ip is not None else resolver.lookup(host, socket.AF_INET)
 
 
 def _ipv6(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
     if host == "":
         return ANY
-    literal = host.split("%", 1)[0]
-    try:
-        return ipaddress.IPv6Address(literal)
-    except ValueError:
-        pass
-    return resolver.lookup(host, socket.AF_INET6)
+    ip = _literal(socket.AF_INET6, host)
+    return ip if ip is not None else resolver.lookup(host, socket.AF_INET6)
 
 
 def to_tuple(family: int, endpoint: Endpoint) -> tuple:
