@@ -655,6 +655,8 @@ def _recv_virtual(f: OpenSocket, bufsize: int, flags: int) -> bytes:
         bufsize = _size(bufsize, "negative buffersize in recv")
     if type(flags) is not int or not 0 <= flags < 2**31:
         flags = _c_int(flags)
+    if f.nonblocking:
+        flags |= MSG_DONTWAIT  # ops learn "must not wait" as Linux's do, from the file
     op = f.recv
     if not flags & MSG_WAITALL:
         try:
@@ -676,6 +678,8 @@ def recvfrom(fd: int, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         return _call(f, "recvfrom", bufsize, flags)
     bufsize = _size(bufsize, "negative buffersize in recvfrom")
     flags = _c_int(flags)
+    if f.nonblocking:
+        flags |= MSG_DONTWAIT
     op = f.driver.recvfrom
     return _receive(f, "recvfrom", flags, bufsize, lambda size: op(f.sock, size, flags))
 
@@ -691,6 +695,8 @@ def recvmsg(fd: int, bufsize: int, ancbufsize: int = 0,
     if ancbufsize > _SOCKLEN_T_LIMIT:
         raise ValueError("invalid ancillary data buffer length")
     flags = _c_int(flags)
+    if f.nonblocking:
+        flags |= MSG_DONTWAIT
     op = f.driver.recvmsg
     return _receive(f, "recvmsg", flags, bufsize,
                     lambda size: op(f.sock, size, ancbufsize, flags))

@@ -17,19 +17,17 @@ from ...driver import SocketDriver
 from ...errors import oserror
 from . import addresses
 from .network import VirtualNetwork
+from .options import SO_RXQ_OVFL
 from .tcp import TcpSocket
+from .udp import UdpSocket
 
 __all__ = ["InetDriver"]
 
 SIOCINQ = 0x541B  # FIONREAD
 SIOCOUTQ = 0x5411
 _INT = struct.Struct("@i")
+_UINT = struct.Struct("@I")
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
-
-
-def _udp():
-    from .udp import UdpSocket
-    return UdpSocket
 
 
 class InetDriver(SocketDriver):
@@ -61,7 +59,7 @@ class InetDriver(SocketDriver):
         if type == socket.SOCK_DGRAM:
             if proto not in (0, socket.IPPROTO_UDP):
                 raise oserror(errno.EPROTONOSUPPORT)
-            return _udp()(self.network, family)
+            return UdpSocket(self.network, family)
         raise oserror(errno.ESOCKTNOSUPPORT)
 
     def socketpair(self, family: int, type: int, proto: int) -> tuple[Any, Any]:
@@ -147,6 +145,9 @@ class InetDriver(SocketDriver):
                                                       socket.SO_PROTOCOL):
             raise oserror(errno.ENOPROTOOPT)
         with self.network.lock:
+            if (level, optname) == (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) and (
+                    sock.binding is not None and sock.family == socket.AF_INET6):
+                raise oserror(errno.EINVAL)  # fixed once bound, as Linux
             sock.opts.set(level, optname, value)
 
     # -- data ----------------------------------------------------------------------
@@ -185,6 +186,8 @@ class InetDriver(SocketDriver):
             with self.network.lock:
                 if type(sock) is TcpSocket:
                     return sock.recv(bufsize, flags, touched)
+                if bufsize == 0:
+                    return b""  # like the stdlib's recv(0): no call, nothing consumed
                 return sock.recvfrom(bufsize, flags, touched)[0]
         finally:
             if touched:
@@ -207,8 +210,20 @@ class InetDriver(SocketDriver):
     def recvmsg(self, sock: Any, bufsize: int, ancbufsize: int, flags: int):
         if type(sock) is TcpSocket:
             return self.recv(sock, bufsize, flags), [], 0, None
-        data, source, msg_flags = self._recvfrom(sock, bufsize, flags)
-        return data, [], msg_flags, source
+        touched: list = []
+        ancdata = []
+        try:
+            with self.network.lock:
+                data, source, msg_flags = sock.recvfrom(bufsize, flags, touched)
+                drops = sock.recv_drops
+        finally:
+            self._notify(touched)
+        if drops:  # SO_RXQ_OVFL: the drop count rides along when it is not zero
+            if ancbufsize >= socket.CMSG_LEN(_UINT.size):
+                ancdata.append((socket.SOL_SOCKET, SO_RXQ_OVFL, _UINT.pack(drops)))
+            else:
+                msg_flags |= socket.MSG_CTRUNC
+        return data[:bufsize], ancdata, msg_flags, source
 
     def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
         if request not in (SIOCINQ, SIOCOUTQ):

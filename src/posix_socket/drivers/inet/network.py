@@ -140,6 +140,7 @@ class VirtualNetwork:
         self.lock = threading.RLock()
         self.tcp = PortTable(tcp=True)
         self.udp = PortTable(tcp=False)
+        self.udp_drops = 0  # datagrams dropped at a full receive queue
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], ["localhost"])]
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
 

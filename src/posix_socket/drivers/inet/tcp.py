@@ -148,7 +148,11 @@ class TcpSocket:
         if not self.net.is_local(target):
             raise oserror(errno.ENETUNREACH)
         if self.binding is None:
-            self._claim(target, 0)
+            # The route's source: lo's routes say 127.0.0.1 for all of 127/8; any other
+            # address of this network is reached from itself.
+            v4 = target.ipv4_mapped
+            loopback = v4 is not None and v4.is_loopback
+            self._claim(self.net.loopback(True) if loopback else target, 0)
             self.autobound = True
         self.shutdown = 0
         self.error = 0

@@ -1,0 +1,487 @@
+"""UDP sockets of the virtual network: datagrams handed from socket to socket.
+
+A send looks up the receiver the way Linux's ``__udp4_lib_lookup`` does (sockets bound
+to the destination address before wildcard ones; within them the best score: an AF_INET
+socket over a dual-stack one, a socket connected to the sender over an unconnected
+one; an SO_REUSEPORT group picks a member from the sender's address) and queues the
+datagram there, or drops it when the receiver's queue is full.  A ``bytes`` payload is
+queued as it is, never copied.
+
+Numbers and errnos were checked against Linux 6.18 on loopback:
+
+* A receive queue is charged each datagram's ``skb->truesize`` (``truesize`` below,
+  measured on x86-64: 832 bytes for a small datagram) and takes a datagram when it is
+  empty or the charge stays within SO_RCVBUF.  Reading releases the charge in batches
+  (a quarter of SO_RCVBUF, or when the datagrams the reader took over are all read),
+  as ``udp_rmem_release`` does, so a full queue does not take one more datagram per
+  datagram read.
+* A connected socket that sends to its peer's port where nobody receives gets
+  ECONNREFUSED from its next send or receive (ICMP port unreachable on loopback), and
+  poll shows POLLERR until then; a pending error comes before queued datagrams.
+* shutdown() sets the bits even when it fails with ENOTCONN (unconnected socket):
+  SHUT_RD makes poll report POLLIN|POLLRDNORM|POLLRDHUP and an empty blocking receive
+  return b"" at once (a non-blocking one gets EAGAIN: here only with MSG_DONTWAIT,
+  since an op cannot tell an O_NONBLOCK descriptor), datagrams still arrive and are
+  read; SHUT_WR makes sends fail with EPIPE; both add POLLHUP.
+* Broadcast (255.255.255.255 and loopback's 127.255.255.255) needs SO_BROADCAST on the
+  sender (EACCES, also for connect) and reaches every socket bound to the port on a
+  wildcard or the broadcast address, SO_REUSEPORT or not.
+* MSG_MORE corks datagrams as Linux does: the first send fixes the destination, the
+  rest only append; an error while corked discards what was corked.
+* Drops are counted per socket (``drops``, Linux's sk_drops) and per network
+  (``udp_drops``); with SO_RXQ_OVFL on, each queued datagram is stamped with the
+  socket's drop count, which ``recv_drops`` shows after a receive (Linux attaches it to
+  recvmsg as a SOL_SOCKET/SO_RXQ_OVFL cmsg only when non-zero, MSG_CTRUNC without room).
+
+Left out: IP multicast (IP_ADD_MEMBERSHIP is not an option here, so setsockopt says
+ENOPROTOOPT), the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC) to
+dissolve an association, and directed broadcast to hosts added with ``add_host``.
+
+Every mutating method runs under the network's lock and appends the sockets whose
+readiness may have changed to ``touched``; the driver notifies them after the lock is
+released (also when the method raised).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import ipaddress
+import itertools
+import select
+import socket
+
+from ...errors import oserror
+from .addresses import ANY, ANY4, BROADCAST, Endpoint, is_v4, is_wildcard, mapped, to_tuple
+from .network import Binding, VirtualNetwork
+from .options import Options
+
+__all__ = ["UdpSocket", "truesize"]
+
+RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
+SHUTDOWN_MASK = RCV_SHUTDOWN | SEND_SHUTDOWN
+POLLIN_SET = select.POLLIN | select.POLLRDNORM
+POLLOUT_SET = select.POLLOUT | select.POLLWRNORM | select.POLLWRBAND
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+MSG_PEEK, MSG_TRUNC = int(socket.MSG_PEEK), int(socket.MSG_TRUNC)  # ints, as recvmsg
+MSG_OOB, MSG_DONTWAIT = int(socket.MSG_OOB), int(socket.MSG_DONTWAIT)
+MSG_MORE = int(getattr(socket, "MSG_MORE", 0x8000))
+
+IPV4_MAX_PAYLOAD = 65535 - 20 - 8  # 65507: the IPv4 total length holds the headers
+IPV6_MAX_PAYLOAD = 65535 - 8  # 65527: the IPv6 payload length holds the UDP header
+_LOOPBACK4 = ipaddress.IPv4Network("127.0.0.0/8")
+_LOOPBACK4_ADDRESS = mapped(ipaddress.IPv4Address("127.0.0.1"))
+_LOOPBACK6 = ipaddress.IPv6Address("::1")
+# Limited broadcast and loopback's directed broadcast (Linux's local routing table).
+BROADCASTS = frozenset({BROADCAST, mapped(ipaddress.IPv4Address("127.255.255.255"))})
+
+# Order in which sockets entered their lookup slot: Linux adds a socket at the head of
+# the chain (at the tail for AF_INET6 with SO_REUSEPORT) and takes the first best score.
+_entered = itertools.count()
+
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+
+Datagram = tuple  # (payload: bytes, source: Endpoint, charge: int, drops stamped: int)
+
+
+def truesize(length: int, v6: bool) -> int:
+    """What a datagram of ``length`` payload bytes costs its receiver's SO_RCVBUF on
+    Linux's loopback (skb->truesize: the buffer's slab size plus the sk_buff, measured
+    on Linux 6.18 x86-64): 832 bytes up to 197 (IPv4) / 184 (IPv6) payload bytes, then
+    the next kmalloc size, and past 16 KiB the payload in pages plus 832."""
+    if v6 and length > 65488:  # fragmented on loopback's 65536-byte MTU, reassembled
+        return 67144
+    head = length + (72 if v6 else 59)  # headers, link-layer reserve and alignment
+    if head <= 256:
+        return 832
+    if head < 16064:  # linear: 320 bytes of skb_shared_info, kmalloc'ed as a power of 2
+        return (1 << (head + 319).bit_length()) + 256
+    return length + 832
+
+
+class UdpSocket:
+    __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
+                 "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
+                 "cork", "cork_size", "cork_source", "cork_destination", "__weakref__")
+
+    def __init__(self, net: VirtualNetwork, family: int) -> None:
+        self.net = net
+        self.family = family
+        self.opts = Options(family, tcp=False)
+        self.binding: Binding | None = None
+        self.local: Endpoint | None = None
+        self.remote: Endpoint | None = None  # the default peer, once connected
+        self.rx: collections.deque[Datagram] | None = None  # made on first datagram
+        self.taken = 0  # datagrams at the head the reader took over (Linux's reader_queue)
+        self.charged = 0  # sk_rmem_alloc: truesizes queued, plus read but unreleased
+        self.deficit = 0  # read but not yet released (udp_sk->forward_deficit)
+        self.shutdown = 0
+        self.error = 0
+        self.entered = 0
+        self.drops = 0  # datagrams dropped at this full queue (Linux's sk_drops)
+        self.recv_drops = 0  # SO_RXQ_OVFL's count on the datagram last received, or 0
+        self.cork: list[bytes] | None = None  # MSG_MORE: the datagram being built
+        self.cork_size = 0
+        self.cork_source: Endpoint | None = None
+        self.cork_destination: Endpoint | None = None
+
+    # -- names ---------------------------------------------------------------------
+
+    def _any(self) -> Endpoint:
+        return Endpoint(ANY4 if self.family == socket.AF_INET else ANY, 0)
+
+    def getsockname(self) -> tuple:
+        return to_tuple(self.family, self.local or self._any())
+
+    def getpeername(self) -> tuple:
+        # Linux: "not connected" also after connecting to port 0 (inet_dport is 0).
+        if self.remote is None or not self.remote.port:
+            raise oserror(errno.ENOTCONN)
+        return to_tuple(self.family, self.remote)
+
+    def _v6only(self) -> bool:
+        return self.family == socket.AF_INET6 and bool(
+            self.opts.flag(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+
+    def bind(self, where: Endpoint) -> None:
+        if self.binding is not None:
+            raise oserror(errno.EINVAL)
+        if self.family == socket.AF_INET6 and is_v4(where.ip) and self._v6only():
+            raise oserror(errno.EINVAL)
+        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS):
+            raise oserror(errno.EADDRNOTAVAIL)
+        self._claim(where.ip, where.port)
+
+    def _claim(self, ip: ipaddress.IPv6Address, port: int) -> None:
+        opts = self.opts
+        binding = Binding(self, ip, self._v6only(),
+                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
+                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
+        port = self.net.udp.bind(binding, port)
+        self.binding = binding
+        self.local = Endpoint(ip, port)
+        self.entered = next(_entered)
+
+    def _autobind(self) -> None:
+        """Linux binds an unbound socket to the wildcard and an ephemeral port before
+        it connects or sends, even when the call then fails."""
+        if self.binding is None:
+            self._claim(self._any().ip, 0)
+
+    def _settle_local(self, source: ipaddress.IPv6Address) -> None:
+        """connect() on a wildcard-bound socket fixes its address to the route's
+        source; the socket then only receives datagrams sent to that address."""
+        if self.binding is not None and is_wildcard(self.binding.ip):
+            self.binding.ip = source
+            self.local = Endpoint(source, self.local.port)
+            self.entered = next(_entered)  # rehashed: at the head of its new slot
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _route(self, target: ipaddress.IPv6Address) -> tuple[ipaddress.IPv6Address,
+                                                             ipaddress.IPv6Address]:
+        """(destination, source address) of a datagram for ``target``, with the
+        errnos of Linux's route and address checks."""
+        local = self.local.ip
+        v4 = is_v4(target)
+        if self.family == socket.AF_INET6:
+            if v4 and (self._v6only() or not (is_wildcard(local) or is_v4(local))):
+                raise oserror(errno.ENETUNREACH)
+            if not v4 and is_v4(local):
+                raise oserror(errno.EAFNOSUPPORT)
+        specific = not is_wildcard(local)
+        if target == ANY4:  # 0.0.0.0 means this host: the bound address or loopback
+            target = local if specific else _LOOPBACK4_ADDRESS
+        elif target == ANY:  # :: means loopback (a BSD'ism Linux keeps)
+            target = _LOOPBACK6
+        if target in BROADCASTS:
+            if not self.opts.flag(socket.SOL_SOCKET, socket.SO_BROADCAST):
+                raise oserror(errno.EACCES)
+        elif not self.net.is_local(target):
+            raise oserror(errno.ENETUNREACH)
+        if specific:
+            return target, local
+        if v4 and (target in BROADCASTS or target.ipv4_mapped in _LOOPBACK4):
+            return target, _LOOPBACK4_ADDRESS  # lo's routes have src 127.0.0.1
+        return target, target  # any other address of this network is reached from itself
+
+    # -- association ---------------------------------------------------------------------
+
+    def connect(self, where: Endpoint, touched: list) -> None:
+        self._autobind()
+        target, source = self._route(where.ip)
+        self.remote = Endpoint(target, where.port)
+        self._settle_local(source)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def sendto(self, data, flags: int, where: Endpoint | None, touched: list) -> int:
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        self._autobind()
+        target = where if where is not None else self.remote
+        if self.family == socket.AF_INET6 and where is not None and is_v4(where.ip) and (
+                self._v6only() or not (is_wildcard(self.local.ip) or is_v4(self.local.ip))):
+            raise oserror(errno.ENETUNREACH)
+        v4 = self.family == socket.AF_INET or (target is not None and is_v4(target.ip))
+        if v4 and size > 0xFFFF:
+            raise oserror(errno.EMSGSIZE)
+        if flags & MSG_OOB:
+            raise oserror(errno.EOPNOTSUPP)
+        if self.cork is not None:
+            return self._append(data, size, flags, touched)
+        if where is None:
+            if target is None:
+                raise oserror(errno.EDESTADDRREQ)
+            destination, source = self.remote, self.local.ip
+            if is_wildcard(source):
+                destination, source = self._route(destination.ip)
+                destination = Endpoint(destination, self.remote.port)
+        else:
+            if not where.port:
+                raise oserror(errno.EINVAL)
+            ip, source = self._route(where.ip)
+            destination = Endpoint(ip, where.port)
+        if size > (IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD):
+            raise oserror(errno.EMSGSIZE)
+        self._check_sendable(touched)
+        payload = data if type(data) is bytes else bytes(data)
+        source_endpoint = Endpoint(source, self.local.port)
+        if flags & MSG_MORE:
+            self.cork, self.cork_size = [payload], size
+            self.cork_source, self.cork_destination = source_endpoint, destination
+            return size
+        self._deliver(payload, source_endpoint, destination, touched)
+        return size
+
+    def _check_sendable(self, touched: list) -> None:
+        """What allocating the datagram checks: a pending error, then SHUT_WR."""
+        if self.error:
+            code, self.error = self.error, 0
+            touched.append(self)
+            raise oserror(code)
+        if self.shutdown & SEND_SHUTDOWN:
+            raise oserror(errno.EPIPE)
+
+    def _append(self, data, size: int, flags: int, touched: list) -> int:
+        """A send while corked: its address is ignored, the payload joins the cork."""
+        destination = self.cork_destination
+        limit = IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD
+        if self.cork_size + size > limit:
+            self._uncork()
+            raise oserror(errno.EMSGSIZE)
+        self.cork.append(data if type(data) is bytes else bytes(data))
+        self.cork_size += size
+        if not flags & MSG_MORE:
+            payload = b"".join(self.cork)
+            source = self.cork_source
+            self._uncork()
+            self._deliver(payload, source, destination, touched)
+        return size
+
+    def _uncork(self) -> None:
+        self.cork = self.cork_source = self.cork_destination = None
+        self.cork_size = 0
+
+    def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
+                 touched: list) -> None:
+        v6 = not is_v4(destination.ip)
+        if destination.ip in BROADCASTS:
+            for receiver in self._broadcast_receivers(destination, source):
+                receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+            return
+        receiver = self._receiver(destination, source)
+        if receiver is None:
+            # ICMP port unreachable; only a socket connected there takes it as an error.
+            if self.remote is not None and self.remote == destination:
+                self.error = errno.ECONNREFUSED
+                touched.append(self)
+            return
+        receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+
+    def _receiver(self, destination: Endpoint, source: Endpoint) -> UdpSocket | None:
+        """The socket a unicast datagram reaches (Linux's udp4/udp6 lookup)."""
+        bindings = self.net.udp.ports.get(destination.port)
+        if not bindings:
+            return None
+        ip = destination.ip
+        for exact in (True, False):  # the slot of the address, then the wildcard slot
+            slot = [b for b in bindings
+                    if (b.ip == ip if exact else b.ip != ip and b.covers(ip))]
+            if not slot:
+                continue
+            if len(slot) > 1:
+                slot.sort(key=_chain_order)
+            best, best_score = None, -1
+            for binding in slot:
+                owner = binding.owner
+                score = owner._score(ip, source)
+                if score <= best_score:
+                    continue
+                best, best_score = owner, score
+                if binding.reuseport and owner.remote is None:
+                    group = [b for b in bindings if b.reuseport and b.ip == binding.ip
+                             and b.owner.family == owner.family
+                             and b.v6only == binding.v6only]
+                    if len(group) > 1 and all(b.owner.remote is None for b in group):
+                        group.sort(key=lambda b: b.owner.entered)
+                        pick = hash((int(source.ip), source.port)) % len(group)
+                        return group[pick].owner
+            if best is not None:
+                return best
+        return None
+
+    def _score(self, ip: ipaddress.IPv6Address, source: Endpoint) -> int:
+        """Linux's compute_score: -1 when this socket cannot take the datagram."""
+        score = (2 if self.family == socket.AF_INET else 1) if is_v4(ip) else 0
+        if not is_wildcard(self.binding.ip):
+            score += 4
+        remote = self.remote
+        if remote is not None:
+            if remote.ip != source.ip:
+                return -1
+            score += 4
+            if remote.port:
+                if remote.port != source.port:
+                    return -1
+                score += 4
+        return score
+
+    def _broadcast_receivers(self, destination: Endpoint, source: Endpoint) -> list:
+        """Every socket bound to the port on the broadcast address or a wildcard that
+        covers IPv4, and not connected to someone else (__udp_is_mcast_sock)."""
+        receivers = []
+        for binding in self.net.udp.ports.get(destination.port, ()):
+            if binding.ip != destination.ip and not (
+                    is_wildcard(binding.ip) and binding.covers(destination.ip)):
+                continue
+            remote = binding.owner.remote
+            if remote is not None and (remote.ip != source.ip or (
+                    remote.port and remote.port != source.port)):
+                continue
+            receivers.append(binding.owner)
+        return receivers
+
+    def _enqueue(self, payload: bytes, source: Endpoint, charge: int, touched: list) -> None:
+        charged = self.charged
+        if charged and charged + charge > self.opts.rcvbuf:
+            self.drops += 1
+            self.net.udp_drops += 1
+            return
+        self.charged = charged + charge
+        if self.rx is None:
+            self.rx = collections.deque()
+        # SO_RXQ_OVFL: Linux stamps the drop count on each datagram queued while it is on.
+        self.rx.append((payload, source, charge, self.drops if self._counts_drops() else 0))
+        touched.append(self)
+
+    def _counts_drops(self) -> bool:
+        try:
+            return bool(self.opts.flag(socket.SOL_SOCKET, SO_RXQ_OVFL))
+        except KeyError:  # an options table without SO_RXQ_OVFL
+            return False
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def recvfrom(self, bufsize: int, flags: int, touched: list) -> tuple[bytes, tuple | None, int]:
+        """(data, source address, msg_flags).  A datagram longer than ``bufsize`` is
+        cut to it and flagged MSG_TRUNC in msg_flags.  With MSG_TRUNC in ``flags``
+        Linux returns the datagram's full length: the stdlib's recv/recvfrom then give
+        a bytes object of that length whose tail past ``bufsize`` is uninitialised
+        memory, recv_into the length, recvmsg only ``bufsize`` bytes.  So here the
+        whole datagram comes back (its real bytes where the kernel leaves garbage);
+        recvmsg must cut it to ``bufsize``.  ``recv_drops`` is then the SO_RXQ_OVFL
+        count for recvmsg's ancillary data (Linux sends it only when non-zero)."""
+        if self.error:
+            code, self.error = self.error, 0
+            touched.append(self)
+            raise oserror(code)
+        rx = self.rx
+        if not rx:
+            if self.shutdown & RCV_SHUTDOWN and not flags & MSG_DONTWAIT:
+                self.recv_drops = 0
+                return b"", None, 0  # a blocking receive returns at once after SHUT_RD
+            raise oserror(errno.EAGAIN)
+        if not self.taken:
+            self.taken = len(rx)
+        payload, source, charge, self.recv_drops = rx[0]
+        if len(payload) > bufsize:
+            data = payload if flags & MSG_TRUNC else payload[:bufsize]
+            msg_flags = MSG_TRUNC
+        else:
+            data, msg_flags = payload, 0
+        if not flags & MSG_PEEK:
+            rx.popleft()
+            self.taken -= 1
+            self._release(charge)
+            if not rx:
+                touched.append(self)
+        return data, to_tuple(self.family, source), msg_flags
+
+    def _release(self, charge: int) -> None:
+        """udp_rmem_release: the charge goes back in batches of a quarter of SO_RCVBUF,
+        or when the datagrams the reader took over are all read."""
+        self.deficit += charge
+        if self.deficit >= self.opts.rcvbuf >> 2 or not self.taken:
+            self.charged -= self.deficit
+            self.deficit = 0
+
+    def nread(self) -> int:
+        """FIONREAD: the length of the first datagram (Linux's first_packet_length)."""
+        rx = self.rx
+        if not rx:
+            return 0
+        if not self.taken:
+            self.taken = len(rx)
+        return len(rx[0][0])
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def shut(self, how: int, touched: list) -> None:
+        """shutdown(2): the bits are set even on an unconnected socket, which then
+        gets ENOTCONN (Linux, so that poll can wake its waiters with POLLHUP)."""
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            self.shutdown |= RCV_SHUTDOWN
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            self.shutdown |= SEND_SHUTDOWN
+        touched.append(self)
+        if self.remote is None:
+            raise oserror(errno.ENOTCONN)
+
+    def close(self, touched: list) -> None:
+        if self.binding is not None and self.local is not None:
+            self.net.udp.unbind(self.binding, self.local.port)
+        self.binding = None
+        self.local = self.remote = None
+        self.rx = None
+        self.taken = self.charged = self.deficit = 0
+        self._uncork()
+
+    # -- readiness -----------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Linux's udp_poll (datagram_poll): always writable here."""
+        mask = POLLOUT_SET
+        if self.error:
+            mask |= select.POLLERR
+        shutdown = self.shutdown
+        if shutdown:
+            if shutdown & RCV_SHUTDOWN:
+                mask |= POLLIN_SET | POLLRDHUP
+            if shutdown == SHUTDOWN_MASK:
+                mask |= select.POLLHUP
+        if self.rx:
+            mask |= POLLIN_SET
+        return mask
+
+    def take_error(self) -> int:
+        code, self.error = self.error, 0
+        return code
+
+
+def _chain_order(binding: Binding) -> tuple[int, int]:
+    """Linux's hash-chain order: head-inserted sockets newest first, then the AF_INET6
+    SO_REUSEPORT ones (inserted at the tail) oldest first."""
+    owner = binding.owner
+    if binding.reuseport and owner.family == socket.AF_INET6:
+        return (1, owner.entered)
+    return (0, -owner.entered)

@@ -1,0 +1,511 @@
+"""UdpSocket on its own: a VirtualNetwork, sockets, calls under the network's lock.
+
+The expected numbers and errnos are what Linux 6.18 gives over loopback (checked with
+the stdlib on the kernel); the oracle suite compares the whole driver with the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+from socket import AF_INET, AF_INET6
+
+import pytest
+
+from posix_socket.drivers.inet import addresses
+from posix_socket.drivers.inet.network import VirtualNetwork
+from posix_socket.drivers.inet.udp import SO_RXQ_OVFL, UdpSocket, truesize
+
+POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
+POLLHUP, POLLRDNORM = select.POLLHUP, select.POLLRDNORM
+POLLWRNORM, POLLWRBAND = select.POLLWRNORM, select.POLLWRBAND
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+WRITABLE = POLLOUT | POLLWRNORM | POLLWRBAND
+READABLE = POLLIN | POLLRDNORM
+OPTIONS = {
+    "reuseaddr": (socket.SOL_SOCKET, socket.SO_REUSEADDR),
+    "reuseport": (socket.SOL_SOCKET, socket.SO_REUSEPORT),
+    "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
+    "rcvbuf": (socket.SOL_SOCKET, socket.SO_RCVBUF),
+    "v6only": (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+}
+
+
+class Sock:
+    """A UdpSocket plus the driver's chores: parse addresses, take the lock, collect
+    the sockets each call touched."""
+
+    def __init__(self, net: VirtualNetwork, family: int = AF_INET, **options: int) -> None:
+        self.net = net
+        self.udp = UdpSocket(net, family)
+        self.touched: list = []
+        for name, value in options.items():
+            self.udp.opts.set(*OPTIONS[name], value)
+
+    def _where(self, address):
+        return addresses.parse(self.udp.family, address, "op", self.net)
+
+    def _do(self, method, *args):
+        self.touched = []
+        with self.net.lock:
+            return method(*args, self.touched)
+
+    def bind(self, *address):
+        with self.net.lock:
+            self.udp.bind(self._where(address))
+
+    def connect(self, *address):
+        self._do(self.udp.connect, self._where(address))
+
+    def sendto(self, data, address=None, flags=0):
+        where = None if address is None else self._where(address)
+        return self._do(self.udp.sendto, data, flags, where)
+
+    def recv(self, bufsize=70000, flags=0):
+        return self._do(self.udp.recvfrom, bufsize, flags)
+
+    def data(self, bufsize=70000, flags=0):
+        return self.recv(bufsize, flags)[0]
+
+    def shut(self, how):
+        self._do(self.udp.shut, how)
+
+    def close(self):
+        self._do(self.udp.close)
+
+    def name(self):
+        return self.udp.getsockname()
+
+    def peer(self):
+        return self.udp.getpeername()
+
+    def poll(self):
+        return self.udp.poll()
+
+    def drain(self) -> list[bytes]:
+        got = []
+        while True:
+            try:
+                got.append(self.data())
+            except BlockingIOError:
+                return got
+
+
+def errno_of(call, *args) -> int:
+    with pytest.raises(OSError) as info:
+        call(*args)
+    return info.value.errno
+
+
+@pytest.fixture
+def net() -> VirtualNetwork:
+    return VirtualNetwork()
+
+
+def bound(net, host="127.0.0.1", family=AF_INET, **options) -> Sock:
+    sock = Sock(net, family, **options)
+    sock.bind(host, 0)
+    return sock
+
+
+# -- binding ---------------------------------------------------------------------------
+
+def test_bind_errors(net):
+    sock = bound(net)
+    assert errno_of(sock.bind, "127.0.0.1", 0) == errno.EINVAL
+    assert errno_of(Sock(net).bind, "10.9.9.9", 0) == errno.EADDRNOTAVAIL
+    assert errno_of(Sock(net).bind, "127.0.0.1", sock.name()[1]) == errno.EADDRINUSE
+    v6only = Sock(net, AF_INET6, v6only=1)
+    assert errno_of(v6only.bind, "::ffff:127.0.0.1", 0) == errno.EINVAL
+    Sock(net).bind("255.255.255.255", 0)  # Linux lets a socket bind a broadcast address
+    Sock(net).bind("127.255.255.255", 0)
+
+
+def test_close_releases_the_port_and_the_queue(net):
+    receiver, sender = bound(net), Sock(net)
+    sender.sendto(b"x", receiver.name())
+    port = receiver.name()[1]
+    receiver.close()
+    assert receiver.udp.rx is None and receiver.udp.charged == 0
+    Sock(net).bind("127.0.0.1", port)
+
+
+def test_networks_are_isolated():
+    one, two = VirtualNetwork(), VirtualNetwork()
+    a, b = bound(one), Sock(two)
+    b.bind("127.0.0.1", a.name()[1])  # the same port, another network
+    Sock(one).sendto(b"to one", a.name())
+    assert b.drain() == [] and a.drain() == [b"to one"]
+
+
+# -- sending -------------------------------------------------------------------------------
+
+def test_send_without_destination_autobinds_then_fails(net):
+    sock = Sock(net)
+    assert errno_of(sock.sendto, b"x") == errno.EDESTADDRREQ
+    host, port = sock.name()
+    assert host == "0.0.0.0" and 32768 <= port <= 60999
+    # IPv4 checks the 64 KiB limit before the destination, IPv6 does not.
+    assert errno_of(Sock(net).sendto, b"x" * 65536) == errno.EMSGSIZE
+    assert errno_of(Sock(net, AF_INET6).sendto, b"x" * 70000) == errno.EDESTADDRREQ
+
+
+@pytest.mark.parametrize(("family", "host", "limit"), [
+    (AF_INET, "127.0.0.1", 65507), (AF_INET6, "::1", 65527),
+    (AF_INET6, "::ffff:127.0.0.1", 65507)])
+def test_largest_datagram(net, family, host, limit):
+    receiver = bound(net, "::" if family == AF_INET6 else "127.0.0.1", family)
+    sender = Sock(net, family)
+    target = (host, receiver.name()[1])
+    assert sender.sendto(b"x" * limit, target) == limit
+    assert errno_of(sender.sendto, b"x" * (limit + 1), target) == errno.EMSGSIZE
+    assert len(receiver.data()) == limit
+    assert receiver.drain() == []
+
+
+def test_port_zero_and_out_of_band(net):
+    assert errno_of(Sock(net).sendto, b"x", ("127.0.0.1", 0)) == errno.EINVAL
+    assert errno_of(Sock(net).sendto, b"x", ("10.9.9.9", 0)) == errno.EINVAL
+    assert errno_of(Sock(net).sendto, b"x", ("127.0.0.1", 9), socket.MSG_OOB) == \
+        errno.EOPNOTSUPP
+    assert errno_of(Sock(net).sendto, b"x", ("10.9.9.9", 9)) == errno.ENETUNREACH
+
+
+def test_payload_travels_by_reference_and_source_is_reported(net):
+    receiver = bound(net)
+    sender = bound(net, "127.0.0.9")
+    payload = b"immutable" * 10
+    assert sender.sendto(payload, receiver.name()) == len(payload)
+    assert receiver.touched == [] and receiver.udp in sender.touched
+    data, source, flags = receiver.recv()
+    assert data is payload and source == sender.name() and flags == 0
+    mutable = bytearray(b"abc")
+    sender.sendto(memoryview(mutable), receiver.name())
+    mutable[0] = ord("z")
+    assert receiver.data() == b"abc"
+
+
+def test_source_address_of_a_wildcard_sender(net):
+    receiver = bound(net, "0.0.0.0")
+    port = receiver.name()[1]
+    sender = Sock(net)
+    sender.sendto(b"x", ("127.0.0.5", port))
+    assert receiver.recv()[1] == ("127.0.0.1", sender.name()[1])  # lo's routes: src .1
+    sender.sendto(b"x", ("0.0.0.0", port))  # 0.0.0.0 means this host
+    assert receiver.recv()[1][0] == "127.0.0.1"
+    specific = bound(net, "127.0.0.9")
+    specific.sendto(b"x", ("0.0.0.0", port))
+    assert receiver.recv()[1] == specific.name()
+    dual = bound(net, "::", AF_INET6)
+    Sock(net).sendto(b"v4", ("127.0.0.1", dual.name()[1]))
+    assert dual.recv()[1][0] == "::ffff:127.0.0.1"
+    v6 = Sock(net, AF_INET6)
+    v6.sendto(b"v6", ("::", dual.name()[1]))  # :: means ::1
+    assert dual.recv()[1] == ("::1", v6.name()[1], 0, 0)
+
+
+def test_ipv6_socket_and_ipv4_destinations(net):
+    v6only = Sock(net, AF_INET6, v6only=1)
+    assert errno_of(v6only.sendto, b"x", ("::ffff:127.0.0.1", 9)) == errno.ENETUNREACH
+    assert v6only.name()[1] != 0  # autobound all the same
+    on_v6 = bound(net, "::1", AF_INET6)
+    assert errno_of(on_v6.sendto, b"x", ("::ffff:127.0.0.1", 9)) == errno.ENETUNREACH
+    on_v4 = bound(net, "::ffff:127.0.0.1", AF_INET6)
+    assert errno_of(on_v4.sendto, b"x", ("::1", 9)) == errno.EAFNOSUPPORT
+    assert errno_of(on_v4.connect, "::1", 9) == errno.EAFNOSUPPORT
+
+
+# -- connected sockets ---------------------------------------------------------------------
+
+def test_connect_names(net):
+    sock = Sock(net)
+    assert errno_of(sock.peer) == errno.ENOTCONN
+    sock.connect("0.0.0.0", 5000)  # the wildcard means loopback
+    assert sock.peer() == ("127.0.0.1", 5000)
+    assert sock.name()[0] == "127.0.0.1"  # the route's source fixes the address
+    wildcard = bound(net, "0.0.0.0")
+    wildcard.connect("127.0.0.5", 5000)
+    assert wildcard.name()[0] == "127.0.0.1"
+    six = Sock(net, AF_INET6)
+    six.connect("::1", 5000, 7, 0)
+    assert six.peer() == ("::1", 5000, 0, 0) and six.name()[0] == "::1"
+    port_zero = Sock(net)
+    port_zero.connect("127.0.0.1", 0)
+    assert errno_of(port_zero.peer) == errno.ENOTCONN  # inet_dport 0 on Linux
+
+
+def test_connect_errors_keep_the_autobind_and_the_old_peer(net):
+    v6only = Sock(net, AF_INET6, v6only=1)
+    assert errno_of(v6only.connect, "::ffff:127.0.0.1", 9) == errno.ENETUNREACH
+    assert v6only.name()[1] != 0
+    sock = Sock(net)
+    sock.connect("127.0.0.1", 9)
+    assert errno_of(sock.connect, "10.9.9.9", 9) == errno.ENETUNREACH
+    assert errno_of(sock.connect, "127.255.255.255", 9) == errno.EACCES
+    assert sock.peer() == ("127.0.0.1", 9)
+
+
+def test_connected_socket_receives_only_from_its_peer(net):
+    receiver, peer, stranger = bound(net), bound(net), bound(net)
+    stranger.sendto(b"early", receiver.name())  # queued before connect: kept
+    receiver.connect(*peer.name())
+    stranger.sendto(b"stranger", receiver.name())
+    peer.sendto(b"peer", receiver.name())
+    assert receiver.drain() == [b"early", b"peer"]
+    assert stranger.udp.error == 0  # unconnected senders never hear of it
+
+
+def test_econnrefused_after_sending_to_a_closed_port(net):
+    gone = bound(net)
+    port = gone.name()[1]
+    gone.close()
+    sock = Sock(net)
+    sock.connect("127.0.0.1", port)
+    assert sock.sendto(b"x") == 1
+    assert sock.udp in sock.touched
+    assert sock.poll() == WRITABLE | POLLERR
+    assert errno_of(sock.sendto, b"y") == errno.ECONNREFUSED  # reported once ...
+    assert sock.poll() == WRITABLE
+    assert sock.sendto(b"z") == 1
+    assert errno_of(sock.recv) == errno.ECONNREFUSED  # ... by a send or a receive
+    assert errno_of(sock.recv) == errno.EAGAIN
+    sock.sendto(b"again")
+    assert sock.udp.take_error() == errno.ECONNREFUSED and sock.udp.take_error() == 0
+
+
+def test_pending_error_order(net):
+    server, receiver = bound(net), bound(net)
+    client = bound(net)
+    client.connect(*server.name())
+    server.sendto(b"queued", client.name())
+    server.close()
+    client.sendto(b"x")
+    # EMSGSIZE comes first and keeps the error; the error comes before queued data
+    # and the failed send delivers nothing.
+    assert errno_of(client.sendto, b"x" * 65508) == errno.EMSGSIZE
+    assert errno_of(client.sendto, b"x", receiver.name()) == errno.ECONNREFUSED
+    assert receiver.drain() == []
+    client.sendto(b"x")
+    assert errno_of(client.recv) == errno.ECONNREFUSED
+    assert client.data() == b"queued"
+
+
+def test_no_error_unless_sent_to_the_peer(net):
+    listener, gone = bound(net), bound(net)
+    dead = gone.name()
+    gone.close()
+    sock = Sock(net)
+    sock.connect(*listener.name())
+    sock.sendto(b"x", dead)
+    assert sock.udp.error == 0
+    elsewhere = bound(net)
+    elsewhere.connect(*listener.name())
+    towards = Sock(net)
+    towards.connect(*elsewhere.name())  # its receiver only takes its own peer
+    towards.sendto(b"x")
+    assert towards.udp.error == errno.ECONNREFUSED and elsewhere.drain() == []
+
+
+# -- who receives ----------------------------------------------------------------------
+
+def test_lookup_preferences(net):
+    first = bound(net, "127.0.0.1", reuseaddr=1)
+    port = first.name()[1]
+    last = Sock(net, reuseaddr=1)
+    last.bind("127.0.0.1", port)
+    wildcard = Sock(net, reuseaddr=1)
+    wildcard.bind("0.0.0.0", port)
+    sender = Sock(net)
+    for _ in range(3):
+        sender.sendto(b"x", ("127.0.0.1", port))
+    sender.sendto(b"y", ("127.0.0.2", port))
+    assert (len(first.drain()), len(last.drain()), wildcard.drain()) == (0, 3, [b"y"])
+
+    dual = Sock(net, AF_INET6, reuseaddr=1)
+    dual.bind("::", 0)
+    v4 = Sock(net, reuseaddr=1)
+    v4.bind("0.0.0.0", dual.name()[1])
+    sender.sendto(b"v4", ("127.0.0.1", v4.name()[1]))
+    assert (dual.drain(), v4.drain()) == ([], [b"v4"])
+
+    server = bound(net, reuseaddr=1)
+    client = bound(net)
+    connected = Sock(net, reuseaddr=1)
+    connected.bind(*server.name())
+    connected.connect(*client.name())
+    newest = Sock(net, reuseaddr=1)
+    newest.bind(*server.name())
+    client.sendto(b"c", server.name())
+    sender.sendto(b"s", server.name())
+    assert (server.drain(), connected.drain(), newest.drain()) == ([], [b"c"], [b"s"])
+
+
+def test_reuseport_group_spreads_by_source(net):
+    group = [Sock(net, reuseport=1) for _ in range(4)]
+    group[0].bind("127.0.0.1", 0)
+    port = group[0].name()[1]
+    for sock in group[1:]:
+        sock.bind("127.0.0.1", port)
+    for _ in range(40):
+        sender = Sock(net)
+        sender.sendto(b"a", ("127.0.0.1", port))
+        sender.sendto(b"b", ("127.0.0.1", port))
+    counts = [len(sock.drain()) for sock in group]
+    assert sum(counts) == 80 and sum(1 for n in counts if n) > 1
+    assert all(n % 2 == 0 for n in counts)  # one sender, one member
+
+
+def test_broadcast(net):
+    plain = Sock(net)
+    for host in ("255.255.255.255", "127.255.255.255", "<broadcast>"):
+        assert errno_of(plain.sendto, b"x", (host, 9)) == errno.EACCES
+    any1 = bound(net, "0.0.0.0", reuseaddr=1)
+    port = any1.name()[1]
+    receivers = {"any2": ("0.0.0.0", AF_INET, {}), "lo": ("127.0.0.1", AF_INET, {}),
+                 "lo-broadcast": ("127.255.255.255", AF_INET, {}),
+                 "dual": ("::", AF_INET6, {}), "v6only": ("::", AF_INET6, {"v6only": 1})}
+    socks = {"any1": any1}
+    for name, (host, family, options) in receivers.items():
+        socks[name] = Sock(net, family, reuseaddr=1, **options)
+        socks[name].bind(host, port)
+    socks["connected"] = Sock(net, reuseaddr=1)
+    socks["connected"].bind("0.0.0.0", port)
+    socks["connected"].connect("127.0.0.1", 9)
+    sender = Sock(net, broadcast=1)
+    sender.sendto(b"all", ("127.255.255.255", port))
+    got = {name for name, sock in socks.items() if sock.drain()}
+    assert got == {"any1", "any2", "lo-broadcast", "dual"}
+    sender.sendto(b"all", ("255.255.255.255", port))
+    got = {name for name, sock in socks.items() if sock.drain()}
+    assert got == {"any1", "any2", "dual"}
+    sender.connect("127.255.255.255", 9)  # nobody there: no error for a broadcast
+    sender.sendto(b"x")
+    assert sender.udp.error == 0 and sender.name()[0] == "127.0.0.1"
+
+
+# -- receiving -------------------------------------------------------------------------
+
+def test_truncation_peek_and_empty_datagrams(net):
+    receiver, sender = bound(net), Sock(net)
+    for payload in (b"0123456789", b"", b"abc", b"0123456789", b"0123456789"):
+        sender.sendto(payload, receiver.name())
+    assert receiver.udp.nread() == 10
+    assert receiver.recv(4)[::2] == (b"0123", socket.MSG_TRUNC)
+    assert receiver.udp.nread() == 0 and receiver.poll() & READABLE  # the empty one
+    assert receiver.recv(10)[::2] == (b"", 0)
+    assert receiver.recv(2, socket.MSG_PEEK)[::2] == (b"ab", socket.MSG_TRUNC)
+    assert receiver.recv(10, socket.MSG_PEEK)[0] == b"abc"
+    assert receiver.touched == []
+    assert receiver.data() == b"abc"
+    # With MSG_TRUNC Linux returns the full length: the whole datagram comes back.
+    assert receiver.recv(4, socket.MSG_TRUNC)[::2] == (b"0123456789", socket.MSG_TRUNC)
+    assert receiver.recv(0)[::2] == (b"", socket.MSG_TRUNC)  # consumed all the same
+    assert errno_of(receiver.recv) == errno.EAGAIN
+    assert not receiver.poll() & READABLE
+
+
+def test_poll_and_touched(net):
+    receiver, sender = bound(net), Sock(net)
+    assert receiver.poll() == WRITABLE
+    sender.sendto(b"x", receiver.name())
+    assert receiver.poll() == WRITABLE | READABLE
+    receiver.recv()
+    assert receiver.udp in receiver.touched and receiver.poll() == WRITABLE
+
+
+@pytest.mark.parametrize(("how", "mask"), [
+    (socket.SHUT_RD, WRITABLE | READABLE | POLLRDHUP),
+    (socket.SHUT_WR, WRITABLE),
+    (socket.SHUT_RDWR, WRITABLE | READABLE | POLLRDHUP | POLLHUP)])
+def test_shutdown(net, how, mask):
+    unconnected = bound(net)
+    assert errno_of(unconnected.shut, how) == errno.ENOTCONN  # but the bits are set
+    assert unconnected.udp in unconnected.touched
+    assert unconnected.poll() == mask
+    connected = Sock(net)
+    connected.connect(*unconnected.name())
+    connected.shut(how)
+    assert connected.poll() == mask
+    if how != socket.SHUT_RD:
+        assert errno_of(connected.sendto, b"x") == errno.EPIPE
+    else:
+        assert connected.sendto(b"x") == 1
+    if how != socket.SHUT_WR:
+        assert connected.recv() == (b"", None, 0)  # a blocking receive returns at once
+        assert errno_of(connected.recv, 10, socket.MSG_DONTWAIT) == errno.EAGAIN
+
+
+def test_datagrams_still_arrive_after_shut_rd(net):
+    receiver = bound(net)
+    errno_of(receiver.shut, socket.SHUT_RD)
+    Sock(net).sendto(b"late", receiver.name())
+    assert receiver.data() == b"late"
+
+
+def test_cork_with_msg_more(net):
+    receiver, other, sender = bound(net), bound(net), Sock(net)
+    sender.sendto(b"a", receiver.name(), socket.MSG_MORE)
+    sender.sendto(b"b", other.name(), socket.MSG_MORE)  # the address no longer counts
+    assert receiver.drain() == []
+    sender.sendto(b"c")  # not even a missing one
+    assert receiver.drain() == [b"abc"] and other.drain() == []
+    sender.sendto(b"x" * 65000, receiver.name(), socket.MSG_MORE)
+    assert errno_of(sender.sendto, b"x" * 600, receiver.name()) == errno.EMSGSIZE
+    sender.sendto(b"fresh", receiver.name())  # the cork was discarded
+    assert receiver.drain() == [b"fresh"]
+
+
+# -- the receive queue's budget ------------------------------------------------------------
+
+def test_truesize_matches_linux_loopback():
+    assert [truesize(n, False) for n in (0, 197, 198, 645, 646, 1669, 1670, 16004, 16005,
+                                         65507)] == \
+        [832, 832, 1280, 1280, 2304, 2304, 4352, 16640, 16837, 66339]
+    assert [truesize(n, True) for n in (184, 185, 15991, 15992, 65488, 65489, 65527)] == \
+        [832, 1280, 16640, 16824, 66320, 67144, 67144]
+
+
+@pytest.mark.parametrize(("rcvbuf", "sizes", "kept"), [
+    (1, [100, 100, 100], 2),  # SO_RCVBUF 2304: 2 x 832 fit, the third would not
+    (1, [3000, 1], 1),  # an empty queue takes any datagram
+    (1, [1000, 1], 1),
+    (1500, [1000, 100, 100], 1),  # 3000: 2304 + 832 > 3000
+    (100000, [65507] * 5, 3),
+])
+def test_full_queue_drops_and_counts(net, rcvbuf, sizes, kept):
+    receiver = bound(net, rcvbuf=rcvbuf)
+    sender = Sock(net)
+    for size in sizes:
+        assert sender.sendto(b"x" * size, receiver.name()) == size
+    assert len(receiver.drain()) == kept
+    assert receiver.udp.drops == net.udp_drops == len(sizes) - kept
+
+
+@pytest.mark.parametrize(("reads", "taken"), [(0, 0), (1, 0), (2, 2), (3, 2), (6, 6), (7, 7)])
+def test_reading_releases_the_charge_in_batches(net, reads, taken):
+    """SO_RCVBUF 6000 holds 7 small datagrams; what was read is released a quarter of
+    the buffer at a time, or when everything the reader took over is read."""
+    receiver, sender = bound(net, rcvbuf=3000), Sock(net)
+    for _ in range(10):
+        sender.sendto(b"a", receiver.name())
+    for _ in range(reads):
+        receiver.data()
+    for _ in range(10):
+        sender.sendto(b"b", receiver.name())
+    assert receiver.drain().count(b"b") == taken
+
+
+def test_drop_count_stamped_with_so_rxq_ovfl(net, monkeypatch):
+    receiver = bound(net, rcvbuf=1)
+    try:
+        receiver.udp.opts.set(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    except OSError:  # an options table without it: switch it on underneath
+        monkeypatch.setattr(UdpSocket, "_counts_drops", lambda self: True)
+    sender = Sock(net)
+    for index in range(5):
+        sender.sendto(b"%d" % index, receiver.name())
+    receiver.drain()
+    assert receiver.udp.recv_drops == 0  # queued before anything was dropped
+    sender.sendto(b"late", receiver.name())
+    assert receiver.data() == b"late" and receiver.udp.recv_drops == 3
