@@ -11,9 +11,16 @@ addresses the environment handed out ``addr#0...``, AF_UNIX autobind names
 A scenario is a plain function ``scenario_xxx(api, env)``.  It must be deterministic on
 the kernel: it only waits for things that are bound to happen (a blocking call whose
 data was sent, a poll with a generous timeout for an event already under way) and
-never asks "has it arrived yet?".  ``@scenario(...)`` records which socket types it
-makes sense for and which optional driver features it needs, so a configuration can
-leave out what its driver does not claim to do.
+never asks "has it arrived yet?".  ``@scenario(...)`` records which socket types (and,
+for family-specific behaviour, which families) it makes sense for and which optional
+driver features it needs, so a configuration can leave out what its driver does not
+claim to do.
+
+Where Linux is deterministic only in a summary (an ephemeral port is *some* port in
+32768-60999; connections spread over SO_REUSEPORT listeners *somehow*; a full buffer
+takes *some* number of bytes), the scenario makes the varying calls with
+``api.quietly(...)``, which does not log them, and logs the summary with
+``api.note(...)``.  Payloads longer than 64 bytes are logged as their length and digest.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl as _fcntl
+import hashlib
 import itertools
 import os
 import select as _select
@@ -28,6 +36,7 @@ import shutil
 import socket as _socket
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -320,6 +329,39 @@ class Recorder:
     def _same(self, result: Any) -> Any:
         return result
 
+    @staticmethod
+    def _data(data: Any) -> Any:
+        """Short payloads as they are; long ones as length and digest, to keep the
+        report readable."""
+        if isinstance(data, bytes) and len(data) > 64:
+            return f"<{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}>"
+        return data
+
+    # -- what is not a plain call --------------------------------------------------------
+
+    def note(self, what: str, value: Any) -> None:
+        """Log a fact the scenario derived from raw results, for outcomes Linux fixes
+        only in summary (a port's range, a count compared with another)."""
+        self.log.append(("note", (what, value)))
+
+    def quietly(self, name: str, *args: Any) -> Any:
+        """Make a call without logging it, raising what it raises: for loops whose
+        number of calls is not deterministic (draining a queue, accepting whatever
+        arrived where).  Descriptors it opens are still closed at the end."""
+        result = getattr(self.impl, name)(*args)
+        if name in ("accept", "accept4"):
+            self.open.add(result[0])
+        elif name == "socket":
+            self.open.add(result)
+        return result
+
+    def recv_truncating(self, fd: int, bufsize: int, flags: int) -> Any:
+        """recv with MSG_TRUNC: Linux returns the datagram's full length, and the stdlib
+        grows the result to it without filling the tail, so only the length and the
+        first ``bufsize`` bytes are logged."""
+        return self._call("recv", lambda r: ("length", len(r), self._data(r[:bufsize])),
+                          fd, bufsize, flags)
+
     # -- the calls -------------------------------------------------------------------
 
     def socket(self, family: int, type: int, proto: int = 0) -> Any:
@@ -375,13 +417,14 @@ class Recorder:
         return self._call("sendmsg", self._same, fd, buffers, ancdata, flags, addr)
 
     def recv(self, fd: int, bufsize: int, flags: int = 0) -> Any:
-        return self._call("recv", self._same, fd, bufsize, flags)
+        return self._call("recv", self._data, fd, bufsize, flags)
 
     def recvfrom(self, fd: int, bufsize: int, flags: int = 0) -> Any:
-        return self._call("recvfrom", lambda r: (r[0], self._addr(r[1])), fd, bufsize, flags)
+        return self._call("recvfrom", lambda r: (self._data(r[0]), self._addr(r[1])),
+                          fd, bufsize, flags)
 
     def recvmsg(self, fd: int, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> Any:
-        return self._call("recvmsg", lambda r: (*r[:3], self._addr(r[3])),
+        return self._call("recvmsg", lambda r: (self._data(r[0]), *r[1:3], self._addr(r[3])),
                           fd, bufsize, ancbufsize, flags)
 
     def close(self, fd: int) -> Any:
@@ -468,12 +511,15 @@ def first_difference(expected: list, actual: list, context: int = 3) -> str | No
 SCENARIOS: list[Callable[[Recorder, Env], None]] = []
 
 
-def scenario(*types: int, needs: tuple[str, ...] = ()) -> Callable:
+def scenario(*types: int, needs: tuple[str, ...] = (),
+             families: tuple[int, ...] = ()) -> Callable:
     """Register a scenario for the socket ``types`` it makes sense for, needing the
-    optional driver features in ``needs``."""
+    optional driver features in ``needs``; ``families`` (the reference families whose
+    behaviour it describes) limits it to those, as for TCP/IP-only rules."""
     def register(function: Callable[[Recorder, Env], None]) -> Callable:
         function.types = frozenset(types)
         function.needs = frozenset(needs)
+        function.families = frozenset(families)
         SCENARIOS.append(function)
         return function
     return register
@@ -1132,3 +1178,1099 @@ def scenario_cloexec_belongs_to_each_number(api: Recorder, env: Env) -> None:
     api.fcntl(fd, _fcntl.F_SETFD, 0)
     for number in numbers:
         api.fcntl(number, _fcntl.F_GETFD)
+
+
+# == TCP and UDP over IP, as Linux does them over loopback ================================
+#
+# These describe IP only (``families=IP``): the virtual inet driver copies them.  Addresses
+# are loopback, wildcards that are only bound (never sent to from outside), and the
+# documentation ranges 203.0.113.0/24 and 2001:db8::/32 as "an address this machine does
+# not have"; nothing here reaches a real network.
+
+AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
+IP = (AF_INET, AF_INET6)
+IPV4 = (AF_INET,)
+IPV6 = (AF_INET6,)
+POLLERR, POLLHUP = _select.POLLERR, _select.POLLHUP
+MSG_NOSIGNAL, MSG_DONTWAIT = _socket.MSG_NOSIGNAL, _socket.MSG_DONTWAIT
+MSG_PEEK, MSG_TRUNC, MSG_WAITALL = _socket.MSG_PEEK, _socket.MSG_TRUNC, _socket.MSG_WAITALL
+IPPROTO_TCP, IPPROTO_IPV6 = _socket.IPPROTO_TCP, _socket.IPPROTO_IPV6
+SO_RXQ_OVFL = getattr(_socket, "SO_RXQ_OVFL", 40)
+LINGER = struct.Struct("@ii")
+EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default net.ipv4.ip_local_port_range
+UDP_PAYLOAD_MAX = {AF_INET: 65535 - 20 - 8, AF_INET6: 65535 - 8}  # 65507 / 65527
+
+
+@dataclass(frozen=True)
+class IpNames:
+    """The addresses an IP scenario uses, per family."""
+
+    loopback: str
+    wildcard: str
+    foreign: str  # a documentation address: certainly not this machine's
+
+
+IP_NAMES = {AF_INET: IpNames("127.0.0.1", "0.0.0.0", "203.0.113.7"),
+            AF_INET6: IpNames("::1", "::", "2001:db8::7")}
+
+
+def ip(env: Env) -> IpNames:
+    return IP_NAMES[env.family]
+
+
+def port_of(name: Any) -> int:
+    """The port of a name getsockname gave (0 for a failed call, so a broken run still
+    logs its calls and fails on the difference, not on a TypeError here)."""
+    return name[1] if isinstance(name, tuple) else 0
+
+
+def note_ephemeral(api: Recorder, what: str, name: Any, parity: str | None = None) -> None:
+    """Log that ``name`` has a port from Linux's ephemeral range and, for TCP, the
+    parity Linux prefers: odd for bind(port 0) and listen, even for connect."""
+    port = port_of(name)
+    api.note(f"{what}: port in 32768-60999", port in EPHEMERAL_PORTS)
+    if parity is not None:
+        api.note(f"{what}: port is {parity}", port % 2 == (parity == "odd"))
+
+
+def closed_port(api: Recorder, env: Env) -> Any:
+    """A loopback name nothing is bound to: bound once, then closed (quietly, so the
+    scenario logs only what it does with it)."""
+    fd = api.quietly("socket", env.family, env.type)
+    api.quietly("bind", fd, (ip(env).loopback, 0))
+    name = api.quietly("getsockname", fd)
+    api.quietly("close", fd)
+    api.open.discard(fd)
+    return name
+
+
+def queued(api: Recorder, fd: int) -> int:
+    return INT.unpack(api.quietly("ioctl", fd, FIONREAD, INT.pack(0)))[0]
+
+
+def wait_queued(api: Recorder, fd: int, count: int) -> None:
+    """Wait (at most WAIT_MS) until FIONREAD says ``count`` bytes are queued on ``fd``:
+    for data already sent, when poll cannot tell (a second send; a socket that is
+    readable anyway because its reading side is shut)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while queued(api, fd) < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def wait_for_error(api: Recorder, fd: int) -> None:
+    """Wait until an error is pending on ``fd`` (a UDP socket's ICMP error under way):
+    poll with no events still reports POLLERR.  Not logged: the scenario logs the state
+    it then looks at."""
+    api.quietly("poll", [(fd, 0)], WAIT_MS)
+
+
+def wait_for_hangup(api: Recorder, fd: int) -> None:
+    """Wait until ``fd`` polls POLLHUP: the end state of a TCP socket that was reset or
+    refused.  Linux reports the error (POLLERR, waking pollers) a moment before it marks
+    the socket closed, so waking on the first event could log a state in between when
+    the packet is handled on another CPU."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        ready = api.quietly("poll", [(fd, 0)], WAIT_MS)
+        if ready and ready[0][1] & POLLHUP:
+            return
+        time.sleep(0.001)
+
+
+def nonblocking(env: Env) -> int:
+    return env.type | _socket.SOCK_NONBLOCK
+
+
+# -- TCP: bind rules -------------------------------------------------------------------
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_port_held_by_bound_or_listening_socket_is_in_use(api: Recorder,
+                                                              env: Env) -> None:
+    """EADDRINUSE while another socket holds the port, bound or listening; once it is
+    closed (with no connections left behind) the port is free again."""
+    first, second = api.socket(env.family, env.type), api.socket(env.family, env.type)
+    api.bind(first, (ip(env).loopback, 0))
+    name = api.getsockname(first)
+    api.bind(second, name)
+    if env.type == STREAM:
+        api.listen(first, 8)
+        api.bind(second, name)
+    api.close(first)
+    api.bind(second, name)
+    api.getsockname(second)
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_wildcard_and_specific_addresses_conflict(api: Recorder, env: Env) -> None:
+    """A wildcard bind holds the port on every address, so a specific bind to the same
+    port fails, and the other way round; different specific addresses do not clash."""
+    names = ip(env)
+    wild = api.socket(env.family, env.type)
+    api.bind(wild, (names.wildcard, 0))
+    port = port_of(api.getsockname(wild))
+    specific = api.socket(env.family, env.type)
+    api.bind(specific, (names.loopback, port))
+    api.close(wild)
+    api.bind(specific, (names.loopback, port))
+    api.bind(api.socket(env.family, env.type), (names.wildcard, port))
+    if env.family == AF_INET:
+        other = api.socket(env.family, env.type)
+        api.bind(other, ("127.0.0.2", port))
+        api.getsockname(other)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_reuseaddr_shares_a_port_until_one_socket_listens(api: Recorder,
+                                                               env: Env) -> None:
+    """With SO_REUSEADDR on both, two TCP sockets may bind one port while neither
+    listens; it takes both flags; once one listens, the others cannot listen or bind."""
+    def reusing() -> int:
+        fd = api.socket(env.family, env.type)
+        api.setsockopt(fd, SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        return fd
+    first, second = reusing(), reusing()
+    api.bind(first, (ip(env).loopback, 0))
+    name = api.getsockname(first)
+    api.bind(second, name)
+    api.bind(api.socket(env.family, env.type), name)  # no flag on the newcomer
+    api.listen(first, 8)
+    api.listen(second, 8)
+    api.bind(reusing(), name)
+    api.bind(reusing(), (ip(env).wildcard, port_of(name)))
+    api.close(first)
+    api.listen(second, 8)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_reuseaddr_rebinds_a_port_its_connections_still_hold(api: Recorder,
+                                                                 env: Env) -> None:
+    """A closed listener's connections (established, then TIME_WAIT after an active
+    close) keep its port: a plain bind is EADDRINUSE, one with SO_REUSEADDR succeeds
+    only if the old listener had the flag too (its connections inherit it)."""
+    for old_flag in (0, 1):
+        listener = api.socket(env.family, env.type)
+        api.setsockopt(listener, SOL_SOCKET, _socket.SO_REUSEADDR, old_flag)
+        api.bind(listener, (ip(env).loopback, 0))
+        api.listen(listener, 8)
+        name = api.getsockname(listener)
+        client = api.socket(env.family, env.type)
+        api.connect(client, name)
+        server, _ = api.accept(listener)
+        api.close(listener)
+        for new_flag in (0, 1):  # the accepted connection is established
+            fresh = api.socket(env.family, env.type)
+            api.setsockopt(fresh, SOL_SOCKET, _socket.SO_REUSEADDR, new_flag)
+            api.bind(fresh, name)
+            api.close(fresh)
+        api.close(server)  # the server closes first: its side ends in TIME_WAIT
+        api.recv(client, 10)
+        api.close(client)
+        for new_flag in (0, 1):
+            fresh = api.socket(env.family, env.type)
+            api.setsockopt(fresh, SOL_SOCKET, _socket.SO_REUSEADDR, new_flag)
+            if api.bind(fresh, name) is None:
+                api.listen(fresh, 8)
+            api.close(fresh)
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_binding_an_address_not_on_this_host_fails(api: Recorder, env: Env) -> None:
+    """EADDRNOTAVAIL for an address the host does not have (all of 127/8 is local, only
+    ::1 of IPv6 loopback); a literal of the other family is a getaddrinfo error; the
+    socket stays unbound and can bind afterwards."""
+    names = ip(env)
+    fd = api.socket(env.family, env.type)
+    api.bind(fd, (names.foreign, 0))
+    api.bind(fd, ("::1", 0) if env.family == AF_INET else ("127.0.0.1", 0))
+    if env.family == AF_INET6:
+        api.bind(fd, ("::2", 0))
+    api.getsockname(fd)
+    api.bind(fd, ("127.0.0.2", 0) if env.family == AF_INET else (names.loopback, 0))
+    api.getsockname(fd)
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_bound_socket_cannot_bind_again(api: Recorder, env: Env) -> None:
+    """EINVAL for a second bind, also when the first name was picked automatically:
+    by listen, by connect, or by sending a datagram."""
+    names = ip(env)
+    target = api.socket(env.family, env.type)
+    api.bind(target, (names.loopback, 0))
+    name = api.getsockname(target)
+    fd = api.socket(env.family, env.type)
+    if env.type == STREAM:
+        api.listen(target, 8)
+        api.connect(fd, name)
+        lazy = api.socket(env.family, env.type)
+        api.listen(lazy, 1)
+        api.bind(lazy, (names.loopback, 0))
+    else:
+        api.sendto(fd, b"x", 0, name)
+    api.bind(fd, (names.loopback, 0))
+    api.bind(target, (names.loopback, 0))
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_port_zero_picks_an_ephemeral_port(api: Recorder, env: Env) -> None:
+    """bind(port 0) takes a port from 32768-60999 (for TCP an odd one, as Linux prefers
+    for bind) and two such binds never share one."""
+    first, second = api.socket(env.family, env.type), api.socket(env.family, env.type)
+    api.bind(first, (ip(env).loopback, 0))
+    api.bind(second, (ip(env).loopback, 0))
+    names = api.getsockname(first), api.getsockname(second)
+    parity = "odd" if env.type == STREAM else None
+    for name in names:
+        note_ephemeral(api, "bind to port 0", name, parity)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_autobinds_on_listen_and_on_connect(api: Recorder, env: Env) -> None:
+    """listen and connect on an unbound socket bind it: listen to the wildcard address
+    and an odd ephemeral port, connect to the address it leaves from and an even one;
+    the accepted socket is named by the address that was dialled."""
+    listener = api.socket(env.family, env.type)
+    api.getsockname(listener)
+    api.listen(listener, 8)
+    name = api.getsockname(listener)
+    note_ephemeral(api, "listen", name, "odd")
+    client = api.socket(env.family, env.type)
+    api.connect(client, (ip(env).loopback, port_of(name)))
+    note_ephemeral(api, "connect", api.getsockname(client), "even")
+    server, _ = api.accept(listener)
+    api.getsockname(server)
+    api.getpeername(server)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_udp_autobinds_on_send_even_when_it_fails(api: Recorder, env: Env) -> None:
+    """A datagram socket gets an ephemeral port on its first send: sendto, and even a
+    send that fails EDESTADDRREQ for want of a destination; recv does not bind."""
+    receiver = api.socket(env.family, env.type)
+    api.bind(receiver, (ip(env).loopback, 0))
+    target = api.getsockname(receiver)
+    sender = api.socket(env.family, env.type)
+    api.getsockname(sender)
+    api.recv(sender, 10, MSG_DONTWAIT)
+    api.getsockname(sender)
+    api.send(sender, b"nowhere")
+    note_ephemeral(api, "failed send", api.getsockname(sender))
+    api.sendto(sender, b"hello", 0, target)
+    api.recvfrom(receiver, 100)
+    other = api.socket(env.family, env.type)
+    api.sendto(other, b"hi", 0, target)
+    note_ephemeral(api, "sendto", api.getsockname(other))
+    api.recvfrom(receiver, 100)
+    api.sendto(other, b"x", 0, (ip(env).loopback, 0))
+
+
+@scenario(STREAM, families=IP)
+def scenario_connects_beyond_the_backlog_wait_for_room(api: Recorder, env: Env) -> None:
+    """listen(1) queues two connections; a third is not refused but left connecting
+    (EINPROGRESS, then EALREADY; a blocking connect times out with EINPROGRESS) until
+    accept makes room, when it completes on its own."""
+    listener = api.socket(env.family, env.type)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 1)
+    addr = api.getsockname(listener)
+    for _ in range(2):
+        queued_client = api.socket(env.family, nonblocking(env))
+        api.connect(queued_client, addr)
+        api.poll([(queued_client, POLLOUT)], WAIT_MS)
+    waiting = api.socket(env.family, nonblocking(env))
+    api.connect(waiting, addr)
+    api.poll([(waiting, POLL_ALL)], 0)
+    api.connect(waiting, addr)
+    api.getsockopt(waiting, SOL_SOCKET, _socket.SO_ERROR)
+    api.getpeername(waiting)
+    api.send(waiting, b"x", MSG_NOSIGNAL)
+    api.recv(waiting, 10)
+    patient = api.socket(env.family, env.type)
+    api.setsockopt(patient, SOL_SOCKET, _socket.SO_SNDTIMEO, TIMEVAL.pack(0, 50_000))
+    api.connect(patient, addr)
+    api.connect(patient, addr)
+    api.close(patient)
+    api.accept(listener)
+    api.poll([(waiting, POLLOUT)], WAIT_MS)  # Linux: the SYN is resent after 1 s
+    api.connect(waiting, addr)
+    api.connect(waiting, addr)
+    api.accept(listener)
+    api.accept(listener)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_reuseport_listeners_share_the_connections(api: Recorder, env: Env) -> None:
+    """Listeners that all set SO_REUSEPORT may bind and listen on one port; sockets
+    without it may not; the kernel spreads incoming connections over the listeners."""
+    def reuseport_listener(name: Any) -> int:
+        fd = api.socket(env.family, env.type)
+        api.setsockopt(fd, SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        api.bind(fd, name)
+        api.listen(fd, 64)
+        return fd
+    first = reuseport_listener((ip(env).loopback, 0))
+    name = api.getsockname(first)
+    second = reuseport_listener(name)
+    api.bind(api.socket(env.family, env.type), name)
+    reuseaddr = api.socket(env.family, env.type)
+    api.setsockopt(reuseaddr, SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+    api.bind(reuseaddr, name)
+    clients = 32  # all on one listener by chance: 2 ** -31
+    for _ in range(clients):
+        api.connect(api.socket(env.family, env.type), name)
+    counts = {first: 0, second: 0}
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while sum(counts.values()) < clients and time.monotonic() < deadline:
+        ready = api.quietly("poll", [(first, POLLIN), (second, POLLIN)], WAIT_MS)
+        for fd, _events in ready:
+            api.quietly("accept", fd)
+            counts[fd] += 1
+    api.note("every connection accepted by one of the listeners", sum(counts.values()))
+    api.note("each listener got some", all(counts.values()))
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_udp_reuseaddr_delivers_to_the_newest_socket(api: Recorder, env: Env) -> None:
+    """UDP sockets that both set SO_REUSEADDR share a port; a unicast datagram goes to
+    the one bound last."""
+    sockets = []
+    name = (ip(env).loopback, 0)
+    for _ in range(2):
+        fd = api.socket(env.family, env.type)
+        api.setsockopt(fd, SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        api.bind(fd, name)
+        name = api.getsockname(fd)
+        sockets.append(fd)
+    sender = api.socket(env.family, env.type)
+    api.sendto(sender, b"who?", 0, name)
+    api.poll([(fd, POLLIN) for fd in sockets], WAIT_MS)
+    for fd in sockets:
+        api.recv(fd, 10, MSG_DONTWAIT)
+
+
+# -- TCP: connect ----------------------------------------------------------------------
+
+@scenario(STREAM, families=IP)
+def scenario_nonblocking_connect_completes_then_connect_says_so(api: Recorder,
+                                                                env: Env) -> None:
+    """EINPROGRESS, then writable with SO_ERROR 0; the next connect returns success
+    (it collects the result), the one after EISCONN."""
+    listener, addr = listening(api, env)
+    client = api.socket(env.family, nonblocking(env))
+    api.connect(client, addr)
+    api.poll([(client, POLLOUT)], WAIT_MS)
+    api.poll([(client, POLL_ALL)], 0)
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_ERROR)
+    api.connect(client, addr)
+    api.connect(client, addr)
+    api.getpeername(client)
+    api.accept(listener)
+    eager = api.socket(env.family, nonblocking(env))
+    api.connect(eager, addr)
+    api.connect(eager, addr)  # loopback: already established, so success at once
+    api.connect(eager, addr)
+
+
+@scenario(STREAM, families=IP)
+def scenario_refused_connect_and_what_the_socket_says_after(api: Recorder,
+                                                            env: Env) -> None:
+    """A connect to a closed port is refused.  Blocking: ECONNREFUSED, the name keeps
+    its port but loses its address.  Non-blocking: EINPROGRESS, then POLLOUT|ERR|HUP;
+    the error is reported once, by whichever call comes first (SO_ERROR, connect,
+    recv); a connect after SO_ERROR took it is ECONNABORTED and resets the socket."""
+    dead = closed_port(api, env)
+    blocking = api.socket(env.family, env.type)
+    api.connect(blocking, dead)
+    api.getsockname(blocking)
+    api.poll([(blocking, POLL_ALL)], 0)
+    api.getsockopt(blocking, SOL_SOCKET, _socket.SO_ERROR)
+    api.connect(blocking, dead)
+
+    fd = api.socket(env.family, nonblocking(env))
+    api.connect(fd, dead)
+    wait_for_hangup(api, fd)
+    api.poll([(fd, POLLOUT)], 0)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ERROR)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ERROR)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.connect(fd, dead)
+    api.connect(fd, dead)  # a fresh attempt
+    wait_for_hangup(api, fd)
+    api.connect(fd, dead)  # the error, reported by connect
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ERROR)
+
+    other = api.socket(env.family, nonblocking(env))
+    api.connect(other, dead)
+    wait_for_hangup(api, other)
+    api.recv(other, 10)
+    api.recv(other, 10)
+    api.send(other, b"x", MSG_NOSIGNAL)
+    api.poll([(other, POLL_ALL)], 0)
+    api.getpeername(other)
+    api.getsockname(other)
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_connecting_to_the_wildcard_address_reaches_loopback(api: Recorder,
+                                                                 env: Env) -> None:
+    """0.0.0.0 and :: as a destination mean this host (Linux dials loopback); port 0
+    is refused (TCP) or invalid (UDP sendto)."""
+    names = ip(env)
+    server = api.socket(env.family, env.type)
+    api.bind(server, (names.loopback, 0))
+    port = port_of(api.getsockname(server))
+    client = api.socket(env.family, env.type)
+    if env.type == STREAM:
+        api.listen(server, 8)
+        api.connect(client, (names.wildcard, port))
+        api.getpeername(client)
+        api.getsockname(client)
+        api.accept(server)
+        api.connect(api.socket(env.family, env.type), (names.loopback, 0))
+    else:
+        api.sendto(client, b"to any", 0, (names.wildcard, port))
+        api.recvfrom(server, 100)
+        api.connect(client, (names.wildcard, port))
+        api.getpeername(client)
+        api.getsockname(client)
+        api.sendto(client, b"x", 0, (names.loopback, 0))
+
+
+@scenario(STREAM, DGRAM, families=IPV4)
+def scenario_every_127_address_is_a_separate_local_address(api: Recorder,
+                                                           env: Env) -> None:
+    """127.0.0.0/8 is all local: sockets on 127.0.0.1 and 127.0.0.2 share a port
+    without clashing, each gets what is sent to its own address, and a client bound
+    to 127.0.0.3 is seen as coming from there."""
+    servers = [api.socket(env.family, env.type) for _ in range(2)]
+    api.bind(servers[0], ("127.0.0.1", 0))
+    port = port_of(api.getsockname(servers[0]))
+    api.bind(servers[1], ("127.0.0.2", port))
+    for index, server in enumerate(servers):
+        client = api.socket(env.family, env.type)
+        api.bind(client, (f"127.0.0.{3 + index}", 0))
+        destination = (f"127.0.0.{1 + index}", port)
+        if env.type == STREAM:
+            api.listen(server, 8)
+            api.connect(client, destination)
+            peer, _ = api.accept(server)
+            api.getsockname(peer)
+            api.send(client, b"hello %d" % index)
+            api.recv(peer, 100)
+        else:
+            api.sendto(client, b"hello %d" % index, 0, destination)
+            api.recvfrom(server, 100)
+
+
+# -- TCP: data ---------------------------------------------------------------------------
+
+@scenario(STREAM, families=IP, needs=(IOCTL,))
+def scenario_tcp_peek_and_waitall_span_sends(api: Recorder, env: Env) -> None:
+    """TCP is a byte stream: MSG_PEEK and recv see two sends as one run of bytes;
+    MSG_WAITALL takes exactly what was asked; FIONREAD follows the queue."""
+    first, second = connected_pair(api, env)
+    api.send(first, b"abc")
+    api.send(first, b"def")
+    wait_queued(api, second, 6)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 10, MSG_PEEK)
+    api.recv(second, 2)
+    api.recv(second, 10, MSG_PEEK | MSG_DONTWAIT)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 3, MSG_WAITALL)
+    api.recv(second, 10, MSG_DONTWAIT)
+    api.send(first, b"tail")
+    api.shutdown(first, _socket.SHUT_WR)
+    api.recv(second, 10, MSG_WAITALL)  # EOF ends the wait with what there is
+    api.ioctl(second, FIONREAD, INT.pack(0))
+
+
+@scenario(STREAM, DGRAM, families=IP, needs=(IOCTL,))
+def scenario_fionread_on_ip_sockets(api: Recorder, env: Env) -> None:
+    """FIONREAD: 0 on a fresh socket, EINVAL on a listener; for TCP the bytes queued
+    (not counting the FIN), for UDP the size of the next datagram only."""
+    fresh = api.socket(env.family, env.type)
+    api.ioctl(fresh, FIONREAD, INT.pack(0))
+    if env.type == STREAM:
+        listener, _addr = listening(api, env)
+        api.ioctl(listener, FIONREAD, INT.pack(0))
+    first, second = connected_pair(api, env)
+    api.send(first, b"0123456789")
+    api.send(first, b"abc")
+    stream = env.type == STREAM
+    if stream:
+        api.shutdown(first, _socket.SHUT_WR)
+        wait_queued(api, second, 13)
+    else:
+        api.send(first, b"")
+        wait_readable(api, second)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 4)
+    if not stream:
+        wait_readable(api, second)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 100)
+    if not stream:
+        wait_readable(api, second)  # the empty datagram
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 100, MSG_DONTWAIT)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_full_buffers_push_back_and_lose_nothing(api: Recorder, env: Env) -> None:
+    """With small SO_SNDBUF/SO_RCVBUF, non-blocking sends stop with EAGAIN while the
+    peer does not read; once it drains, every byte has arrived in order and the
+    sender is writable again.  (How many bytes fit is Linux's accounting, not logged.)"""
+    listener = api.socket(env.family, env.type)
+    api.setsockopt(listener, SOL_SOCKET, _socket.SO_RCVBUF, 4096)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 8)
+    client = api.socket(env.family, env.type)
+    api.setsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF, 4096)
+    api.connect(client, api.getsockname(listener))
+    server, _ = api.accept(listener)
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.getsockopt(server, SOL_SOCKET, _socket.SO_RCVBUF)
+    sent = []
+    pushed_back = False
+    for index in range(100_000):  # about 100 MB: far beyond any buffer
+        chunk = bytes([index % 251]) * 1000
+        try:
+            count = api.quietly("send", client, chunk, MSG_DONTWAIT)
+        except BlockingIOError:
+            pushed_back = True
+            break
+        sent.append(chunk[:count])
+    api.note("MSG_DONTWAIT send ends in EAGAIN", pushed_back)
+    expected = b"".join(sent)
+    received = []
+    got = 0
+    give_up = TIMEVAL.pack(WAIT_MS // 1000, 0)  # a lost byte must not hang the suite
+    api.quietly("setsockopt", server, SOL_SOCKET, _socket.SO_RCVTIMEO, give_up)
+    while got < len(expected):
+        try:
+            data = api.quietly("recv", server, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        received.append(data)
+        got += len(data)
+    api.note("every byte arrived, in order", b"".join(received) == expected)
+    api.poll([(client, POLLOUT)], WAIT_MS)
+    api.recv(server, 10, MSG_DONTWAIT)
+
+
+# -- TCP: shutdown, close and reset ------------------------------------------------------
+
+@scenario(STREAM, families=IP)
+def scenario_shut_rdwr_and_data_that_arrives_after(api: Recorder, env: Env) -> None:
+    """SHUT_RDWR: the peer reads EOF but may still send; data arriving at a socket
+    shut for reading resets the connection (ECONNRESET here, EPIPE at the peer)."""
+    first, second = connected_pair(api, env)
+    api.shutdown(first, _socket.SHUT_RDWR)
+    api.recv(second, 10)
+    api.poll([(first, POLL_ALL), (second, POLL_ALL)], 0)
+    api.recv(first, 10)
+    api.send(first, b"x", MSG_NOSIGNAL)
+    api.send(second, b"late")
+    wait_for_hangup(api, second)
+    api.poll([(first, POLL_ALL), (second, POLL_ALL)], 0)
+    api.getsockopt(second, SOL_SOCKET, _socket.SO_ERROR)
+    api.recv(first, 10)
+    api.recv(first, 10)
+    api.getsockopt(first, SOL_SOCKET, _socket.SO_ERROR)
+    api.send(second, b"more", MSG_NOSIGNAL)
+    api.shutdown(first, _socket.SHUT_RDWR)
+
+
+@scenario(STREAM, families=IP, needs=(IOCTL,))
+def scenario_tcp_shut_rd_still_delivers_what_arrives(api: Recorder, env: Env) -> None:
+    """TCP's SHUT_RD only says "EOF when empty": the peer is not told (it polls as
+    before) and data it sends afterwards is still queued and read."""
+    first, second = connected_pair(api, env)
+    api.shutdown(second, _socket.SHUT_RD)
+    api.poll([(first, POLL_ALL), (second, POLL_ALL)], 0)
+    api.recv(second, 10)
+    api.send(first, b"late")
+    wait_queued(api, second, 4)
+    api.ioctl(second, FIONREAD, INT.pack(0))
+    api.recv(second, 10)
+    api.recv(second, 10)
+    api.shutdown(second, _socket.SHUT_RD)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_so_linger_zero_resets_the_connection(api: Recorder, env: Env) -> None:
+    """close with SO_LINGER {1, 0} sends a reset: the peer reports ECONNRESET once —
+    by whichever comes first of recv, send or SO_ERROR — and is then a dead socket."""
+    for first_look in ("recv", "send", "SO_ERROR"):
+        first, second = connected_pair(api, env)
+        if first_look == "recv":
+            api.getsockopt(first, SOL_SOCKET, _socket.SO_LINGER, LINGER.size)
+        api.setsockopt(first, SOL_SOCKET, _socket.SO_LINGER, LINGER.pack(1, 0))
+        if first_look == "recv":
+            api.getsockopt(first, SOL_SOCKET, _socket.SO_LINGER, LINGER.size)
+            api.getsockopt(first, SOL_SOCKET, _socket.SO_LINGER)
+        peer = api.getpeername(second)
+        api.close(first)
+        wait_for_hangup(api, second)
+        api.poll([(second, POLLIN)], 0)
+        api.poll([(second, POLL_ALL)], 0)
+        if first_look == "recv":
+            api.recv(second, 10)
+        elif first_look == "send":
+            api.send(second, b"x", MSG_NOSIGNAL)
+        else:
+            api.getsockopt(second, SOL_SOCKET, _socket.SO_ERROR)
+        api.poll([(second, POLL_ALL)], 0)
+        api.recv(second, 10)
+        api.send(second, b"x", MSG_NOSIGNAL)
+        api.getsockopt(second, SOL_SOCKET, _socket.SO_ERROR)
+        api.getpeername(second)
+        api.getsockname(second)
+        api.shutdown(second, _socket.SHUT_RDWR)
+        api.connect(second, peer)
+
+
+@scenario(STREAM, families=IP)
+def scenario_poll_through_a_connection_life(api: Recorder, env: Env) -> None:
+    """poll over every event bit at each stage: connected and idle, readable, the peer
+    shut for writing, own SHUT_WR, both shut, then closed."""
+    first, second = connected_pair(api, env)
+    both = [(first, POLL_ALL), (second, POLL_ALL)]
+    api.poll(both, 0)
+    api.send(first, b"data")
+    wait_readable(api, second)
+    api.poll(both, 0)
+    api.shutdown(first, _socket.SHUT_WR)
+    api.recv(second, 10, MSG_WAITALL)  # "data", then EOF ends the wait
+    api.poll(both, 0)
+    api.poll([(first, POLLIN | POLLOUT), (second, POLLIN | POLLOUT)], 0)
+    api.shutdown(second, _socket.SHUT_WR)
+    api.recv(first, 10)
+    api.poll(both, 0)
+    api.close(first)
+    api.poll([(second, POLL_ALL)], 0)
+
+
+# -- options -----------------------------------------------------------------------------
+
+@scenario(STREAM, DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_buffer_sizes_read_back_doubled(api: Recorder, env: Env) -> None:
+    """SO_RCVBUF/SO_SNDBUF read back twice what was set (Linux's bookkeeping
+    overhead), at least 2304 and 4608; the defaults are the sysctl defaults."""
+    fd = api.socket(env.family, env.type)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_RCVBUF)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_SNDBUF)
+    for size in (0, 1, 1000, 1152, 1153, 2304, 4096, 65536):
+        for option in (_socket.SO_RCVBUF, _socket.SO_SNDBUF):
+            api.setsockopt(fd, SOL_SOCKET, option, size)
+            api.getsockopt(fd, SOL_SOCKET, option)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_RCVBUF, INT.pack(10_000))
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_RCVBUF, 4)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_RCVBUF, b"\x01\x00")
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_RCVBUF)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_tcp_options_read_back_and_pass_to_accepted_sockets(api: Recorder,
+                                                                env: Env) -> None:
+    """TCP_NODELAY, SO_KEEPALIVE and the keepalive timers, TCP_USER_TIMEOUT: defaults,
+    booleans read back as 0/1, EINVAL outside Linux's ranges (a failed set keeps the
+    old value); set on a listener, they pass to the sockets it accepts."""
+    fd = api.socket(env.family, env.type)
+    checks = (
+        (IPPROTO_TCP, _socket.TCP_NODELAY, (1, 5, 0, -1)),
+        (SOL_SOCKET, _socket.SO_KEEPALIVE, (1, 7, 0)),
+        (SOL_SOCKET, _socket.SO_REUSEADDR, (3, 0)),
+        (SOL_SOCKET, _socket.SO_REUSEPORT, (2, 0)),
+        (IPPROTO_TCP, _socket.TCP_KEEPIDLE, (1, 60, 32767, 0, 32768, -1)),
+        (IPPROTO_TCP, _socket.TCP_KEEPINTVL, (1, 10, 32767, 0, 32768)),
+        (IPPROTO_TCP, _socket.TCP_KEEPCNT, (1, 3, 127, 0, 128)),
+        (IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, (30_000, 0, 1, -1)),
+    )
+    for level, option, values in checks:
+        api.getsockopt(fd, level, option)
+        for value in values:
+            api.setsockopt(fd, level, option, value)
+            api.getsockopt(fd, level, option)
+    api.setsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY, b"\x01\x00")
+    api.setsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY, INT.pack(1))
+    api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY, 8)
+    api.getsockopt(fd, IPPROTO_TCP, 9999)
+    api.setsockopt(fd, IPPROTO_TCP, 9999, 1)
+
+    listener = api.socket(env.family, env.type)
+    inherited = (
+        (IPPROTO_TCP, _socket.TCP_NODELAY, 1),
+        (SOL_SOCKET, _socket.SO_KEEPALIVE, 1),
+        (IPPROTO_TCP, _socket.TCP_KEEPIDLE, 60),
+        (IPPROTO_TCP, _socket.TCP_KEEPINTVL, 5),
+        (IPPROTO_TCP, _socket.TCP_KEEPCNT, 4),
+        (IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, 1234),
+        (SOL_SOCKET, _socket.SO_RCVBUF, 8192),
+        (SOL_SOCKET, _socket.SO_SNDBUF, 8192),
+        (SOL_SOCKET, _socket.SO_LINGER, LINGER.pack(1, 5)),
+    )
+    for level, option, value in inherited:
+        api.setsockopt(listener, level, option, value)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 8)
+    client = api.socket(env.family, env.type)
+    api.setsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF, 4096)
+    api.connect(client, api.getsockname(listener))
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF)  # set before connect: kept
+    server, _ = api.accept(listener)
+    for level, option, value in inherited:
+        api.getsockopt(server, level, option, 0 if isinstance(value, int) else len(value))
+
+
+@scenario(STREAM, DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_ip_sockets_describe_themselves(api: Recorder, env: Env) -> None:
+    """SO_PROTOCOL names the transport (6 for TCP, 17 for UDP) whether it was given or
+    left 0; SO_ACCEPTCONN follows listen; SO_ERROR and SO_ACCEPTCONN cannot be set;
+    options of the other transport or family fail with the kernel's errnos."""
+    for proto in (0, IPPROTO_TCP if env.type == STREAM else _socket.IPPROTO_UDP):
+        fd = api.socket(env.family, env.type, proto)
+        api.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL)
+        api.getsockopt(fd, SOL_SOCKET, _socket.SO_TYPE)
+        api.getsockopt(fd, SOL_SOCKET, SO_DOMAIN)
+    api.socket(env.family, env.type, _socket.IPPROTO_UDP if env.type == STREAM else IPPROTO_TCP)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ACCEPTCONN)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_ACCEPTCONN, 1)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_ERROR, 0)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_BROADCAST)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_BROADCAST, 4)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_BROADCAST)
+    if env.type == STREAM:
+        api.bind(fd, (ip(env).loopback, 0))
+        api.listen(fd, 1)
+        api.getsockopt(fd, SOL_SOCKET, _socket.SO_ACCEPTCONN)
+    else:
+        api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY)
+        api.setsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    if env.family == AF_INET:
+        api.getsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY)
+        api.setsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+
+
+# -- UDP -------------------------------------------------------------------------------
+
+@scenario(DGRAM, families=IP, needs=(MSG,))
+def scenario_udp_boundaries_truncation_and_empty_datagrams(api: Recorder, env: Env) -> None:
+    """Each recv takes one datagram: a short buffer drops the rest (MSG_TRUNC in
+    recvmsg's flags, the full length from recv(MSG_TRUNC)); MSG_PEEK leaves it
+    queued; an empty datagram is a datagram."""
+    receiver, sender = api.socket(env.family, env.type), api.socket(env.family, env.type)
+    api.bind(receiver, (ip(env).loopback, 0))
+    target = api.getsockname(receiver)
+    for payload in (b"0123456789", b"abc", b""):
+        api.sendto(sender, payload, 0, target)
+    api.recv(receiver, 3)
+    api.recv(receiver, 100)
+    wait_readable(api, receiver)  # the empty datagram
+    api.poll([(receiver, POLL_ALL)], 0)
+    api.recvfrom(receiver, 100)
+    api.recv(receiver, 100, MSG_DONTWAIT)
+    api.sendto(sender, b"0123456789", 0, target)
+    api.sendto(sender, b"next", 0, target)
+    api.recvmsg(receiver, 4, 0, MSG_PEEK)
+    api.recv(receiver, 100, MSG_PEEK)
+    api.recvmsg(receiver, 4)
+    api.recvmsg(receiver, 100)
+    api.sendto(sender, b"0123456789", 0, target)
+    api.recv_truncating(receiver, 4, MSG_TRUNC | MSG_PEEK)
+    api.recv_truncating(receiver, 4, MSG_TRUNC)
+    api.sendto(sender, b"0123456789", 0, target)
+    api.recvmsg(receiver, 4, 0, MSG_TRUNC)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_udp_datagram_size_limit(api: Recorder, env: Env) -> None:
+    """The largest datagram is 65507 bytes over IPv4, 65527 over IPv6; one byte more
+    is EMSGSIZE, whole, and nothing is sent."""
+    receiver, sender = api.socket(env.family, env.type), api.socket(env.family, env.type)
+    api.bind(receiver, (ip(env).loopback, 0))
+    target = api.getsockname(receiver)
+    largest = UDP_PAYLOAD_MAX[env.family]
+    api.sendto(sender, b"x" * largest, 0, target)
+    api.sendto(sender, b"y" * (largest + 1), 0, target)
+    api.sendto(sender, b"z" * 65536, 0, target)
+    api.recv(receiver, 70_000)
+    api.recv(receiver, 70_000, MSG_DONTWAIT)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_connected_udp_hears_only_its_peer(api: Recorder, env: Env) -> None:
+    """A connected datagram socket drops what others send it (the sender is not told,
+    as it is not connected); it may still sendto someone else."""
+    a, b, c = (api.socket(env.family, env.type) for _ in range(3))
+    for fd in (a, b, c):
+        api.bind(fd, (ip(env).loopback, 0))
+    name_a, name_b, name_c = (api.getsockname(fd) for fd in (a, b, c))
+    api.connect(a, name_b)
+    api.sendto(c, b"from c", 0, name_a)
+    api.sendto(b, b"from b", 0, name_a)
+    api.recvfrom(a, 100)
+    api.recv(a, 100, MSG_DONTWAIT)
+    api.poll([(c, POLL_ALL)], 0)
+    api.getsockopt(c, SOL_SOCKET, _socket.SO_ERROR)
+    api.sendto(a, b"to c", 0, name_c)
+    api.recvfrom(c, 100)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_udp_port_unreachable_is_reported_on_the_next_call(api: Recorder,
+                                                               env: Env) -> None:
+    """A datagram to a closed port comes back as ECONNREFUSED, for a connected socket
+    only, once, on its next call — recv, send, sendto elsewhere, or SO_ERROR — and
+    poll shows POLLERR until then."""
+    dead = closed_port(api, env)
+    receiver = api.socket(env.family, env.type)
+    api.bind(receiver, (ip(env).loopback, 0))
+    elsewhere = api.getsockname(receiver)
+    fd = api.socket(env.family, env.type)
+    api.connect(fd, dead)
+    api.send(fd, b"knock")
+    api.poll([(fd, POLLIN)], WAIT_MS)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.recv(fd, 10)
+    api.recv(fd, 10, MSG_DONTWAIT)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.send(fd, b"again")
+    wait_for_error(api, fd)
+    api.send(fd, b"refused")
+    api.send(fd, b"and again")
+    wait_for_error(api, fd)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ERROR)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_ERROR)
+    api.send(fd, b"once more")
+    wait_for_error(api, fd)
+    api.sendto(fd, b"elsewhere", 0, elsewhere)
+    api.sendto(fd, b"elsewhere", 0, elsewhere)
+    api.recvfrom(receiver, 100)
+    unconnected = api.socket(env.family, env.type)
+    api.sendto(unconnected, b"knock", 0, dead)
+    api.poll([(unconnected, POLLIN)], 50)  # nothing comes: the error is not reported
+    api.sendto(unconnected, b"knock", 0, dead)
+    api.getsockopt(unconnected, SOL_SOCKET, _socket.SO_ERROR)
+
+
+@scenario(DGRAM, families=IP, needs=(IOCTL,))
+def scenario_udp_shutdown(api: Recorder, env: Env) -> None:
+    """shutdown needs a connected datagram socket; after SHUT_RD a non-blocking recv
+    still says EAGAIN but a blocking one returns b"" at once, and datagrams that arrive
+    are still delivered; after SHUT_WR sends fail EPIPE."""
+    lone = api.socket(env.family, env.type)
+    api.bind(lone, (ip(env).loopback, 0))
+    api.shutdown(lone, _socket.SHUT_RD)
+    first, second = connected_pair(api, env)
+    api.shutdown(first, _socket.SHUT_RD)
+    api.poll([(first, POLL_ALL)], 0)
+    api.recv(first, 10, MSG_DONTWAIT)
+    api.recv(first, 10)
+    api.send(second, b"after")
+    wait_queued(api, first, 5)
+    api.recv(first, 10)
+    api.shutdown(first, _socket.SHUT_WR)
+    api.poll([(first, POLL_ALL)], 0)
+    api.send(first, b"x", MSG_NOSIGNAL)
+    api.sendto(first, b"x", MSG_NOSIGNAL, api.getsockname(second))
+
+
+@scenario(DGRAM, families=IPV4, needs=(SOCKOPTS,))
+def scenario_udp_broadcast_needs_so_broadcast(api: Recorder, env: Env) -> None:
+    """Sending to a broadcast address (here the loopback net's, 127.255.255.255) is
+    EACCES until SO_BROADCAST is set; then sockets bound to the wildcard address on
+    that port receive it, sockets bound to 127.0.0.1 do not."""
+    everyone = api.socket(env.family, env.type)
+    api.bind(everyone, ("0.0.0.0", 0))
+    port = port_of(api.getsockname(everyone))
+    sender = api.socket(env.family, env.type)
+    api.getsockopt(sender, SOL_SOCKET, _socket.SO_BROADCAST)
+    api.sendto(sender, b"all", 0, ("127.255.255.255", port))
+    api.setsockopt(sender, SOL_SOCKET, _socket.SO_BROADCAST, 1)
+    api.getsockopt(sender, SOL_SOCKET, _socket.SO_BROADCAST)
+    api.sendto(sender, b"all", 0, ("127.255.255.255", port))
+    api.recvfrom(everyone, 10)
+    specific = api.socket(env.family, env.type)
+    api.bind(specific, ("127.0.0.1", 0))
+    api.sendto(sender, b"all", 0, ("127.255.255.255", port_of(api.getsockname(specific))))
+    api.poll([(specific, POLLIN)], 0)
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS, MSG))
+def scenario_udp_receive_queue_overflow_drops_and_counts(api: Recorder, env: Env) -> None:
+    """A full receive queue (SO_RCVBUF) drops further datagrams whole; SO_RXQ_OVFL
+    counts them.  (How many fit is Linux's accounting, not logged.)"""
+    receiver = api.socket(env.family, env.type)
+    api.bind(receiver, (ip(env).loopback, 0))
+    api.setsockopt(receiver, SOL_SOCKET, _socket.SO_RCVBUF, 0)
+    api.getsockopt(receiver, SOL_SOCKET, _socket.SO_RCVBUF)
+    api.setsockopt(receiver, SOL_SOCKET, SO_RXQ_OVFL, 1)
+    target = api.getsockname(receiver)
+    sender = api.socket(env.family, env.type)
+    sent = 64
+    for index in range(sent):
+        api.quietly("sendto", sender, bytes([index]) * 1000, 0, target)
+    received = []
+    while True:
+        try:
+            received.append(api.quietly("recv", receiver, 2000, MSG_DONTWAIT))
+        except BlockingIOError:
+            break
+    sentinel = b"counted?"
+    api.quietly("sendto", sender, sentinel, 0, target)
+    give_up = TIMEVAL.pack(WAIT_MS // 1000, 0)  # a lost sentinel must not hang the suite
+    api.quietly("setsockopt", receiver, SOL_SOCKET, _socket.SO_RCVTIMEO, give_up)
+    drops = None
+    for _ in range(sent + 1):  # anything late, then the sentinel
+        try:
+            data, ancdata, _flags, _addr = api.quietly("recvmsg", receiver, 2000,
+                                                       _socket.CMSG_SPACE(4))
+        except OSError:
+            break
+        if data != sentinel:
+            received.append(data)
+            continue
+        drops = [INT.unpack(d[:4])[0] for level, kind, d in ancdata
+                 if (level, kind) == (SOL_SOCKET, SO_RXQ_OVFL)]
+        break
+    api.note("some datagrams dropped, some kept", 0 < len(received) < sent)
+    api.note("kept ones are whole", all(d == d[:1] * 1000 for d in received))
+    api.note("SO_RXQ_OVFL counts the dropped ones", drops == [sent - len(received)])
+
+
+# -- IPv6 --------------------------------------------------------------------------------
+
+@scenario(STREAM, DGRAM, families=IPV6, needs=(SOCKOPTS,))
+def scenario_ipv6_v6only_option(api: Recorder, env: Env) -> None:
+    """IPV6_V6ONLY is off by default, reads back 0/1, and is fixed once bound (EINVAL);
+    binding a specific IPv6 address (not :: nor a mapped one) turns it on."""
+    fd = api.socket(env.family, env.type)
+    api.getsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY)
+    for value in (1, 5, 0):
+        api.setsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY, value)
+        api.getsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY)
+    api.bind(fd, ("::", 0))
+    api.setsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+    api.getsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY)
+    for host in ("::1", "::ffff:127.0.0.1"):
+        fd = api.socket(env.family, env.type)
+        api.bind(fd, (host, 0))
+        api.getsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY)
+        api.setsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
+
+
+@scenario(STREAM, DGRAM, families=IPV6)
+def scenario_ipv4_peers_of_dual_stack_ipv6_sockets_look_mapped(api: Recorder,
+                                                                env: Env) -> None:
+    """An IPv6 socket bound to ::ffff:127.0.0.1 serves IPv4 clients and sees them as
+    ::ffff:127.0.0.1 4-tuples; an IPv6 socket reaches an IPv4 server through the
+    mapped address, which sees a plain IPv4 peer."""
+    server = api.socket(AF_INET6, env.type)
+    api.bind(server, ("::ffff:127.0.0.1", 0))
+    name = api.getsockname(server)
+    client = api.socket(AF_INET, env.type)
+    if env.type == STREAM:
+        api.listen(server, 8)
+        api.connect(client, ("127.0.0.1", port_of(name)))
+        accepted, _ = api.accept(server)
+        api.getsockname(accepted)
+        api.getpeername(accepted)
+        api.send(client, b"v4")
+        api.recv(accepted, 10)
+    else:
+        api.connect(client, ("127.0.0.1", port_of(name)))
+        api.send(client, b"v4")
+        peer = api.recvfrom(server, 10)
+        api.sendto(server, b"back", 0, peer[1] if isinstance(peer, tuple) else name)
+        api.recvfrom(client, 10)
+    api.getpeername(client)
+    api.getsockname(client)
+
+    v4_server = api.socket(AF_INET, env.type)
+    api.bind(v4_server, ("127.0.0.1", 0))
+    v4_name = api.getsockname(v4_server)
+    v6_client = api.socket(AF_INET6, env.type)
+    if env.type == STREAM:
+        api.listen(v4_server, 8)
+    api.connect(v6_client, ("::ffff:127.0.0.1", port_of(v4_name)))
+    api.getsockname(v6_client)
+    api.getpeername(v6_client)
+    if env.type == STREAM:
+        api.accept(v4_server)
+    else:
+        api.send(v6_client, b"v6")
+        api.recvfrom(v4_server, 10)
+
+
+@scenario(STREAM, DGRAM, families=IPV6, needs=(SOCKOPTS,))
+def scenario_v6only_socket_refuses_ipv4_mapped_addresses(api: Recorder, env: Env) -> None:
+    """With IPV6_V6ONLY, ::ffff:a.b.c.d is no address: bind is EINVAL, connect and
+    sendto are ENETUNREACH (TCP's unconnected sendto is EPIPE first)."""
+    v4_server = api.socket(AF_INET, env.type)
+    api.bind(v4_server, ("127.0.0.1", 0))
+    if env.type == STREAM:
+        api.listen(v4_server, 8)
+    mapped = ("::ffff:127.0.0.1", port_of(api.getsockname(v4_server)))
+    fd = api.socket(AF_INET6, env.type)
+    api.setsockopt(fd, IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+    api.bind(fd, ("::ffff:127.0.0.1", 0))
+    api.connect(fd, mapped)
+    api.getsockname(fd)
+    api.sendto(fd, b"x", MSG_NOSIGNAL, mapped)
+    api.getsockname(fd)
+
+
+@scenario(STREAM, DGRAM, families=IPV6, needs=(SOCKOPTS,))
+def scenario_v6only_decides_whether_ipv4_and_ipv6_ports_clash(api: Recorder,
+                                                               env: Env) -> None:
+    """An IPv6 wildcard bind also holds the IPv4 port unless IPV6_V6ONLY is set;
+    ::1 and 127.0.0.1 are different addresses and share a port."""
+    for v6only in (0, 1):
+        v4 = api.socket(AF_INET, env.type)
+        api.bind(v4, ("0.0.0.0", 0))
+        port = port_of(api.getsockname(v4))
+        v6 = api.socket(AF_INET6, env.type)
+        api.setsockopt(v6, IPPROTO_IPV6, _socket.IPV6_V6ONLY, v6only)
+        api.bind(v6, ("::", port))
+        api.close(v4)
+        api.close(v6)
+        v6 = api.socket(AF_INET6, env.type)
+        api.setsockopt(v6, IPPROTO_IPV6, _socket.IPV6_V6ONLY, v6only)
+        api.bind(v6, ("::", 0))
+        port = port_of(api.getsockname(v6))
+        for family, host in ((AF_INET, "0.0.0.0"), (AF_INET, "127.0.0.1"), (AF_INET6, "::1")):
+            fd = api.socket(family, env.type)
+            api.bind(fd, (host, port))
+            api.close(fd)
+        api.close(v6)
+    v4 = api.socket(AF_INET, env.type)
+    api.bind(v4, ("127.0.0.1", 0))
+    port = port_of(api.getsockname(v4))
+    api.bind(api.socket(AF_INET6, env.type), ("::1", port))
+    api.bind(api.socket(AF_INET6, env.type), ("::ffff:127.0.0.1", port))
+
+
+@scenario(STREAM, DGRAM, families=IPV6)
+def scenario_ipv6_names_are_four_tuples(api: Recorder, env: Env) -> None:
+    """IPv6 names are (host, port, flowinfo, scope_id): a 2-tuple is accepted, flowinfo
+    and a scope on a global address are ignored (read back 0), flowinfo beyond 20 bits
+    is OverflowError, and an IPv4 socket refuses a 4-tuple."""
+    server = api.socket(env.family, env.type)
+    api.bind(server, ("::1", 0, 5, 1))
+    name = api.getsockname(server)
+    if env.type == STREAM:
+        api.listen(server, 8)
+    client = api.socket(env.family, env.type)
+    api.connect(client, ("::1", 0, 1 << 20, 0))
+    api.connect(client, ("::1", port_of(name), 7, 3))
+    api.getpeername(client)
+    api.getsockname(client)
+    if env.type == STREAM:
+        api.accept(server)
+    api.bind(api.socket(AF_INET, env.type), ("127.0.0.1", 0, 0, 0))

@@ -6,6 +6,7 @@ To check a new driver, add a line to ``CONFIGURATIONS``.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import NamedTuple
@@ -24,7 +25,10 @@ class Configuration(NamedTuple):
     ``driver`` makes the driver to register for ``family`` (None: the host driver of
     the "host" preset).  ``reference`` is the kernel family whose behaviour it copies
     (default: ``family`` itself).  ``lacks`` names optional scenario features
-    (``scenarios.MSG`` ...) the driver does not claim to have.
+    (``scenarios.MSG`` ...) the driver does not claim to have.  ``also`` lists further
+    families the same driver instance is registered for during the test, for scenarios
+    that mix families (an IPv4 client of a dual-stack IPv6 server must meet it on one
+    network).
     """
 
     id: str
@@ -33,6 +37,7 @@ class Configuration(NamedTuple):
     type: int
     reference: int | None = None
     lacks: frozenset[str] = frozenset()
+    also: tuple[int, ...] = ()
 
 
 CONFIGURATIONS = [
@@ -50,13 +55,33 @@ CONFIGURATIONS = [
                                    scenarios.AUTOBIND})),
 ]
 
+# -- the virtual IPv4/IPv6 network (issue 3) ----------------------------------------------
+# Switched on by this one line (or, to try it before then, POSIX_SOCKET_ORACLE_VIRTUAL=1):
+VIRTUAL_INET = os.environ.get("POSIX_SOCKET_ORACLE_VIRTUAL") == "1"
+
+if VIRTUAL_INET:
+    from posix_socket.drivers.inet import InetDriver, VirtualNetwork
+
+    def _virtual_inet() -> ps.SocketDriver:
+        """A fresh, isolated network per test, serving both IP families."""
+        return InetDriver(VirtualNetwork())
+
+    CONFIGURATIONS += [
+        Configuration(f"virtual-{name}-{kind}", _virtual_inet, family, type,
+                      also=tuple({socket.AF_INET, socket.AF_INET6} - {family}))
+        for name, family in (("inet", socket.AF_INET), ("inet6", socket.AF_INET6))
+        for kind, type in (("stream", STREAM), ("dgram", DGRAM))
+    ]
+
 # Known differences between a configuration and the kernel: {(config id, scenario
 # name): reason}.  Each becomes a strict xfail, so fixing it turns the test red.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 def _applies(config: Configuration, scenario: Callable) -> bool:
-    return config.type in scenario.types and not scenario.needs & config.lacks
+    reference = config.reference or config.family
+    return (config.type in scenario.types and not scenario.needs & config.lacks
+            and (not scenario.families or reference in scenario.families))
 
 
 def _cases() -> list:
@@ -83,15 +108,20 @@ def served(request):
         with ps.use("host"):
             yield config
         return
-    previous = ps.registered_families().get(config.family)
-    ps.register_family(config.family, config.driver(), replace=True)
+    families = (config.family, *config.also)
+    registered = ps.registered_families()
+    previous = {family: registered.get(family) for family in families}
+    driver = config.driver()
+    for family in families:
+        ps.register_family(family, driver, replace=True)
     try:
         yield config
     finally:
-        if previous is None:
-            ps.unregister_family(config.family)
-        else:
-            ps.register_family(config.family, previous, replace=True)
+        for family, old in previous.items():
+            if old is None:
+                ps.unregister_family(family)
+            else:
+                ps.register_family(family, old, replace=True)
 
 
 def _log(scenario: Callable, api: type, family: int, type: int) -> list:
