@@ -82,20 +82,22 @@ class PortTable:
         self.ports: dict[int, list[Binding]] = {}
         self._next = random.randrange(len(EPHEMERAL_PORTS))
 
-    def bind(self, binding: Binding, port: int) -> int:
+    def bind(self, binding: Binding, port: int, parity: int | None = None) -> int:
+        """Claim ``port`` (0: an ephemeral one, of ``parity`` when given: Linux gives
+        bind/listen odd ports and connect even ones, keeping each half for one use)."""
         if port == 0:
-            return self._ephemeral(binding)
+            return self._ephemeral(binding, parity)
         taken = self.ports.get(port, ())
         if any(binding.conflicts(other, tcp=self.tcp) for other in taken):
             raise oserror(errno.EADDRINUSE)
         self.ports.setdefault(port, []).append(binding)
         return port
 
-    def _ephemeral(self, binding: Binding) -> int:
+    def _ephemeral(self, binding: Binding, parity: int | None) -> int:
         span = len(EPHEMERAL_PORTS)
         for step in range(span):
             port = EPHEMERAL_PORTS[(self._next + step) % span]
-            if port not in self.ports:
+            if port not in self.ports and (parity is None or port % 2 == parity):
                 self._next = (self._next + step + 1) % span
                 self.ports[port] = [binding]
                 return port

@@ -86,12 +86,12 @@ class TcpSocket:
             raise oserror(errno.EADDRNOTAVAIL)
         self._claim(where.ip, where.port)
 
-    def _claim(self, ip, port: int) -> None:
+    def _claim(self, ip, port: int, parity: int = 1) -> None:
         opts = self.opts
         binding = Binding(self, ip, self._v6only(),
                           bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
                           bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
-        port = self.net.tcp.bind(binding, port)
+        port = self.net.tcp.bind(binding, port, parity)
         self.binding = binding
         self.local = Endpoint(ip, port)
 
@@ -152,7 +152,7 @@ class TcpSocket:
             # address of this network is reached from itself.
             v4 = target.ipv4_mapped
             loopback = v4 is not None and v4.is_loopback
-            self._claim(self.net.loopback(True) if loopback else target, 0)
+            self._claim(self.net.loopback(True) if loopback else target, 0, parity=0)
             self.autobound = True
         self.shutdown = 0
         self.error = 0
