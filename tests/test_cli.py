@@ -57,10 +57,10 @@ def test_unknown_command_is_a_usage_error(capsys):
         raise AssertionError("argparse accepted an unknown command")
 
 
-def test_readme_example_runs_and_prints_what_it_says():
+def test_readme_examples_run_and_print_what_they_say():
     text = (ROOT / "README.md").read_text()
-    example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    example = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "b'hello'\n"
+    assert result.stdout == "b'hello'\n10.0.0.2 b'select 1'\n"
