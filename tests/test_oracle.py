@@ -75,30 +75,18 @@ CONFIGURATIONS += [
 _NOT_YET = "not yet like Linux (issue 3 in progress)"
 _NOT_YET_LIKE_LINUX = {
     "virtual-inet-stream": [
-        "listening_socket_refuses_data_and_connect",
-        "closing_listener_resets_unaccepted_connections",
-        "poll_after_shutdown",
-        "reuseaddr_rebinds_a_port_its_connections_still_hold",
         "connects_beyond_the_backlog_wait_for_room",
         "nonblocking_connect_completes_then_connect_says_so",
         "refused_connect_and_what_the_socket_says_after",
-        "shut_rdwr_and_data_that_arrives_after",
-        "so_linger_zero_resets_the_connection",
         "ip_sockets_describe_themselves",
     ],
     "virtual-inet-dgram": [
         "ip_sockets_describe_themselves",
     ],
     "virtual-inet6-stream": [
-        "listening_socket_refuses_data_and_connect",
-        "closing_listener_resets_unaccepted_connections",
-        "poll_after_shutdown",
-        "reuseaddr_rebinds_a_port_its_connections_still_hold",
         "connects_beyond_the_backlog_wait_for_room",
         "nonblocking_connect_completes_then_connect_says_so",
         "refused_connect_and_what_the_socket_says_after",
-        "shut_rdwr_and_data_that_arrives_after",
-        "so_linger_zero_resets_the_connection",
         "ipv6_v6only_option",
     ],
     "virtual-inet6-dgram": [

@@ -4,16 +4,24 @@ Several networks can live in one process; sockets of one never see another's.  A
 hosts are in this process, so every address of the network is local: 127.0.0.0/8 and
 ::1 belong to the first host, ``add_host`` adds more.  Ports are allocated per protocol
 with Linux's rules (see ``Binding.conflicts``) from Linux's default ephemeral range.
+
+A TCP port is held not only by bound and listening sockets but, as on Linux, by the
+connections accepted on it (they share the listener's port) and, for ``time_wait``
+seconds (Linux's TCP_TIMEWAIT_LEN, 60 s), by the end of a connection that closed first
+(TIME_WAIT).  A TIME_WAIT entry only stops binds: a connect may take its port again, as
+Linux's default tcp_tw_reuse=2 allows on loopback.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import ipaddress
 import itertools
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +31,8 @@ from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
 __all__ = ["VirtualNetwork", "Binding"]
 
 EPHEMERAL_PORTS = range(32768, 61000)  # net.ipv4.ip_local_port_range default
+TIME_WAIT_SECONDS = 60.0  # Linux's TCP_TIMEWAIT_LEN
+MAX_TIME_WAIT = 65536  # like tcp_max_tw_buckets: past it a closing end leaves no entry
 _LOOPBACK4 = ipaddress.IPv4Network("127.0.0.0/8")
 _LOOPBACK6 = ipaddress.IPv6Address("::1")
 _LOOPBACK4_ADDRESS = mapped(ipaddress.IPv4Address("127.0.0.1"))
@@ -34,7 +44,7 @@ ALL, NONE = object(), object()
 class Binding:
     """What a bound socket claims in a port table (Linux's bind-conflict inputs)."""
 
-    __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening")
+    __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening", "expires")
 
     def __init__(self, owner: Any, ip: ipaddress.IPv6Address, v6only: bool,
                  reuseaddr: bool, reuseport: bool) -> None:
@@ -44,6 +54,13 @@ class Binding:
         self.reuseaddr = reuseaddr
         self.reuseport = reuseport
         self.listening = False
+        self.expires: float | None = None  # set while it stands for a TIME_WAIT end
+
+    def time_wait(self, expires: float) -> Binding:
+        """A copy standing for the TIME_WAIT end a closing connection leaves behind."""
+        copy = Binding(None, self.ip, self.v6only, self.reuseaddr, self.reuseport)
+        copy.expires = expires
+        return copy
 
     def _reach(self, v4: bool) -> object:
         """What this binding claims of the IPv4 (or IPv6) space: ALL, NONE or one ip."""
@@ -77,14 +94,37 @@ class Binding:
 
 
 class PortTable:
-    def __init__(self, tcp: bool) -> None:
+    def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS) -> None:
         self.tcp = tcp
         self.ports: dict[int, list[Binding]] = {}
         self._next = random.randrange(len(EPHEMERAL_PORTS))
+        self.time_wait = time_wait
+        self._time_waits: collections.deque[tuple[Binding, int]] = collections.deque()
+
+    def hold_time_wait(self, binding: Binding, port: int) -> None:
+        """Leave a TIME_WAIT entry like ``binding`` on ``port`` (the end that closed
+        first), expiring ``time_wait`` seconds from now."""
+        self._expire()
+        if self.time_wait <= 0 or len(self._time_waits) >= MAX_TIME_WAIT:
+            return
+        entry = binding.time_wait(time.monotonic() + self.time_wait)
+        self.ports.setdefault(port, []).append(entry)
+        self._time_waits.append((entry, port))
+
+    def _expire(self) -> None:
+        """Drop TIME_WAIT entries whose time is up (oldest first: they expire in order)."""
+        waits = self._time_waits
+        if not waits:
+            return
+        now = time.monotonic()
+        while waits and waits[0][0].expires <= now:
+            entry, port = waits.popleft()
+            self.unbind(entry, port)
 
     def bind(self, binding: Binding, port: int, parity: int | None = None) -> int:
         """Claim ``port`` (0: an ephemeral one, of ``parity`` when given: Linux gives
         bind/listen odd ports and connect even ones, keeping each half for one use)."""
+        self._expire()
         if port == 0:
             return self._ephemeral(binding, parity)
         taken = self.ports.get(port, ())
@@ -97,11 +137,29 @@ class PortTable:
         span = len(EPHEMERAL_PORTS)
         for step in range(span):
             port = EPHEMERAL_PORTS[(self._next + step) % span]
-            if port not in self.ports and (parity is None or port % 2 == parity):
+            if (parity is None or port % 2 == parity) and self._free(port, parity == 0):
                 self._next = (self._next + step + 1) % span
                 self.ports[port] = [binding]
                 return port
         raise oserror(errno.EADDRINUSE)
+
+    def _free(self, port: int, for_connect: bool) -> bool:
+        """Nobody holds ``port``; for a connect, TIME_WAIT ends do not count (they are
+        dropped: tcp_tw_reuse)."""
+        held = self.ports.get(port)
+        if not held:
+            return True
+        if not for_connect or any(b.expires is None for b in held):
+            return False
+        for entry in held:
+            self._time_waits.remove((entry, port))
+        del self.ports[port]
+        return True
+
+    def inherit(self, binding: Binding, port: int) -> None:
+        """Add an accepted socket's entry to its listener's port, unchecked (Linux's
+        __inet_inherit_port): the connection holds the port as long as it lives."""
+        self.ports.setdefault(port, []).append(binding)
 
     def unbind(self, binding: Binding, port: int) -> None:
         bindings = self.ports.get(port)
@@ -113,13 +171,14 @@ class PortTable:
     def check(self, binding: Binding, port: int) -> None:
         """EADDRINUSE if ``binding`` (already in the table) now conflicts, as listen()
         re-checks."""
+        self._expire()
         if any(other is not binding and binding.conflicts(other, tcp=self.tcp)
                for other in self.ports.get(port, ())):
             raise oserror(errno.EADDRINUSE)
 
     def find(self, ip: ipaddress.IPv6Address, port: int) -> Iterable[Binding]:
-        """Bindings a packet for (ip, port) may reach: exact address first."""
-        bindings = self.ports.get(port, ())
+        """Listening bindings a packet for (ip, port) may reach: exact address first."""
+        bindings = [b for b in self.ports.get(port, ()) if b.listening]
         exact = [b for b in bindings if b.ip == ip]
         wild = [b for b in bindings if b.ip != ip and b.covers(ip)]
         return itertools.chain(exact, wild)

@@ -1,10 +1,23 @@
 """TCP sockets of the virtual network: a connection is two queues of immutable chunks.
 
-State follows Linux closely enough that poll masks, errnos and EOF/reset behaviour
-match the kernel's loopback: a handshake completes at once (or waits in the
-listener's queue while its backlog is full), data moves by reference (a ``bytes``
-payload is never copied on the way), each receive queue is bounded by the receiver's
-SO_RCVBUF, and closing with unread data resets the peer, as Linux does.
+State follows Linux's (the socket's ``sk_state`` and its ``SS_*`` state) closely enough
+that poll masks, errnos, EOF, resets and who holds a port match the kernel's loopback.
+Loopback answers at once, so the transient states are skipped: a handshake completes
+inside connect (or waits in SYN_SENT while the listener's backlog is full), a FIN is
+acknowledged at once (no FIN_WAIT1, CLOSING or LAST_ACK), and TIME_WAIT lives only in
+the port table (the socket itself is CLOSE then, as Linux's full socket is)::
+
+    ESTABLISHED --own FIN--> FIN_WAIT2 --peer's FIN--> CLOSE, TIME_WAIT entry left behind
+    ESTABLISHED --peer's FIN--> CLOSE_WAIT --own FIN--> CLOSE
+    any state --reset--> CLOSE, with the error the state calls for
+
+A closed socket whose FIN is not answered yet lives on as an orphan in FIN_WAIT2,
+holding its port, until the peer's FIN (TIME_WAIT) or a reset ends it; data arriving at
+a FIN_WAIT2 socket that no longer reads resets the connection (RFC 1122, as Linux).
+
+Data moves by reference (a ``bytes`` payload is never copied on the way), each receive
+queue is bounded by the receiver's SO_RCVBUF, and closing with unread data resets the
+peer, as Linux does.
 
 Every method runs under the network's lock and appends the sockets whose readiness
 changed to ``touched``; the driver notifies them after the lock is released (also when
@@ -19,13 +32,19 @@ import select
 import socket
 
 from ...errors import oserror
-from .addresses import ANY, ANY4, Endpoint, is_v4, to_tuple
+from .addresses import ANY, ANY4, Endpoint, is_v4, is_wildcard, to_tuple
 from .network import Binding, VirtualNetwork
 from .options import Options
 
 __all__ = ["TcpSocket"]
 
+# sk_state (Linux's names; only the states loopback lets a caller see)
 CLOSE, LISTEN, SYN_SENT, ESTABLISHED = "CLOSE", "LISTEN", "SYN_SENT", "ESTABLISHED"
+FIN_WAIT2, CLOSE_WAIT = "FIN_WAIT2", "CLOSE_WAIT"
+# sock->state: whether connect() has been called and its outcome collected
+SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED = 0, 1, 2
+# sk_userlocks: what bind() fixed, so a connection's end does not give it back
+BINDADDR_LOCK, BINDPORT_LOCK = 4, 8
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
 SHUTDOWN_MASK = RCV_SHUTDOWN | SEND_SHUTDOWN
 POLLIN_SET = select.POLLIN | select.POLLRDNORM
@@ -36,17 +55,20 @@ MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the h
 
 
 class TcpSocket:
-    __slots__ = ("net", "family", "opts", "state", "binding", "local", "remote", "peer",
-                 "rx", "rx_size", "shutdown", "error", "backlog", "max_backlog",
-                 "waiting", "listener", "autobound", "done", "__weakref__")
+    __slots__ = ("net", "family", "opts", "state", "sock_state", "userlocks", "orphan",
+                 "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
+                 "backlog", "max_backlog", "waiting", "listener", "done", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
         self.family = family
         self.opts = Options(family, tcp=True)
         self.state = CLOSE
-        self.binding: Binding | None = None
-        self.local: Endpoint | None = None
+        self.sock_state = SS_UNCONNECTED
+        self.userlocks = 0
+        self.orphan = False  # closed by its owner, still finishing the connection
+        self.binding: Binding | None = None  # the port table entry (Linux's inet_num)
+        self.local: Endpoint | None = None  # the name (inet_saddr/inet_sport): may outlive it
         self.remote: Endpoint | None = None
         self.peer: TcpSocket | None = None
         self.rx: collections.deque[bytes] | None = None  # made on first data: idle is small
@@ -57,8 +79,7 @@ class TcpSocket:
         self.max_backlog = 0
         self.waiting: collections.deque[TcpSocket] | None = None  # connects beyond it
         self.listener: TcpSocket | None = None  # while waiting for room in its backlog
-        self.autobound = False
-        self.done = False  # FIN received: reads return EOF before any error
+        self.done = False  # FIN received (SOCK_DONE): reads return EOF before any error
 
     # -- names ---------------------------------------------------------------------
 
@@ -69,7 +90,7 @@ class TcpSocket:
         return to_tuple(self.family, self.local or self._any())
 
     def getpeername(self) -> tuple:
-        if self.state != ESTABLISHED or self.remote is None:
+        if self.state in (CLOSE, SYN_SENT, LISTEN) or self.remote is None:
             raise oserror(errno.ENOTCONN)
         return to_tuple(self.family, self.remote)
 
@@ -78,13 +99,15 @@ class TcpSocket:
             self.opts.flag(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
 
     def bind(self, where: Endpoint) -> None:
-        if self.binding is not None:
+        if self.state != CLOSE or self.binding is not None:
             raise oserror(errno.EINVAL)
         if self.family == socket.AF_INET6 and is_v4(where.ip) and self._v6only():
             raise oserror(errno.EINVAL)
         if not self.net.is_local(where.ip):
             raise oserror(errno.EADDRNOTAVAIL)
         self._claim(where.ip, where.port)
+        self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
+            BINDPORT_LOCK if where.port else 0)
 
     def _claim(self, ip, port: int, parity: int = 1) -> None:
         opts = self.opts
@@ -96,19 +119,19 @@ class TcpSocket:
         self.local = Endpoint(ip, port)
 
     def _release_port(self) -> None:
+        """Leave the port table (Linux's inet_put_port); the name stays as it was."""
         if self.binding is not None and self.local is not None:
             self.net.tcp.unbind(self.binding, self.local.port)
         self.binding = None
-        self.local = None
 
     # -- connection setup ------------------------------------------------------------
 
     def listen(self, backlog: int, touched: list) -> None:
-        if self.state not in (CLOSE, LISTEN) or self.shutdown:
+        if (self.sock_state != SS_UNCONNECTED or self.state not in (CLOSE, LISTEN)
+                or self.shutdown):
             raise oserror(errno.EINVAL)
         if self.binding is None:
             self._claim(self._any().ip, 0)
-            self.autobound = True
         elif self.state == CLOSE:
             self.binding.listening = True
             try:
@@ -132,13 +155,14 @@ class TcpSocket:
             client._join(self, touched)
 
     def connect(self, where: Endpoint, touched: list) -> None:
-        """Raises EINPROGRESS once the attempt is under way, as a non-blocking
-        connect on Linux's loopback does; the core waits for blocking callers."""
-        if self.state == ESTABLISHED:
+        """Linux's inet_stream_connect.  A new attempt raises EINPROGRESS, as a
+        non-blocking connect on Linux's loopback does (the core waits for blocking
+        callers); connecting again reports how it went."""
+        if self.sock_state == SS_CONNECTED:
             raise oserror(errno.EISCONN)
-        if self.state == SYN_SENT:
-            raise oserror(errno.EALREADY)
-        if self.state == LISTEN:
+        if self.sock_state == SS_CONNECTING and self._connect_again(touched):
+            return
+        if self.state != CLOSE:
             raise oserror(errno.EISCONN)
         target = where.ip
         if self.family == socket.AF_INET6 and is_v4(target) and self._v6only():
@@ -153,26 +177,46 @@ class TcpSocket:
             v4 = target.ipv4_mapped
             loopback = v4 is not None and v4.is_loopback
             self._claim(self.net.loopback(True) if loopback else target, 0, parity=0)
-            self.autobound = True
         self.shutdown = 0
         self.error = 0
+        self.done = False
         self.remote = Endpoint(target, where.port)
+        self.sock_state = SS_CONNECTING
+        self.state = SYN_SENT
+        touched.append(self)
         listener = self._find_listener(target, where.port)
         if listener is None:
-            self.error = errno.ECONNREFUSED
-            self._fail_connect()
-            raise oserror(errno.EINPROGRESS)
-        self.state = SYN_SENT
-        if len(listener.backlog) > listener.max_backlog:
-            self.listener = listener
+            self._receive_reset(touched)  # the SYN is answered with a reset: refused
+        elif len(listener.backlog) > listener.max_backlog:
+            self.listener = listener  # SYN_SENT until accept makes room
             listener.waiting.append(self)
-            raise oserror(errno.EINPROGRESS)
-        self._join(listener, touched)
+        else:
+            self._join(listener, touched)
         raise oserror(errno.EINPROGRESS)
+
+    def _connect_again(self, touched: list) -> bool:
+        """connect() while an attempt is under way: EALREADY while it is; once it
+        failed, its error, the socket reset for a fresh attempt; once it succeeded,
+        success (True).
+
+        Linux answers ECONNABORTED when the error was read already (by SO_ERROR); here
+        that connect starts a fresh attempt instead (False), because the core's
+        blocking connect reads the error through SO_ERROR itself, and after a blocking
+        refusal Linux's next connect does start again."""
+        if self.state == SYN_SENT:
+            raise oserror(errno.EALREADY)
+        if self.state == CLOSE:
+            code, self.error = self.error, 0
+            self._disconnect(touched)
+            if code:
+                raise oserror(code)
+            return False
+        self.sock_state = SS_CONNECTED
+        return True
 
     def _find_listener(self, ip, port: int) -> TcpSocket | None:
         listeners = [b.owner for b in self.net.tcp.find(ip, port)
-                     if b.owner.state == LISTEN and not b.owner.shutdown & RCV_SHUTDOWN]
+                     if b.owner.state == LISTEN]
         if not listeners:
             return None
         exact = [s for s in listeners if s.local.ip == ip]
@@ -181,22 +225,26 @@ class TcpSocket:
             return group[hash((self.local.ip, self.local.port)) % len(group)]
         return group[0]
 
-    def _fail_connect(self) -> None:
-        self.state = CLOSE
-        self.remote = None
-        if self.autobound:
-            self._release_port()
-            self.autobound = False
-
     def _join(self, listener: TcpSocket, touched: list) -> None:
+        """The handshake completes: a new socket for the listener's backlog, sharing
+        the listener's port (and its bind locks) as an accepted socket does on Linux."""
         child = TcpSocket(self.net, listener.family)
         child.opts.inherit(listener.opts)
         child.local = Endpoint(self.remote.ip, listener.local.port)
         child.remote = self.local
         child.state = ESTABLISHED
+        child.sock_state = SS_CONNECTED
+        child.userlocks = listener.userlocks
+        child.binding = Binding(child, child.local.ip, listener.binding.v6only,
+                                listener.binding.reuseaddr, listener.binding.reuseport)
+        self.net.tcp.inherit(child.binding, child.local.port)
         child.peer, self.peer = self, child
         listener.backlog.append(child)
         self.state = ESTABLISHED
+        # Linux would wait for a second connect() to mark the outcome collected; the
+        # core's blocking connect reads SO_ERROR instead and cannot say it did, so an
+        # established connection counts as collected at once (connect: EISCONN).
+        self.sock_state = SS_CONNECTED
         touched += (listener, self)
 
     def accept(self, touched: list) -> tuple[TcpSocket, tuple]:
@@ -217,12 +265,14 @@ class TcpSocket:
             raise oserror(code)
         if self.shutdown & SEND_SHUTDOWN:
             raise oserror(errno.EPIPE)
-        if self.state != ESTABLISHED:
-            raise oserror(errno.EPIPE if self.state == CLOSE else errno.ENOTCONN)
+        state = self.state
+        if state != ESTABLISHED and state != CLOSE_WAIT:
+            # sk_stream_wait_connect: a handshake under way may still end; else EPIPE
+            raise oserror(errno.EAGAIN if state == SYN_SENT else errno.EPIPE)
         peer = self.peer
-        if peer is None:  # the peer is gone: its kernel answers with a reset
-            self._reset(errno.EPIPE if self.done else errno.ECONNRESET)
-            touched.append(self)
+        if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state == FIN_WAIT2):
+            # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
+            self._send_reset(touched)
             return len(data)
         size = len(data)
         room = peer.opts.rcvbuf - peer.rx_size
@@ -243,19 +293,8 @@ class TcpSocket:
         return len(chunk)
 
     def recv(self, bufsize: int, flags: int, touched: list) -> bytes:
-        if self.state == LISTEN or (self.state != ESTABLISHED and not self.rx
-                                    and not self.error and not self.shutdown):
-            raise oserror(errno.ENOTCONN)
         if not self.rx:
-            if self.done or (self.shutdown & RCV_SHUTDOWN and not self.error):
-                return b""
-            if self.error:
-                code, self.error = self.error, 0
-                touched.append(self)
-                raise oserror(code)
-            if bufsize == 0:
-                return b""
-            raise oserror(errno.EAGAIN)
+            return self._recv_nothing(bufsize, touched)
         peek = flags & MSG_PEEK
         first = self.rx[0]
         if len(first) <= bufsize and (len(first) == bufsize or len(self.rx) == 1):
@@ -290,73 +329,163 @@ class TcpSocket:
             touched.append(self.peer)  # writable again
         return data
 
+    def _recv_nothing(self, bufsize: int, touched: list) -> bytes:
+        """A receive with nothing queued, in tcp_recvmsg's order: EOF once a FIN came,
+        then a pending error, then EOF after SHUT_RD, then "not connected"."""
+        state = self.state
+        if state == LISTEN:
+            raise oserror(errno.ENOTCONN)
+        if self.done:
+            return b""
+        if self.error:
+            code, self.error = self.error, 0
+            touched.append(self)
+            raise oserror(code)
+        if self.shutdown & RCV_SHUTDOWN:
+            return b""
+        if state == CLOSE:
+            raise oserror(errno.ENOTCONN)
+        if bufsize == 0:
+            return b""
+        raise oserror(errno.EAGAIN)
+
     def nread(self) -> int:
         return self.rx_size
 
     # -- teardown ------------------------------------------------------------------
 
     def shut(self, how: int, touched: list) -> None:
-        """shutdown(2): ENOTCONN unless connected, but the bits are set anyway (Linux)."""
+        """inet_shutdown: a listener stops listening on SHUT_RD, a connect under way
+        is abandoned; otherwise the bits are set (even when unconnected: ENOTCONN, as
+        Linux) and SHUT_WR sends the FIN."""
         touched.append(self)
-        connected = self.state == ESTABLISHED
-        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
-            self.shutdown |= RCV_SHUTDOWN
-            if self.state == LISTEN:
-                self._stop_listening(touched)
-                self.state = CLOSE
-                if self.binding is not None:
-                    self.binding.listening = False
-        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
-            if connected and not self.shutdown & SEND_SHUTDOWN and self.peer is not None:
-                self.peer._fin(touched)
-            self.shutdown |= SEND_SHUTDOWN
-        if not connected and self.state != SYN_SENT:
+        bits = how + 1  # SHUT_RD -> RCV_SHUTDOWN, SHUT_WR -> SEND_SHUTDOWN, both
+        state = self.state
+        if state == LISTEN:
+            if bits & RCV_SHUTDOWN:
+                self._disconnect(touched)
+            return
+        if state == SYN_SENT:
+            self._disconnect(touched)
+            return
+        self.shutdown |= bits
+        if state == CLOSE:
             raise oserror(errno.ENOTCONN)
+        if bits & SEND_SHUTDOWN and state in (ESTABLISHED, CLOSE_WAIT):
+            self._send_fin(touched)
 
-    def _fin(self, touched: list) -> None:
-        """The peer will send nothing more."""
+    def _send_fin(self, touched: list) -> None:
+        """Our FIN, acknowledged at once: ESTABLISHED -> FIN_WAIT2, CLOSE_WAIT -> CLOSE."""
+        peer = self.peer
+        if self.state == CLOSE_WAIT:
+            self.shutdown = SHUTDOWN_MASK
+            self.peer = None
+            self._enter_close()
+        else:
+            self.state = FIN_WAIT2
+        touched.append(self)
+        if peer is not None:
+            peer._receive_fin(touched)
+
+    def _receive_fin(self, touched: list) -> None:
+        """The peer will send nothing more: CLOSE_WAIT, or TIME_WAIT after our FIN."""
         self.done = True
         self.shutdown |= RCV_SHUTDOWN
         touched.append(self)
+        if self.state == ESTABLISHED:
+            self.state = CLOSE_WAIT
+        elif self.state == FIN_WAIT2:
+            if self.binding is not None:
+                self.net.tcp.hold_time_wait(self.binding, self.local.port)
+            self.shutdown = SHUTDOWN_MASK
+            self.peer = None
+            self._enter_close()
 
-    def _reset(self, code: int) -> None:
-        self.error = code
+    def _send_reset(self, touched: list) -> None:
+        """Abort the connection: the peer gets a reset, this socket one too."""
+        peer = self.peer
+        if peer is not None:
+            peer._receive_reset(touched)
+        self._receive_reset(touched)
+
+    def _receive_reset(self, touched: list) -> None:
+        """Linux's tcp_reset: the error depends on the state it finds."""
+        state = self.state
+        if state == CLOSE:
+            return
+        if state == SYN_SENT:
+            self._leave_waiting()
+            self.error = errno.ECONNREFUSED
+        else:
+            self.error = errno.EPIPE if state == CLOSE_WAIT else errno.ECONNRESET
+        peer, self.peer = self.peer, None
+        if peer is not None and peer.peer is self:
+            peer.peer = None
         self.shutdown = SHUTDOWN_MASK
+        self._enter_close()
+        touched.append(self)
+
+    def _enter_close(self) -> None:
+        """sk_state becomes CLOSE: the port goes back unless bind() fixed it (and the
+        socket is still open); the name stays, as getsockname shows on Linux."""
         self.state = CLOSE
-        self.peer = None
+        if self.orphan or not self.userlocks & BINDPORT_LOCK:
+            self._release_port()
+        if self.orphan:
+            self.rx = None
+            self.rx_size = 0
+
+    def _disconnect(self, touched: list) -> None:
+        """Linux's tcp_disconnect: back to a fresh socket that keeps what bind() fixed
+        (a connect under way ends with ECONNRESET)."""
+        if self.state == LISTEN:
+            self._stop_listening(touched)
+        elif self.state == SYN_SENT:
+            self._leave_waiting()
+            self.error = errno.ECONNRESET
+        self._enter_close()
+        self.shutdown = 0
+        self.done = False
+        self.rx = None
+        self.rx_size = 0
+        self.remote = None
+        self.sock_state = SS_UNCONNECTED
+        if self.local is not None and not self.userlocks & BINDADDR_LOCK:
+            self.local = Endpoint(self._any().ip, self.local.port)
+        touched.append(self)
+
+    def _leave_waiting(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None and listener.waiting and self in listener.waiting:
+            listener.waiting.remove(self)
 
     def _stop_listening(self, touched: list) -> None:
         for child in list(self.backlog or ()):
             child.close(touched, reset=True)  # never accepted: the client is reset
         for client in list(self.waiting or ()):
-            client.error = errno.ECONNREFUSED
-            client.listener = None
-            client._fail_connect()
-            touched.append(client)
+            client._receive_reset(touched)  # refused
         self.backlog = collections.deque()
         self.waiting = collections.deque()
+        if self.binding is not None:
+            self.binding.listening = False
 
     def close(self, touched: list, reset: bool = False) -> None:
+        """close(2): a FIN (the socket lives on as an orphan in FIN_WAIT2 until the
+        peer's FIN), or a reset when data is left unread or SO_LINGER is {1, 0}."""
         if self.state == LISTEN:
             self._stop_listening(touched)
-        if self.listener is not None and self.listener.waiting is not None:
-            if self in self.listener.waiting:
-                self.listener.waiting.remove(self)
-            self.listener = None
-        peer = self.peer
-        if peer is not None:
-            linger_zero = self.opts.linger == (1, 0)
-            if reset or self.rx or linger_zero:
-                peer._reset(errno.ECONNRESET)
+        self._leave_waiting()
+        self.orphan = True
+        if self.peer is not None:
+            if reset or self.rx or self.opts.linger == (1, 0):
+                self._send_reset(touched)
             else:
-                peer._fin(touched)
-                peer.peer = None
-            touched.append(peer)
-        self.peer = None
-        self.state = CLOSE
-        self.rx = None
-        self.rx_size = 0
-        self._release_port()
+                self.shutdown = SHUTDOWN_MASK
+                if self.state in (ESTABLISHED, CLOSE_WAIT):
+                    self._send_fin(touched)
+        if self.state != FIN_WAIT2:
+            self.peer = None
+            self._enter_close()
 
     # -- readiness -----------------------------------------------------------------
 
