@@ -94,32 +94,45 @@ class Binding:
 
 
 class PortTable:
+    """Who holds which port of one protocol.  ``ports`` has the live bindings (bound,
+    listening and accepted sockets); TIME_WAIT entries are kept apart in ``waits`` so
+    the many a busy server leaves behind cost only the binds of their own port."""
+
     def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS) -> None:
         self.tcp = tcp
         self.ports: dict[int, list[Binding]] = {}
         self._next = random.randrange(len(EPHEMERAL_PORTS))
         self.time_wait = time_wait
-        self._time_waits: collections.deque[tuple[Binding, int]] = collections.deque()
+        self.waits: dict[int, collections.deque[Binding]] = {}
+        self._expiry: collections.deque[tuple[Binding, int]] = collections.deque()
 
     def hold_time_wait(self, binding: Binding, port: int) -> None:
         """Leave a TIME_WAIT entry like ``binding`` on ``port`` (the end that closed
         first), expiring ``time_wait`` seconds from now."""
         self._expire()
-        if self.time_wait <= 0 or len(self._time_waits) >= MAX_TIME_WAIT:
+        if self.time_wait <= 0 or len(self._expiry) >= MAX_TIME_WAIT:
             return
         entry = binding.time_wait(time.monotonic() + self.time_wait)
-        self.ports.setdefault(port, []).append(entry)
-        self._time_waits.append((entry, port))
+        self.waits.setdefault(port, collections.deque()).append(entry)
+        self._expiry.append((entry, port))
 
     def _expire(self) -> None:
-        """Drop TIME_WAIT entries whose time is up (oldest first: they expire in order)."""
-        waits = self._time_waits
-        if not waits:
+        """Drop TIME_WAIT entries whose time is up (oldest first: they expire in order,
+        so each is also the oldest of its port)."""
+        expiry = self._expiry
+        if not expiry:
             return
         now = time.monotonic()
-        while waits and waits[0][0].expires <= now:
-            entry, port = waits.popleft()
-            self.unbind(entry, port)
+        while expiry and expiry[0][0].expires <= now:
+            entry, port = expiry.popleft()
+            waits = self.waits.get(port)
+            if waits and waits[0] is entry:  # else a connect took the port meanwhile
+                waits.popleft()
+                if not waits:
+                    del self.waits[port]
+
+    def _holders(self, port: int) -> Iterable[Binding]:
+        return itertools.chain(self.ports.get(port, ()), self.waits.get(port, ()))
 
     def bind(self, binding: Binding, port: int, parity: int | None = None) -> int:
         """Claim ``port`` (0: an ephemeral one, of ``parity`` when given: Linux gives
@@ -127,34 +140,24 @@ class PortTable:
         self._expire()
         if port == 0:
             return self._ephemeral(binding, parity)
-        taken = self.ports.get(port, ())
-        if any(binding.conflicts(other, tcp=self.tcp) for other in taken):
+        if any(binding.conflicts(other, tcp=self.tcp) for other in self._holders(port)):
             raise oserror(errno.EADDRINUSE)
         self.ports.setdefault(port, []).append(binding)
         return port
 
     def _ephemeral(self, binding: Binding, parity: int | None) -> int:
         span = len(EPHEMERAL_PORTS)
+        for_connect = parity == 0
         for step in range(span):
             port = EPHEMERAL_PORTS[(self._next + step) % span]
-            if (parity is None or port % 2 == parity) and self._free(port, parity == 0):
+            if (parity is None or port % 2 == parity) and port not in self.ports and (
+                    for_connect or port not in self.waits):
+                # A connect may reuse a port only TIME_WAIT ends hold (tcp_tw_reuse).
+                self.waits.pop(port, None)
                 self._next = (self._next + step + 1) % span
                 self.ports[port] = [binding]
                 return port
         raise oserror(errno.EADDRINUSE)
-
-    def _free(self, port: int, for_connect: bool) -> bool:
-        """Nobody holds ``port``; for a connect, TIME_WAIT ends do not count (they are
-        dropped: tcp_tw_reuse)."""
-        held = self.ports.get(port)
-        if not held:
-            return True
-        if not for_connect or any(b.expires is None for b in held):
-            return False
-        for entry in held:
-            self._time_waits.remove((entry, port))
-        del self.ports[port]
-        return True
 
     def inherit(self, binding: Binding, port: int) -> None:
         """Add an accepted socket's entry to its listener's port, unchecked (Linux's
@@ -173,7 +176,7 @@ class PortTable:
         re-checks."""
         self._expire()
         if any(other is not binding and binding.conflicts(other, tcp=self.tcp)
-               for other in self.ports.get(port, ())):
+               for other in self._holders(port)):
             raise oserror(errno.EADDRINUSE)
 
     def find(self, ip: ipaddress.IPv6Address, port: int) -> Iterable[Binding]:
