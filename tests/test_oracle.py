@@ -78,19 +78,11 @@ _NOT_YET_LIKE_LINUX = {
         "connects_beyond_the_backlog_wait_for_room",
         "nonblocking_connect_completes_then_connect_says_so",
         "refused_connect_and_what_the_socket_says_after",
-        "ip_sockets_describe_themselves",
-    ],
-    "virtual-inet-dgram": [
-        "ip_sockets_describe_themselves",
     ],
     "virtual-inet6-stream": [
         "connects_beyond_the_backlog_wait_for_room",
         "nonblocking_connect_completes_then_connect_says_so",
         "refused_connect_and_what_the_socket_says_after",
-        "ipv6_v6only_option",
-    ],
-    "virtual-inet6-dgram": [
-        "ipv6_v6only_option",
     ],
 }
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {

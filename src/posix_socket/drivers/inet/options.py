@@ -130,7 +130,7 @@ class Options:
         elif (level, name) in self.table:
             value = self.flag(level, name)
         else:
-            raise self._unknown(level)
+            raise self._unknown_to_get(level)
         return _INT.pack(value)[:buflen] if buflen else value
 
     def set(self, level: int, name: int, value: int | bytes) -> None:
@@ -149,7 +149,7 @@ class Options:
             return
         spec = self.table.get((level, name))
         if spec is None:
-            raise self._unknown(level)
+            raise oserror(errno.ENOPROTOOPT)  # whatever the level, as ip_setsockopt
         kind, _default, lowest, highest = spec
         if kind == _BOOL:
             number = 1 if number else 0
@@ -160,12 +160,35 @@ class Options:
             self.changed = {}
         self.changed[(level, name)] = number
 
-    def _unknown(self, level: int) -> OSError:
-        # IPv6 options on an IPv4 socket: Linux says EOPNOTSUPP; anything else unknown
-        # (TCP options on UDP included) is ENOPROTOOPT.
-        if level == IPPROTO_IPV6 and (IPPROTO_IPV6, socket.IPV6_V6ONLY) not in self.table:
+    def _unknown_to_get(self, level: int) -> OSError:
+        """An option this socket does not have.  A level none of its protocols serves
+        ends, on an IPv4 socket, in ip_getsockopt's "not my level" (EOPNOTSUPP: TCP
+        options on UDP, IPv6 options on IPv4); IPv6 sockets and unknown names of a
+        known level say ENOPROTOOPT."""
+        table = self.table
+        v6 = (IPPROTO_IPV6, socket.IPV6_V6ONLY) in table
+        transport = IPPROTO_TCP if (IPPROTO_TCP, socket.TCP_NODELAY) in table else IPPROTO_UDP
+        if not v6 and level not in (SOL_SOCKET, IPPROTO_IP, transport):
             return oserror(errno.EOPNOTSUPP)
         return oserror(errno.ENOPROTOOPT)
+
+    def bound_to(self, ip) -> int | None:
+        """bind() to a specific IPv6 address (not :: nor an IPv4-mapped one) turns
+        IPV6_V6ONLY on, as Linux's __inet6_bind does: such a socket cannot take IPv4.
+        Returns the value before, for ``unbound`` when the bind fails after all."""
+        key = (IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        if key not in self.table or ip.is_unspecified or ip.ipv4_mapped is not None:
+            return None
+        before = self.flag(*key)
+        if self.changed is None:
+            self.changed = {}
+        self.changed[key] = 1
+        return before
+
+    def unbound(self, before: int | None) -> None:
+        """Undo ``bound_to`` (Linux restores sk_ipv6only when the port is taken)."""
+        if before is not None:
+            self.changed[(IPPROTO_IPV6, socket.IPV6_V6ONLY)] = before
 
 
 def _int_value(value: int | bytes) -> int:

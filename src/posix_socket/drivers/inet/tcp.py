@@ -105,7 +105,12 @@ class TcpSocket:
             raise oserror(errno.EINVAL)
         if not self.net.is_local(where.ip):
             raise oserror(errno.EADDRNOTAVAIL)
-        self._claim(where.ip, where.port)
+        v6only_before = self.opts.bound_to(where.ip)
+        try:
+            self._claim(where.ip, where.port)
+        except OSError:
+            self.opts.unbound(v6only_before)
+            raise
         self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
             BINDPORT_LOCK if where.port else 0)
 

@@ -150,7 +150,12 @@ class UdpSocket:
             raise oserror(errno.EINVAL)
         if not (self.net.is_local(where.ip) or where.ip in BROADCASTS):
             raise oserror(errno.EADDRNOTAVAIL)
-        self._claim(where.ip, where.port)
+        v6only_before = self.opts.bound_to(where.ip)
+        try:
+            self._claim(where.ip, where.port)
+        except OSError:
+            self.opts.unbound(v6only_before)
+            raise
 
     def _claim(self, ip: ipaddress.IPv6Address, port: int) -> None:
         opts = self.opts
