@@ -72,23 +72,7 @@ CONFIGURATIONS += [
 
 # Known differences between a configuration and the kernel: {(config id, scenario
 # name): reason}.  Each becomes a strict xfail, so fixing it turns the test red.
-_NOT_YET = "not yet like Linux (issue 3 in progress)"
-_NOT_YET_LIKE_LINUX = {
-    "virtual-inet-stream": [
-        "connects_beyond_the_backlog_wait_for_room",
-        "nonblocking_connect_completes_then_connect_says_so",
-        "refused_connect_and_what_the_socket_says_after",
-    ],
-    "virtual-inet6-stream": [
-        "connects_beyond_the_backlog_wait_for_room",
-        "nonblocking_connect_completes_then_connect_says_so",
-        "refused_connect_and_what_the_socket_says_after",
-    ],
-}
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    (config, f"scenario_{name}"): _NOT_YET
-    for config, names in _NOT_YET_LIKE_LINUX.items() for name in names
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 def _applies(config: Configuration, scenario: Callable) -> bool:

@@ -125,6 +125,12 @@ class SocketDriver:
         raise _unsupported()
 
     def connect(self, sock: Any, addr: Address) -> None:
+        """Connect, or raise BlockingIOError EINPROGRESS while the attempt runs.
+
+        As on Linux, calling connect again reports the attempt: EALREADY while it
+        runs, then once its outcome (success or the error), then EISCONN.  A blocking
+        caller's connect is exactly that sequence, run by the layer.
+        """
         raise _unsupported()
 
     def shutdown(self, sock: Any, how: int) -> None:

@@ -425,7 +425,8 @@ def connect(fd: int, addr: Any) -> None:
         except BlockingIOError as exc:
             if f.kernel is not None or f.nonblocking:
                 raise
-            if exc.errno == errno.EINPROGRESS:
+            if exc.errno in (errno.EINPROGRESS, errno.EALREADY):
+                pending = exc.errno
                 break
         # A full backlog (EAGAIN).  Room appears on the listener, which only the driver
         # can name, and an unconnected socket is already writable, so no readiness of
@@ -439,13 +440,17 @@ def connect(fd: int, addr: Any) -> None:
         if f.closed:
             raise oserror(errno.EBADF)
         pause = min(pause * 2, _BACKLOG_PAUSE_MAX)
-    if not _wait(f, POLLOUT, _remaining(deadline)):
-        raise oserror(errno.EINPROGRESS)
-    if f.closed:
-        raise oserror(errno.EBADF)
-    error = _call(f, "getsockopt", _socket.SOL_SOCKET, _socket.SO_ERROR, 0)
-    if error:
-        raise oserror(error)
+    while True:  # as inet_stream_connect after its wait: connect again collects the outcome
+        if not _wait(f, POLLOUT, _remaining(deadline)):
+            raise oserror(pending)
+        if f.closed:
+            raise oserror(errno.EBADF)
+        try:
+            _call(f, "connect", addr)
+            return
+        except BlockingIOError as exc:
+            if exc.errno != errno.EALREADY:
+                raise
 
 
 _BACKLOG_PAUSE = 0.001  # seconds: first retry of a connect into a full backlog

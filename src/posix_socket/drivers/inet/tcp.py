@@ -211,11 +211,9 @@ class TcpSocket:
         if self.state == SYN_SENT:
             raise oserror(errno.EALREADY)
         if self.state == CLOSE:
-            code, self.error = self.error, 0
+            code, self.error = self.error or errno.ECONNABORTED, 0
             self._disconnect(touched)
-            if code:
-                raise oserror(code)
-            return False
+            raise oserror(code)
         self.sock_state = SS_CONNECTED
         return True
 
@@ -246,10 +244,6 @@ class TcpSocket:
         child.peer, self.peer = self, child
         listener.backlog.append(child)
         self.state = ESTABLISHED
-        # Linux would wait for a second connect() to mark the outcome collected; the
-        # core's blocking connect reads SO_ERROR instead and cannot say it did, so an
-        # established connection counts as collected at once (connect: EISCONN).
-        self.sock_state = SS_CONNECTED
         touched += (listener, self)
 
     def accept(self, touched: list) -> tuple[TcpSocket, tuple]:
