@@ -197,19 +197,22 @@ def _virtual_connect_accept_close() -> tuple[Timer, Timer, Callable[[], None]]:
 def _idle_connection_heap() -> tuple[Timer, Timer, Callable[[], None]]:
     """Python heap held by idle connections (both ends, with their descriptors): the
     virtual network vs stdlib socket objects on the kernel's loopback."""
-    kept: list = []
 
-    def measure(connect: Callable[[], object]) -> Timer:
+    def measure(connect: Callable[[], tuple], close: Callable[[object], None]) -> Timer:
         def run(n: int) -> float:
             gc.collect()
             tracemalloc.start()
             try:
                 before = tracemalloc.get_traced_memory()[0]
-                kept.extend(connect() for _ in range(n))
+                pairs = [connect() for _ in range(n)]
                 gc.collect()
-                return tracemalloc.get_traced_memory()[0] - before
+                held = tracemalloc.get_traced_memory()[0] - before
             finally:
                 tracemalloc.stop()
+            for pair in pairs:
+                for end in pair:
+                    close(end)
+            return held
         return run
 
     driver = InetDriver()
@@ -233,16 +236,11 @@ def _idle_connection_heap() -> tuple[Timer, Timer, Callable[[], None]]:
         return client, kernel_server.accept()[0]
 
     def cleanup() -> None:
-        for pair in kept:
-            for end in pair:
-                if isinstance(end, int):
-                    posix.close(end)
-                else:
-                    end.close()
         posix.close(server)
         kernel_server.close()
 
-    return measure(virtual_connection), measure(kernel_connection), cleanup
+    return (measure(virtual_connection, posix.close),
+            measure(kernel_connection, socket.socket.close), cleanup)
 
 
 ROWS: list[Row] = [
