@@ -165,7 +165,8 @@ class TcpSocket:
         callers); connecting again reports how it went."""
         if self.sock_state == SS_CONNECTED:
             raise oserror(errno.EISCONN)
-        if self.sock_state == SS_CONNECTING and self._connect_again(touched):
+        if self.sock_state == SS_CONNECTING:
+            self._connect_again(touched)
             return
         if self.state != CLOSE:
             raise oserror(errno.EISCONN)
@@ -199,15 +200,11 @@ class TcpSocket:
             self._join(listener, touched)
         raise oserror(errno.EINPROGRESS)
 
-    def _connect_again(self, touched: list) -> bool:
-        """connect() while an attempt is under way: EALREADY while it is; once it
-        failed, its error, the socket reset for a fresh attempt; once it succeeded,
-        success (True).
-
-        Linux answers ECONNABORTED when the error was read already (by SO_ERROR); here
-        that connect starts a fresh attempt instead (False), because the core's
-        blocking connect reads the error through SO_ERROR itself, and after a blocking
-        refusal Linux's next connect does start again."""
+    def _connect_again(self, touched: list) -> None:
+        """connect() once an attempt was made reports it, as Linux: EALREADY while it
+        runs; once it failed, its error (ECONNABORTED if SO_ERROR took it already), the
+        socket reset for a fresh attempt; once it succeeded, success, then EISCONN.
+        A blocking connect in the core is this same sequence."""
         if self.state == SYN_SENT:
             raise oserror(errno.EALREADY)
         if self.state == CLOSE:
@@ -215,7 +212,6 @@ class TcpSocket:
             self._disconnect(touched)
             raise oserror(code)
         self.sock_state = SS_CONNECTED
-        return True
 
     def _find_listener(self, ip, port: int) -> TcpSocket | None:
         listeners = [b.owner for b in self.net.tcp.find(ip, port)
