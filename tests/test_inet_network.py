@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import select
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -172,3 +175,39 @@ def test_hosts_answer_by_name_and_speak_from_their_address(network):
         posix.connect(unnamed, ("nowhere.invalid", 1))
     for fd in (client, conn, listener, unnamed):
         posix.close(fd)
+
+
+OFFLINE_PROGRAM = """
+import socket
+import posix_socket as ps
+from posix_socket import posix
+
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=1)
+except OSError as exc:
+    print("kernel:", exc.errno)
+with ps.use("virtual"):
+    server = posix.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    posix.bind(server, ("::", 80))
+    posix.listen(server, 1)
+    client = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    posix.connect(client, ("127.0.0.1", 80))
+    conn, _ = posix.accept(server)
+    posix.send(client, b"tcp")
+    udp_in = posix.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    posix.bind(udp_in, ("127.0.0.1", 53))
+    udp_out = posix.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    posix.sendto(udp_out, b"udp", 0, ("127.0.0.1", 53))
+    print("virtual:", posix.recv(conn, 10), posix.recv(udp_in, 10))
+"""
+
+
+def test_the_virtual_network_works_where_the_kernel_has_no_network():
+    """Inside a network namespace without even loopback up, the kernel's TCP/IP
+    cannot carry a byte; the virtual network does not need it."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to make a namespace without network")
+    result = subprocess.run(["unshare", "-n", sys.executable, "-c", OFFLINE_PROGRAM],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["kernel: 101", "virtual: b'tcp' b'udp'"]
