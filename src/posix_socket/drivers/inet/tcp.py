@@ -34,7 +34,7 @@ import socket
 from ...errors import oserror
 from .addresses import ANY, ANY4, Endpoint, is_v4, is_wildcard, to_tuple
 from .network import Binding, VirtualNetwork
-from .options import Options
+from .options import TCP_RMEM, Options, kernel_setting
 
 __all__ = ["TcpSocket"]
 
@@ -51,6 +51,9 @@ POLLIN_SET = select.POLLIN | select.POLLRDNORM
 POLLOUT_SET = select.POLLOUT | select.POLLWRNORM
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 SOMAXCONN = 4096
+# Linux grows an untouched loopback window towards tcp_rmem's maximum (a few MiB seen).
+AUTOTUNED_WINDOW = min(kernel_setting("net/ipv4/tcp_rmem", [4096, 131072, 6291456])[2],
+                       4 * 1024 * 1024)
 MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the hot path
 
 
@@ -252,6 +255,13 @@ class TcpSocket:
         self._admit(touched)
         return child, to_tuple(self.family, child.remote)
 
+    def window(self) -> int:
+        """How many bytes may wait here unread.  SO_RCVBUF when the program set it;
+        otherwise Linux autotunes a loopback connection's window far beyond the
+        default (up to tcp_rmem's maximum), which ``AUTOTUNED_WINDOW`` stands for."""
+        rcvbuf = self.opts.rcvbuf
+        return AUTOTUNED_WINDOW if rcvbuf == TCP_RMEM else rcvbuf
+
     # -- data ------------------------------------------------------------------------
 
     def send(self, data, flags: int, touched: list) -> int:
@@ -270,7 +280,7 @@ class TcpSocket:
             self._send_reset(touched)
             return len(data)
         size = len(data)
-        room = peer.opts.rcvbuf - peer.rx_size
+        room = peer.window() - peer.rx_size
         if room <= 0:
             raise oserror(errno.EAGAIN)
         # An immutable payload that fits travels by reference, anything else is copied.
@@ -283,7 +293,7 @@ class TcpSocket:
         peer.rx.append(chunk)
         peer.rx_size += len(chunk)
         touched.append(peer)
-        if peer.rx_size >= peer.opts.rcvbuf:
+        if peer.rx_size >= peer.window():
             touched.append(self)  # no longer writable
         return len(chunk)
 
@@ -316,7 +326,7 @@ class TcpSocket:
                         taken = 0
         if peek:
             return data
-        was_full = self.rx_size >= self.opts.rcvbuf
+        was_full = self.rx_size >= self.window()
         self.rx_size -= len(data)
         if not self.rx:
             touched.append(self)  # no longer readable
@@ -498,7 +508,7 @@ class TcpSocket:
             if self.rx:
                 mask |= POLLIN_SET
             if self.shutdown & SEND_SHUTDOWN or self.peer is None or (
-                    self.peer.rx_size < self.peer.opts.rcvbuf):
+                    self.peer.rx_size < self.peer.window()):
                 mask |= POLLOUT_SET
         if self.error:
             mask |= select.POLLERR
