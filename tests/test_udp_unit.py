@@ -384,6 +384,185 @@ def test_broadcast(net):
     assert sender.udp.error == 0 and sender.name()[0] == "127.0.0.1"
 
 
+# -- multicast (IPv4) ---------------------------------------------------------------------
+
+GROUP = "239.1.2.3"
+IP = socket.IPPROTO_IP
+
+
+def mreq(group=GROUP, interface="0.0.0.0", ifindex=None) -> bytes:
+    raw = socket.inet_aton(group) + socket.inet_aton(interface)
+    return raw if ifindex is None else raw + ifindex.to_bytes(4, "little")
+
+
+def join(sock, group=GROUP, *interface):
+    with sock.net.lock:
+        sock.udp.membership(True, mreq(group, *interface))
+
+
+def leave(sock, group=GROUP, *interface):
+    with sock.net.lock:
+        sock.udp.membership(False, mreq(group, *interface))
+
+
+def test_multicast_membership_errnos(net):
+    sock = Sock(net)
+    join(sock)
+    assert errno_of(join, sock) == errno.EADDRINUSE
+    join(sock, "239.1.2.4", "127.0.0.1")
+    join(sock, "239.1.2.5", "0.0.0.0", 1)  # ip_mreqn
+    assert errno_of(join, sock, "10.1.1.1") == errno.EINVAL
+    assert errno_of(join, sock, "255.255.255.255") == errno.EINVAL
+    assert errno_of(join, sock, "239.1.2.6", "10.9.9.9") == errno.ENODEV
+    assert errno_of(join, sock, "239.1.2.6", "0.0.0.0", 99) == errno.ENODEV
+    for short in (1, b"", socket.inet_aton(GROUP), mreq()[:7]):
+        assert errno_of(sock.udp.membership, True, short) == errno.EINVAL
+    assert errno_of(leave, sock, "239.9.9.9") == errno.EADDRNOTAVAIL
+    assert errno_of(leave, sock, "10.1.1.1") == errno.EADDRNOTAVAIL  # not EINVAL
+    leave(sock, GROUP, "127.0.0.1")  # the network's one interface, however named
+    assert errno_of(leave, sock) == errno.EADDRNOTAVAIL
+    for n in range(18):
+        join(sock, f"239.3.3.{n}")
+    assert errno_of(join, sock, "239.4.4.4") == errno.ENOBUFS  # igmp_max_memberships
+
+
+def multicast_party(net):
+    """Sockets on one port: bound to the group, to the wildcard (a dual-stack one
+    too), to 127.0.0.1 (never reached), a v6only one (never reached)."""
+    first = bound(net, GROUP, reuseaddr=1)
+    port = first.name()[1]
+    socks = {"group": first}
+    for name, host, family, options in (
+            ("any", "0.0.0.0", AF_INET, {}), ("lo", "127.0.0.1", AF_INET, {}),
+            ("dual", "::", AF_INET6, {}), ("v6only", "::", AF_INET6, {"v6only": 1})):
+        socks[name] = Sock(net, family, reuseaddr=1, **options)
+        socks[name].bind(host, port)
+    return socks, port
+
+
+def received(socks) -> set:
+    return {name for name, sock in socks.items() if sock.drain()}
+
+
+def test_multicast_reaches_the_port_once_the_network_joined(net):
+    socks, port = multicast_party(net)
+    sender = Sock(net)  # no SO_BROADCAST needed
+    assert sender.sendto(b"m", (GROUP, port)) == 1
+    assert received(socks) == set()  # nobody joined: nobody gets it
+    join(socks["any"])
+    sender.sendto(b"m", (GROUP, port))
+    # Linux's IP_MULTICAST_ALL (default 1): a socket that did not join takes it too.
+    assert received(socks) == {"group", "any", "dual"}
+    source = (sender.udp.getsockname()[0], sender.udp.getsockname()[1])
+    assert source == ("0.0.0.0", sender.name()[1])
+    join(socks["dual"])
+    sender.sendto(b"m", (GROUP, port))
+    assert socks["any"].recv()[1] == ("127.0.0.1", sender.name()[1])
+    assert socks["dual"].recv()[1][0] == "::ffff:127.0.0.1"
+    assert socks["group"].drain() == [b"m"]
+
+
+def test_multicast_to_members_only_and_leave(net):
+    socks, port = multicast_party(net)
+    for sock in socks.values():
+        sock.udp.opts.set(IP, 49, 0)  # IP_MULTICAST_ALL off: only its own groups
+    join(socks["any"])
+    join(socks["lo"])  # bound to 127.0.0.1: a group datagram never reaches it
+    join(socks["v6only"])  # cannot take IPv4
+    sender = Sock(net)
+    sender.sendto(b"m", (GROUP, port))
+    assert received(socks) == {"any"}
+    sender.sendto(b"m", ("239.9.9.9", port))  # another group
+    assert received(socks) == set()
+    join(socks["group"])
+    join(socks["dual"])
+    sender.sendto(b"m", (GROUP, port))
+    assert received(socks) == {"any", "group", "dual"}
+    leave(socks["any"])
+    sender.sendto(b"m", (GROUP, port))
+    assert received(socks) == {"group", "dual"}
+    socks["group"].close()
+    socks["dual"].close()  # closing leaves its groups
+    sender.sendto(b"m", (GROUP, port))
+    assert received(socks) == set()
+    assert sum(multicast_counts(net).values()) == 2  # "lo" and "v6only" still joined
+    socks["lo"].close()
+    socks["v6only"].close()
+    assert multicast_counts(net) == {}
+
+
+def multicast_counts(net):
+    from posix_socket.drivers.inet import udp
+    return {g: n for g, n in udp._joined.get(net, {}).items() if n}
+
+
+def test_multicast_loop_and_the_sender_itself(net):
+    member = bound(net, "0.0.0.0")
+    port = member.name()[1]
+    join(member)
+    member.sendto(b"self", (GROUP, port))  # the sender's own membership gets a copy
+    assert member.drain() == [b"self"]
+    member.udp.opts.set(IP, socket.IP_MULTICAST_LOOP, 0)
+    member.sendto(b"self", (GROUP, port))
+    assert member.drain() == []
+    other = Sock(net)
+    other.udp.opts.set(IP, socket.IP_MULTICAST_LOOP, b"\x00")  # one byte will do
+    assert other.sendto(b"x", (GROUP, port)) == 1
+    assert member.drain() == []
+    other.udp.opts.set(IP, socket.IP_MULTICAST_LOOP, 1)
+    other.connect(GROUP, port)
+    assert other.peer() == (GROUP, port) and other.name()[0] == "127.0.0.1"
+    other.sendto(b"connected")
+    assert member.drain() == [b"connected"]
+
+
+def test_multicast_options_read_back_as_linux(net):
+    from posix_socket.drivers.inet import InetDriver
+    driver = InetDriver(net)
+    sock = driver.create(AF_INET, socket.SOCK_DGRAM, 0)
+    get = driver.getsockopt
+    for name in (socket.IP_MULTICAST_TTL, socket.IP_MULTICAST_LOOP, 49):
+        assert get(sock, IP, name, 0) == 1
+        assert get(sock, IP, name, 1) == b"\x01" == get(sock, IP, name, 3)
+        assert get(sock, IP, name, 4) == b"\x01\0\0\0"
+    assert get(sock, IP, socket.IP_TTL, 2) == b"@"  # any IP int option, as ip_getsockopt
+    assert get(sock, IP, socket.IP_MULTICAST_IF, 0) == 0
+    assert get(sock, IP, socket.IP_MULTICAST_IF, 2) == b"\0\0"
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_TTL, 255)
+    assert get(sock, IP, socket.IP_MULTICAST_TTL, 0) == 255
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_TTL, -1)  # back to the default
+    assert get(sock, IP, socket.IP_MULTICAST_TTL, 0) == 1
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_TTL, b"\x07")
+    assert get(sock, IP, socket.IP_MULTICAST_TTL, 0) == 7
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_LOOP, 5)
+    assert get(sock, IP, socket.IP_MULTICAST_LOOP, 0) == 1
+    for name, value in ((socket.IP_MULTICAST_TTL, 256), (socket.IP_MULTICAST_TTL, -2),
+                        (socket.IP_MULTICAST_TTL, b""), (socket.IP_MULTICAST_LOOP, b""),
+                        (49, 5), (socket.IP_MULTICAST_IF, b"\0\0")):
+        assert errno_of(driver.setsockopt, sock, IP, name, value) == errno.EINVAL
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    assert get(sock, IP, socket.IP_MULTICAST_IF, 4) == socket.inet_aton("127.0.0.1")
+    assert get(sock, IP, socket.IP_MULTICAST_IF, 0) == 16777343  # native int, as Linux
+    for bad in (socket.inet_aton("10.9.9.9"), socket.inet_aton("224.0.0.1"),
+                mreq("0.0.0.0", ifindex=99)):
+        assert errno_of(driver.setsockopt, sock, IP, socket.IP_MULTICAST_IF,
+                        bad) == errno.EADDRNOTAVAIL
+    driver.setsockopt(sock, IP, socket.IP_MULTICAST_IF, mreq("0.0.0.0", ifindex=1))
+    assert get(sock, IP, socket.IP_MULTICAST_IF, 0) == 0
+    assert errno_of(get, sock, IP, socket.IP_ADD_MEMBERSHIP, 0) == errno.ENOPROTOOPT
+    driver.setsockopt(sock, IP, socket.IP_ADD_MEMBERSHIP, mreq())
+    assert errno_of(driver.setsockopt, sock, IP, socket.IP_ADD_MEMBERSHIP,
+                    mreq()) == errno.EADDRINUSE
+    driver.setsockopt(sock, IP, socket.IP_DROP_MEMBERSHIP, mreq())
+    tcp = driver.create(AF_INET, socket.SOCK_STREAM, 0)
+    assert errno_of(driver.setsockopt, tcp, IP, socket.IP_ADD_MEMBERSHIP,
+                    mreq()) == errno.EPROTO
+    assert get(tcp, IP, socket.IP_MULTICAST_TTL, 0) == 1
+    dual = driver.create(AF_INET6, socket.SOCK_DGRAM, 0)
+    driver.setsockopt(dual, IP, socket.IP_ADD_MEMBERSHIP, mreq())  # IPv4 group, v6 socket
+    assert errno_of(Sock(net, AF_INET6).bind, "::ffff:" + GROUP, 0) == errno.EADDRNOTAVAIL
+
+
 # -- receiving -------------------------------------------------------------------------
 
 def test_truncation_peek_and_empty_datagrams(net):

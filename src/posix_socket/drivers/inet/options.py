@@ -2,9 +2,12 @@
 
 Boolean options read back as 0/1, integer options need at least an int's worth of
 bytes (EINVAL), SO_RCVBUF/SO_SNDBUF are doubled and clamped like the kernel, and
-unknown options are ENOPROTOOPT.  Defaults come from this machine's kernel settings
-where Linux takes them from sysctls, so a program sees the numbers it would see on the
-kernel's loopback.
+unknown options are ENOPROTOOPT.  IPPROTO_IP integers also take a 1-3 byte buffer (its
+first byte) and read back as one byte into a buffer shorter than an int, as
+do_ip_setsockopt / ip_getsockopt do; -1 sets an option whose range starts at -1 to its
+default (IP_MULTICAST_TTL, IPV6_UNICAST_HOPS, IPV6_TCLASS).  Defaults come from this
+machine's kernel settings where Linux takes them from sysctls, so a program sees the
+numbers it would see on the kernel's loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import struct
 
 from ...errors import oserror
 
-__all__ = ["Options", "kernel_setting"]
+__all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL"]
 
 _INT = struct.Struct("@i")
 _LINGER = struct.Struct("@ii")
@@ -23,6 +26,7 @@ SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_TCP, soc
 IPPROTO_IPV6, IPPROTO_UDP = socket.IPPROTO_IPV6, socket.IPPROTO_UDP
 SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF = 2304, 4608
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux's number; Python may not name it
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
 
 def kernel_setting(path: str, default: list[int]) -> list[int]:
@@ -58,6 +62,9 @@ _COMMON = {
     (SOL_SOCKET, socket.SO_SNDLOWAT): (_INTEGER, 1, None, None),
     (IPPROTO_IP, socket.IP_TOS): (_INTEGER, 0, None, None),
     (IPPROTO_IP, socket.IP_TTL): (_INTEGER, 64, 1, 255),
+    (IPPROTO_IP, socket.IP_MULTICAST_TTL): (_INTEGER, 1, -1, 255),  # -1: the default
+    (IPPROTO_IP, socket.IP_MULTICAST_LOOP): (_BOOL, 1, None, None),
+    (IPPROTO_IP, IP_MULTICAST_ALL): (_INTEGER, 1, 0, 1),  # 0 or 1, else EINVAL
 }
 _TCP = {
     (IPPROTO_TCP, socket.TCP_NODELAY): (_BOOL, 0, None, None),
@@ -129,6 +136,8 @@ class Options:
             return raw[:buflen] if buflen else _INT.unpack(raw[:4])[0]
         elif (level, name) in self.table:
             value = self.flag(level, name)
+            if level == IPPROTO_IP and 0 < buflen < _INT.size and 0 <= value <= 255:
+                return bytes((value,))  # ip_getsockopt answers a short buffer with a byte
         else:
             raise self._unknown_to_get(level)
         return _INT.pack(value)[:buflen] if buflen else value
@@ -140,7 +149,10 @@ class Options:
             onoff, seconds = _LINGER.unpack(value[:_LINGER.size])
             self.linger = (1 if onoff else 0, seconds)
             return
-        number = _int_value(value)
+        if level == IPPROTO_IP and not isinstance(value, int) and 0 < len(value) < _INT.size:
+            number = value[0]  # do_ip_setsockopt takes one byte from a short buffer
+        else:
+            number = _int_value(value)
         if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
             self.rcvbuf = max(min(number, RMEM_MAX) * 2, SOCK_MIN_RCVBUF)
             return
@@ -150,9 +162,11 @@ class Options:
         spec = self.table.get((level, name))
         if spec is None:
             raise oserror(errno.ENOPROTOOPT)  # whatever the level, as ip_setsockopt
-        kind, _default, lowest, highest = spec
+        kind, default, lowest, highest = spec
         if kind == _BOOL:
             number = 1 if number else 0
+        elif number == -1 and lowest == -1:
+            number = default  # -1 asks for the default (IP_MULTICAST_TTL, hop limits)
         elif (lowest is not None and number < lowest) or (
                 highest is not None and number > highest):
             raise oserror(errno.EINVAL)

@@ -33,8 +33,26 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   socket's drop count, which ``recv_drops`` shows after a receive (Linux attaches it to
   recvmsg as a SOL_SOCKET/SO_RXQ_OVFL cmsg only when non-zero, MSG_CTRUNC without room).
 
-Left out: IP multicast (IP_ADD_MEMBERSHIP is not an option here, so setsockopt says
-ENOPROTOOPT), the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC) to
+* IPv4 multicast: the network is one multicast interface (ifindex 1, every local IPv4
+  address).  IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP take an ip_mreq (8 bytes) or an
+  ip_mreqn (12 or more); fewer bytes are EINVAL, a group outside 224.0.0.0/4 EINVAL
+  on join (EADDRNOTAVAIL on drop), joining twice EADDRINUSE, dropping a group not
+  joined EADDRNOTAVAIL, an unknown interface ENODEV, more than igmp_max_memberships
+  (20) groups per socket ENOBUFS; on TCP both are EPROTO.  A datagram for a group
+  needs no SO_BROADCAST and, as Linux's __udp4_lib_mcast_deliver, reaches every
+  socket bound to the port on a wildcard or the group address (not connected to
+  someone else) once any socket of the network joined the group: a socket that did
+  not join takes it too unless it turned IP_MULTICAST_ALL off.  With the sender's
+  IP_MULTICAST_LOOP off no socket of the network gets a copy (as a host sending out
+  a multicast interface; note that on Linux's lo, a loopback device, the option has
+  no effect).  IP_MULTICAST_TTL is stored only; IP_MULTICAST_IF takes a local IPv4
+  address (EADDRNOTAVAIL otherwise), 0.0.0.0, or an ip_mreqn, and its address is the
+  source of a wildcard-bound sender's multicast (else 127.0.0.1).  An AF_INET socket
+  may bind a group address.
+
+Left out: IPv6 multicast (IPV6_JOIN_GROUP ... are ENOPROTOOPT), source-specific
+multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...), IP_MULTICAST_IF on TCP
+sockets, the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC) to
 dissolve an association, and directed broadcast to hosts added with ``add_host``.
 
 Every mutating method runs under the network's lock and appends the sockets whose
@@ -50,11 +68,13 @@ import ipaddress
 import itertools
 import select
 import socket
+import struct
+import weakref
 
 from ...errors import oserror
 from .addresses import ANY, ANY4, BROADCAST, Endpoint, is_v4, is_wildcard, mapped, to_tuple
 from .network import Binding, VirtualNetwork
-from .options import Options
+from .options import IP_MULTICAST_ALL, Options, kernel_setting
 
 __all__ = ["UdpSocket", "truesize"]
 
@@ -81,6 +101,18 @@ _entered = itertools.count()
 
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 
+_MULTICAST4 = ipaddress.IPv4Network("224.0.0.0/4")
+_MREQN = struct.Struct("@4s4si")  # struct ip_mreqn: group, interface address, ifindex
+_IFINDEX = 1  # the network's one interface (Linux's lo)
+MAX_MEMBERSHIPS = kernel_setting("net/ipv4/igmp_max_memberships", [20])[0]
+# Per network: how many sockets joined each group (the interface's memberships).
+_joined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_multicast(ip: ipaddress.IPv6Address) -> bool:
+    v4 = ip.ipv4_mapped
+    return v4 is not None and v4 in _MULTICAST4
+
 Datagram = tuple  # (payload: bytes, source: Endpoint, charge: int, drops stamped: int)
 
 
@@ -102,7 +134,8 @@ def truesize(length: int, v6: bool) -> int:
 class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
-                 "cork", "cork_size", "cork_source", "cork_destination", "__weakref__")
+                 "cork", "cork_size", "cork_source", "cork_destination", "groups",
+                 "mc_addr", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
@@ -124,6 +157,8 @@ class UdpSocket:
         self.cork_size = 0
         self.cork_source: Endpoint | None = None
         self.cork_destination: Endpoint | None = None
+        self.groups: set[ipaddress.IPv6Address] | None = None  # IPv4 groups joined
+        self.mc_addr = ANY4  # IP_MULTICAST_IF's address
 
     # -- names ---------------------------------------------------------------------
 
@@ -148,7 +183,8 @@ class UdpSocket:
             raise oserror(errno.EINVAL)
         if self.family == socket.AF_INET6 and is_v4(where.ip) and self._v6only():
             raise oserror(errno.EINVAL)
-        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS):
+        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS or (
+                self.family == socket.AF_INET and is_multicast(where.ip))):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
         try:
@@ -194,7 +230,9 @@ class UdpSocket:
                 raise oserror(errno.ENETUNREACH)
             if not v4 and is_v4(local):
                 raise oserror(errno.EAFNOSUPPORT)
-        specific = not is_wildcard(local)
+        # A socket bound to a group address sends from the device's address (Linux
+        # leaves inet_saddr 0 for such a bind).
+        specific = not (is_wildcard(local) or is_multicast(local))
         if target == ANY4:  # 0.0.0.0 means this host: the bound address or loopback
             target = local if specific else _LOOPBACK4_ADDRESS
         elif target == ANY:  # :: means loopback (a BSD'ism Linux keeps)
@@ -202,6 +240,10 @@ class UdpSocket:
         if target in BROADCASTS:
             if not self.opts.flag(socket.SOL_SOCKET, socket.SO_BROADCAST):
                 raise oserror(errno.EACCES)
+        elif is_multicast(target):
+            if specific:
+                return target, local
+            return target, (self.mc_addr if self.mc_addr != ANY4 else _LOOPBACK4_ADDRESS)
         elif not self.net.is_local(target):
             raise oserror(errno.ENETUNREACH)
         if specific:
@@ -290,6 +332,10 @@ class UdpSocket:
     def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
                  touched: list) -> None:
         v6 = not is_v4(destination.ip)
+        if is_multicast(destination.ip):
+            for receiver in self._multicast_receivers(destination, source):
+                receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+            return
         if destination.ip in BROADCASTS:
             for receiver in self._broadcast_receivers(destination, source):
                 receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
@@ -365,6 +411,85 @@ class UdpSocket:
                 continue
             receivers.append(binding.owner)
         return receivers
+
+    def _multicast_receivers(self, destination: Endpoint, source: Endpoint) -> list:
+        """Who takes a datagram for a group: nobody unless a socket of the network
+        joined it and the sender loops copies back; then each socket that broadcast
+        would reach and that joined the group or keeps IP_MULTICAST_ALL on."""
+        group = destination.ip
+        if not _joined.get(self.net, {}).get(group) or not self.opts.flag(
+                socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP):
+            return []
+        return [owner for owner in self._broadcast_receivers(destination, source)
+                if (owner.groups and group in owner.groups)
+                or owner.opts.flag(socket.IPPROTO_IP, IP_MULTICAST_ALL)]
+
+    # -- multicast options -------------------------------------------------------------
+
+    def _interface(self, address: bytes, ifindex: int) -> bool:
+        """Does (interface address, ifindex) name the network's interface?  Both 0:
+        the route to the group, which here is always that interface."""
+        if ifindex:
+            return ifindex == _IFINDEX
+        ip = mapped(ipaddress.IPv4Address(address))
+        return ip == ANY4 or (not is_multicast(ip) and ip not in BROADCASTS
+                              and self.net.is_local(ip))
+
+    def membership(self, join: bool, value: int | bytes) -> None:
+        """IP_ADD_MEMBERSHIP (join) or IP_DROP_MEMBERSHIP with an ip_mreq/ip_mreqn."""
+        if isinstance(value, int) or len(value) < 8:
+            raise oserror(errno.EINVAL)
+        raw = bytes(value[:_MREQN.size]) if len(value) >= _MREQN.size else (
+            bytes(value[:8]) + bytes(4))
+        group_bytes, address, ifindex = _MREQN.unpack(raw)
+        group = mapped(ipaddress.IPv4Address(group_bytes))
+        groups = self.groups
+        counts = _joined.setdefault(self.net, collections.Counter())
+        if join:
+            if not is_multicast(group):
+                raise oserror(errno.EINVAL)
+            if not self._interface(address, ifindex):
+                raise oserror(errno.ENODEV)
+            if groups and group in groups:
+                raise oserror(errno.EADDRINUSE)
+            if groups and len(groups) >= MAX_MEMBERSHIPS:
+                raise oserror(errno.ENOBUFS)
+            if groups is None:
+                groups = self.groups = set()
+            groups.add(group)
+            counts[group] += 1
+            return
+        if not groups or group not in groups or not self._interface(address, ifindex):
+            raise oserror(errno.EADDRNOTAVAIL)
+        groups.discard(group)
+        self._forget(group)
+
+    def _forget(self, group: ipaddress.IPv6Address) -> None:
+        counts = _joined.get(self.net)
+        if counts:
+            counts[group] -= 1
+            if counts[group] <= 0:
+                del counts[group]
+
+    def set_multicast_if(self, value: int | bytes) -> None:
+        """IP_MULTICAST_IF: an in_addr, an ip_mreq (its second field) or an ip_mreqn."""
+        if isinstance(value, int):
+            value = struct.pack("@i", value)
+        if len(value) < 4:
+            raise oserror(errno.EINVAL)
+        if len(value) >= _MREQN.size:
+            _group, address, ifindex = _MREQN.unpack(bytes(value[:_MREQN.size]))
+        elif len(value) >= 8:
+            address, ifindex = bytes(value[4:8]), 0
+        else:
+            address, ifindex = bytes(value[:4]), 0
+        if not self._interface(address, ifindex):
+            raise oserror(errno.EADDRNOTAVAIL)
+        self.mc_addr = mapped(ipaddress.IPv4Address(address))
+
+    def get_multicast_if(self, buflen: int) -> int | bytes:
+        raw = self.mc_addr.ipv4_mapped.packed
+        return raw[:buflen] if buflen else struct.unpack("@i", raw)[0]
 
     def _enqueue(self, payload: bytes, source: Endpoint, charge: int, touched: list) -> None:
         charged = self.charged
@@ -460,6 +585,10 @@ class UdpSocket:
         self.rx = None
         self.taken = self.charged = self.deficit = 0
         self._uncork()
+        if self.groups:
+            for group in self.groups:
+                self._forget(group)
+        self.groups = None
 
     # -- readiness -----------------------------------------------------------------------
 
