@@ -8,7 +8,6 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import gc
 import itertools
 import os
 import resource
@@ -17,7 +16,7 @@ import socket
 import stat
 
 import pytest
-from conftest import open_fds as listed_fds
+from leaks import errno_of, leftovers, open_fds
 from memory_driver import AF_MEMORY, MemoryDriver
 
 import posix_socket as ps
@@ -90,37 +89,6 @@ def no_leaks():
     fds, numbers = open_fds(), set(descriptors.open_numbers())
     yield
     assert leftovers(fds, numbers) == (set(), set())
-
-
-def open_fds() -> set[int]:
-    """The process's open descriptors, without the one that listed them."""
-    return {fd for fd in listed_fds() if is_open(fd)}
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
-def leftovers(fds: set[int], numbers: set[int]) -> tuple[set[int], set[int]]:
-    """Descriptors and table entries that appeared since the snapshot.  The (slow)
-    garbage collector runs only when there are some, in case a cycle holds them."""
-    def new():
-        return open_fds() - fds, set(descriptors.open_numbers()) - numbers
-    found = new()
-    if any(found):
-        gc.collect()
-        found = new()
-    return found
-
-
-def errno_of(call) -> int:
-    with pytest.raises(OSError) as info:
-        call()
-    return info.value.errno
 
 
 def at_eof(fd: int) -> bool:

@@ -59,14 +59,11 @@ class Result:
         return None
 
 
-def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
-    """1-byte ping-pong on one host socketpair, same thread: posix.send/recv on the
-    layer's numbers vs the stdlib's methods on socket objects over the same numbers."""
-    a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    sa, sb = socket.socket(fileno=a), socket.socket(fileno=b)
+def _posix_ping_pong(a: int, b: int) -> Timer:
+    """Timer: n 1-byte round trips between layer numbers ``a`` and ``b``."""
     send, recv = posix.send, posix.recv
 
-    def layer(n: int) -> float:
+    def run(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
             send(a, b"x")
@@ -74,8 +71,12 @@ def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
             send(b, b"y")
             recv(a, 1)
         return time.perf_counter() - start
+    return run
 
-    def stdlib(n: int) -> float:
+
+def _stdlib_ping_pong(sa: socket.socket, sb: socket.socket) -> Timer:
+    """Timer: the same round trips through the stdlib's socket methods."""
+    def run(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
             sa.send(b"x")
@@ -83,6 +84,14 @@ def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
             sb.send(b"y")
             sa.recv(1)
         return time.perf_counter() - start
+    return run
+
+
+def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
+    """1-byte ping-pong on one host socketpair, same thread: posix.send/recv on the
+    layer's numbers vs the stdlib's methods on socket objects over the same numbers."""
+    a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sa, sb = socket.socket(fileno=a), socket.socket(fileno=b)
 
     def cleanup() -> None:
         sa.detach()
@@ -90,7 +99,7 @@ def _host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
         posix.close(a)
         posix.close(b)
 
-    return layer, stdlib, cleanup
+    return _posix_ping_pong(a, b), _stdlib_ping_pong(sa, sb), cleanup
 
 
 def _tcp_pair_kernel() -> tuple[socket.socket, socket.socket]:
@@ -120,25 +129,6 @@ def _virtual_round_trip() -> tuple[Timer, Timer, Callable[[], None]]:
     stdlib on the kernel's loopback."""
     a, b = _tcp_pair_virtual(InetDriver())
     ka, kb = _tcp_pair_kernel()
-    send, recv = posix.send, posix.recv
-
-    def layer(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            send(a, b"x")
-            recv(b, 1)
-            send(b, b"y")
-            recv(a, 1)
-        return time.perf_counter() - start
-
-    def stdlib(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            ka.send(b"x")
-            kb.recv(1)
-            kb.send(b"y")
-            ka.recv(1)
-        return time.perf_counter() - start
 
     def cleanup() -> None:
         for fd in (a, b):
@@ -146,7 +136,7 @@ def _virtual_round_trip() -> tuple[Timer, Timer, Callable[[], None]]:
         ka.close()
         kb.close()
 
-    return layer, stdlib, cleanup
+    return _posix_ping_pong(a, b), _stdlib_ping_pong(ka, kb), cleanup
 
 
 def _virtual_connect_accept_close() -> tuple[Timer, Timer, Callable[[], None]]:
