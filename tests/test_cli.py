@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from posix_socket import cli
+from posix_socket import bench, cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -37,10 +37,18 @@ def test_python_dash_m_is_the_same_command():
 
 
 def test_bench_prints_a_row_with_both_timings_and_the_ratio(capsys):
-    assert cli.main(["bench", "--rounds", "1", "--scale", "0.005"]) == 0
+    assert cli.main(["bench", "--rounds", "1", "--scale", "0.005",
+                     "--only", "host 1-byte"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("host 1-byte"))
-    assert re.search(r"µs/round trip .* µs/round trip +\d+\.\d\dx +<= 1\.15x", row)
+    assert re.search(r"µs/round trip +[\d.]+ µs/round trip stdlib +\d+\.\d\dx +<= 1\.15x", row)
+
+
+def test_every_bench_row_measures_both_sides(monkeypatch):
+    monkeypatch.setattr(bench, "IDLE_SOCKETS", 40)  # the row's point, not its size
+    results = list(bench.run(rounds=1, scale=0.002))
+    assert [r.row for r in results] == bench.ROWS
+    assert all(r.unavailable is None and r.layer > 0 and r.stdlib > 0 for r in results)
 
 
 def test_bench_rejects_an_unknown_row(capsys):

@@ -145,6 +145,7 @@ class Net:
 
 @pytest.fixture
 def net(memory) -> Iterator[Net]:
+    descriptors.placeholder_fd()  # made once per process, on first use: not a leak
     fds_before = open_fds()
     numbers_before = set(descriptors.open_numbers())
     watches_before = len(readiness._watches)
@@ -1192,3 +1193,57 @@ def test_ping_pong_between_two_threads(net):
             posix.send(a, byte)
             assert posix.recv(a, 1) == byte
         job.result(timeout=25.0)
+
+
+# -- numbers kept inside the layer (visible=False) ----------------------------------------
+
+def _kernel_readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_an_invisible_socket_costs_one_descriptor_and_still_wakes_the_layer(net):
+    before = open_fds()
+    a, b = posix.socketpair(AF_MEMORY, STREAM, visible=False)
+    net.track(a, b)
+    assert len(open_fds()) - len(before) == 2, "no kernel mirror behind the numbers"
+    posix.send(a, b"x")
+    assert posix.poll([(b, POLLIN)], 0) == [(b, POLLIN)]
+    assert not _kernel_readable(b), "the kernel is not shown its readiness"
+    posix.make_visible(b)
+    assert _kernel_readable(b)
+    assert posix.recv(b, 10) == b"x"
+    assert not _kernel_readable(b)
+
+
+def test_make_visible_covers_every_number_of_the_socket(net):
+    fd = posix.socket(AF_MEMORY, STREAM, visible=False)
+    net.track(fd)
+    posix.bind(fd, "srv")
+    posix.listen(fd, 8)
+    copy = posix.dup(fd)
+    net.track(copy)
+    client = net.client()
+    assert not _kernel_readable(fd) and not _kernel_readable(copy)
+    posix.make_visible(copy)
+    assert _kernel_readable(fd) and _kernel_readable(copy)
+    server, _ = posix.accept(fd, visible=False)
+    net.track(server)
+    posix.send(client, b"x")
+    assert not _kernel_readable(server)
+    assert posix.recv(server, 1) == b"x"
+
+
+def test_make_visible_is_idempotent_and_checks_its_number(net):
+    a, _ = net.pair()
+    r, _ = net.pipe()
+    posix.make_visible(a)  # visible from birth: nothing to do
+    host, _ = net.host_pair()
+    posix.make_visible(host)  # kernel sockets need no mirror
+    with pytest.raises(OSError) as bad:
+        posix.make_visible(r)
+    assert bad.value.errno == errno.ENOTSOCK
+    spare = net.socket()
+    net.close(spare)
+    with pytest.raises(OSError) as closed:
+        posix.make_visible(spare)
+    assert closed.value.errno == errno.EBADF

@@ -69,12 +69,16 @@ def run_bench(args: argparse.Namespace) -> int:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     table = []
     for r in results:
+        if r.unavailable is not None:
+            table.append([r.row.name, "-", "-", "-", r.row.goal,
+                          f"not measured: {r.unavailable}"])
+            continue
         verdict = {True: "met", False: "MISSED", None: "-"}[r.met]
         amount = _bytes if r.row.kind == "bytes" else _duration
         table.append([r.row.name, f"{amount(r.layer)}/{r.row.unit}",
-                      f"{amount(r.stdlib)}/{r.row.unit}", f"{r.ratio:.2f}x",
-                      r.row.goal, verdict])
-    print(_table(["row", "layer", "stdlib", "layer/stdlib", "goal", ""], table))
+                      f"{amount(r.stdlib)}/{r.row.unit} {r.row.baseline}",
+                      f"{r.ratio:.2f}x", r.row.goal, verdict])
+    print(_table(["row", "layer", "compared with", "ratio", "goal", ""], table))
     return 0
 
 

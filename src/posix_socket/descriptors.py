@@ -252,10 +252,7 @@ def _release(f: OpenSocket) -> None:
         sys.unraisablehook(_Unraisable(failure, f))
     finally:
         if entry is not None:
-            for waiter in tuple(entry.waiters):
-                waiter.wake()
-            if entry.mirror is not None:
-                entry.mirror.close()
+            entry.close()
 
 
 class _Unraisable:

@@ -31,7 +31,7 @@ __all__ = [
     "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "shutdown",
     "getsockname", "getpeername", "getsockopt", "setsockopt", "send", "sendto", "sendmsg",
     "recv", "recvfrom", "recvmsg", "read", "write", "close", "ioctl", "dup", "dup2",
-    "fcntl", "poll", "select",
+    "fcntl", "poll", "select", "make_visible",
 ]
 
 # Plain ints: the socket module's enums make every ``flags & X`` a slow Python call.
@@ -264,7 +264,7 @@ def _driver(family: int):
 
 
 def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
-          nonblocking: bool, watched: bool = True) -> None:
+          nonblocking: bool, visible: bool = True) -> None:
     """Wrap a new driver socket in a description named by the reserved number ``fd``.
 
     On failure the driver's socket is closed; the number stays reserved for the caller
@@ -281,7 +281,7 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
     try:
         if nonblocking and f.kernel is not None:
             _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
-        descriptors.install(f, fd, watched=watched)
+        descriptors.install(f, fd, watched=visible)
     except BaseException:
         if f.watch is not None:
             readiness.unwatch(sock)
@@ -303,8 +303,16 @@ def _set_kernel_nonblocking(fd: int, on: bool) -> None:
     _fcntl.fcntl(fd, _fcntl.F_SETFL, flags | os.O_NONBLOCK if on else flags & ~os.O_NONBLOCK)
 
 
-def socket(family: int, type: int, proto: int = 0) -> int:
-    """socket(2).  ``type`` may carry SOCK_NONBLOCK | SOCK_CLOEXEC."""
+def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> int:
+    """socket(2).  ``type`` may carry SOCK_NONBLOCK | SOCK_CLOEXEC.
+
+    ``visible=False`` is for callers that keep the number inside the layer (the
+    stdlib drop-in, until someone asks for ``fileno()``): the kernel's own
+    select/poll/epoll then see a placeholder on a virtual socket's number, not its
+    readiness, until ``make_visible`` (call it before handing the number to them);
+    this saves the kernel mirror's two descriptors and a system call per readiness
+    change.  The layer's own waits and polls see the socket either way.
+    """
     family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
@@ -317,15 +325,17 @@ def socket(family: int, type: int, proto: int = 0) -> int:
             raise
         except Exception as exc:
             raise DriverFailure(driver.name, "create", exc) from exc
-        _open(driver, sock, fd, family, kind, proto, nonblocking)
+        _open(driver, sock, fd, family, kind, proto, nonblocking, visible)
     except BaseException:
         descriptors.unreserve(fd)
         raise
     return fd
 
 
-def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
-    """socketpair(2): two connected sockets, on the two lowest free numbers."""
+def socketpair(family: int, type: int, proto: int = 0, *,
+               visible: bool = True) -> tuple[int, int]:
+    """socketpair(2): two connected sockets, on the two lowest free numbers.
+    ``visible`` as for ``socket``."""
     family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
@@ -345,15 +355,16 @@ def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
         except Exception as exc:
             raise DriverFailure(driver.name, "socketpair", exc) from exc
         try:
-            _open(driver, first, fd1, family, kind, proto, nonblocking, watched=False)
+            _open(driver, first, fd1, family, kind, proto, nonblocking, visible=False)
         except BaseException:
             _discard(driver, second)
             raise
         opened.append(fd1)
-        _open(driver, second, fd2, family, kind, proto, nonblocking, watched=False)
+        _open(driver, second, fd2, family, kind, proto, nonblocking, visible=False)
         opened.append(fd2)
-        descriptors.arm(_files[fd1])
-        descriptors.arm(_files[fd2])
+        if visible:
+            descriptors.arm(_files[fd1])
+            descriptors.arm(_files[fd2])
     except BaseException:
         for fd in (fd1, fd2):
             if fd in opened:
@@ -364,11 +375,11 @@ def socketpair(family: int, type: int, proto: int = 0) -> tuple[int, int]:
     return fd1, fd2
 
 
-def accept4(fd: int, flags: int) -> tuple[int, Any]:
+def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL.
 
     The new number is taken before waiting, as Linux does: without one (EMFILE) the
-    connection stays queued.
+    connection stays queued.  ``visible`` as for ``socket``.
     """
     flags = _c_int(flags)
     if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
@@ -391,16 +402,23 @@ def accept4(fd: int, flags: int) -> tuple[int, Any]:
             raise
         except Exception as exc:
             raise _failure(f, "accept", exc) from exc
-        _open(driver, sock, new, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK))
+        _open(driver, sock, new, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK),
+              visible)
     except BaseException:
         descriptors.unreserve(new)
         raise
     return new, addr
 
 
-def accept(fd: int) -> tuple[int, Any]:
+def accept(fd: int, *, visible: bool = True) -> tuple[int, Any]:
     """accept(2)."""
-    return accept4(fd, 0)
+    return accept4(fd, 0, visible=visible)
+
+
+def make_visible(fd: int) -> None:
+    """Show a virtual socket's readiness to the kernel's pollers on all its numbers,
+    from now on (a no-op for kernel sockets and for numbers already visible)."""
+    descriptors.arm(_get(fd))
 
 
 # -- addressing and state ----------------------------------------------------------------

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["Watch", "Mirror", "Waiter", "changed", "watch", "unwatch", "wait"]
+__all__ = ["Watch", "Mirror", "Waiter", "Interest", "changed", "watch", "unwatch", "wait"]
 
 POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = (
     select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP, select.POLLNVAL)
@@ -137,15 +137,27 @@ class Mirror:
 
 
 class Watch:
-    """Everything that watches one virtual socket: parked waiters and, once armed,
-    the kernel mirror.  ``revents`` reads the driver's current poll state."""
+    """Everything that watches one virtual socket: parked waiters, the interest lists
+    it is registered in and, once armed, the kernel mirror.  ``revents`` reads the
+    driver's current poll state."""
 
-    __slots__ = ("revents", "waiters", "mirror")
+    __slots__ = ("revents", "waiters", "mirror", "closed")
 
     def __init__(self, revents: Callable[[], int]) -> None:
         self.revents = revents
-        self.waiters: set[Waiter] = set()
+        self.waiters: set[Waiter | _Member] = set()
         self.mirror: Mirror | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        """The socket is gone: wake everything parked on it (each waiter finds out
+        for itself) and drop it from interest lists, as closing a file does in epoll."""
+        self.closed = True
+        for waiter in tuple(self.waiters):
+            waiter.wake()
+        self.waiters.clear()
+        if self.mirror is not None:
+            self.mirror.close()
 
     def changed(self) -> None:
         if self.waiters:
@@ -154,6 +166,164 @@ class Watch:
         mirror = self.mirror
         if mirror is not None:
             mirror.show(self.revents)
+
+
+class _Member:
+    """One socket's registration in an ``Interest``; it sits in the socket's waiters,
+    so the socket's ``changed`` queues it on the interest's ready list."""
+
+    __slots__ = ("interest", "watch", "events", "data", "edge", "oneshot", "disabled")
+
+    def __init__(self, interest: Interest, watch: Watch, events: int, data: object,
+                 edge: bool, oneshot: bool) -> None:
+        self.interest = interest
+        self.watch = watch
+        self.events = events
+        self.data = data
+        self.edge = edge
+        self.oneshot = oneshot
+        self.disabled = False
+
+    def wake(self) -> None:
+        self.interest._queue(self)
+
+
+class Interest:
+    """An epoll-like interest list over virtual sockets.
+
+    ``wait`` (like ``poll`` and select) parks on every socket it is given, for every
+    call: its cost grows with the number of sockets.  An interest list stays
+    registered between waits and a socket's ``changed`` puts it on the ready list, so
+    a wait costs what is ready, however many sockets are idle.
+
+    Level-triggered by default: a socket reported ready stays listed until a wait
+    finds it not ready.  ``edge`` reports it again only after its next change;
+    ``oneshot`` disables it after one report until ``modify``.  A socket whose last
+    descriptor closes leaves every list on its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[Watch, _Member] = {}
+        self._ready: dict[_Member, None] = {}  # insertion-ordered set
+        self._waiters: set[Waiter] = set()
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def register(self, entry: Watch, events: int, data: object, *,
+                 edge: bool = False, oneshot: bool = False) -> None:
+        """Watch ``entry`` for ``events``; waits report ``(data, revents)``.
+        KeyError if it is registered already (epoll says EEXIST)."""
+        with self._lock:
+            if entry in self._members:
+                raise KeyError(data)
+            member = _Member(self, entry, events, data, edge, oneshot)
+            self._members[entry] = member
+            entry.waiters.add(member)
+            self._ready[member] = None  # its current state counts, as in epoll_ctl
+        self._wake_waiters()
+
+    def modify(self, entry: Watch, events: int, data: object, *,
+               edge: bool = False, oneshot: bool = False) -> None:
+        with self._lock:
+            member = self._members[entry]
+            member.events, member.data = events, data
+            member.edge, member.oneshot, member.disabled = edge, oneshot, False
+            self._ready[member] = None
+        self._wake_waiters()
+
+    def unregister(self, entry: Watch) -> None:
+        with self._lock:
+            member = self._members.pop(entry)
+            self._ready.pop(member, None)
+        entry.waiters.discard(member)
+
+    def close(self) -> None:
+        with self._lock:
+            members = list(self._members.values())
+            self._members.clear()
+            self._ready.clear()
+        for member in members:
+            member.watch.waiters.discard(member)
+        self._wake_waiters()
+
+    def _queue(self, member: _Member) -> None:
+        with self._lock:
+            if member.watch.closed:  # the socket is gone: it leaves the list
+                if self._members.get(member.watch) is member:
+                    del self._members[member.watch]
+                self._ready.pop(member, None)
+                return
+            if self._members.get(member.watch) is not member:
+                return
+            self._ready[member] = None
+            waiters = tuple(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
+
+    def _wake_waiters(self) -> None:
+        with self._lock:
+            waiters = tuple(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
+
+    def ready(self, maxevents: int = -1) -> list[tuple[object, int]]:
+        """Report what is ready now, without waiting.
+
+        Driver polls run outside the list's lock: a driver may notify while holding
+        its own lock, and that notification takes this one.
+        """
+        with self._lock:
+            batch = list(self._ready)
+            self._ready.clear()
+        found: list[tuple[object, int]] = []
+        keep: list[_Member] = []
+        try:
+            for position, member in enumerate(batch):
+                if len(found) == maxevents:
+                    keep.extend(batch[position:])
+                    break
+                if member.disabled or member.watch.closed:
+                    continue
+                revents = member.watch.revents() & (member.events | POLLERR | POLLHUP)
+                if not revents:
+                    continue
+                found.append((member.data, revents))
+                if member.oneshot:
+                    member.disabled = True
+                elif not member.edge:
+                    keep.append(member)
+        except BaseException:
+            keep.extend(m for m in batch if m not in keep)
+            raise
+        finally:
+            with self._lock:
+                for member in keep:  # reported ones go to the back, as in epoll
+                    if self._members.get(member.watch) is member:
+                        self._ready[member] = None
+        return found
+
+    def wait(self, timeout: float | None, maxevents: int = -1) -> list[tuple[object, int]]:
+        """Block until something is ready or ``timeout`` seconds pass (None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found = self.ready(maxevents)
+            if found:
+                return found
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return found
+            waiter = Waiter()
+            with self._lock:
+                if self._ready:
+                    continue
+                self._waiters.add(waiter)
+            try:
+                waiter.wait(None if remaining is None else min(remaining, _LONGEST_NAP))
+            finally:
+                with self._lock:
+                    self._waiters.discard(waiter)
 
 
 # id(sock) -> Watch.  Keyed by identity because a driver's socket object is opaque
