@@ -544,12 +544,8 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
             raise
         except Exception as exc:
             raise _failure(f, "send", exc) from exc
-    return _send_virtual(f, data, flags)
-
-
-def _send_virtual(f: OpenSocket, data: bytes, flags: int) -> int:
-    # Apart from send() so that its closure does not slow the kernel path down.  The
-    # common case, everything accepted at once, makes one driver call and nothing else.
+    # A virtual socket.  The common case, everything accepted at once, makes one
+    # driver call and nothing else.
     if type(data) is bytes:
         size = len(data)
     else:
@@ -557,10 +553,9 @@ def _send_virtual(f: OpenSocket, data: bytes, flags: int) -> int:
         size = memoryview(data).nbytes
     if type(flags) is not int or not 0 <= flags < 2**31:
         flags = _c_int(flags)
-    op = f.send
     sent = 0
     try:
-        sent = op(f.sock, data, flags)
+        sent = f.send(f.sock, data, flags)
         if sent >= size or f.nonblocking or flags & MSG_DONTWAIT or f.type != SOCK_STREAM:
             return sent
     except BlockingIOError:
@@ -570,6 +565,13 @@ def _send_virtual(f: OpenSocket, data: bytes, flags: int) -> int:
         raise
     except Exception as exc:
         raise _failure(f, "send", exc) from exc
+    return _send_rest(f, data, flags, size, sent)
+
+
+def _send_rest(f: OpenSocket, data: bytes, flags: int, size: int, sent: int) -> int:
+    """A blocking send the driver took only part of (or none): wait and go on.  Apart
+    from send() because its closure would slow every send down."""
+    op = f.send
     return _transmit(f, "send", flags, size,
                      lambda sent: op(f.sock, memoryview(data)[sent:] if sent else data, flags),
                      sent)
@@ -668,22 +670,17 @@ def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
             raise
         except Exception as exc:
             raise _failure(f, "recv", exc) from exc
-    return _recv_virtual(f, bufsize, flags)
-
-
-def _recv_virtual(f: OpenSocket, bufsize: int, flags: int) -> bytes:
-    # Apart from recv() so that its closure does not slow the kernel path down.  The
-    # common case, data already there, makes one driver call and nothing else.
+    # A virtual socket.  The common case, data already there, makes one driver call
+    # and nothing else.
     if type(bufsize) is not int or not 0 <= bufsize < 2**63:
         bufsize = _size(bufsize, "negative buffersize in recv")
     if type(flags) is not int or not 0 <= flags < 2**31:
         flags = _c_int(flags)
     if f.nonblocking:
         flags |= MSG_DONTWAIT  # ops learn "must not wait" as Linux's do, from the file
-    op = f.recv
     if not flags & MSG_WAITALL:
         try:
-            return op(f.sock, bufsize, flags)
+            return f.recv(f.sock, bufsize, flags)
         except BlockingIOError:
             if f.nonblocking or flags & MSG_DONTWAIT:
                 raise
@@ -691,6 +688,13 @@ def _recv_virtual(f: OpenSocket, bufsize: int, flags: int) -> bytes:
             raise
         except Exception as exc:
             raise _failure(f, "recv", exc) from exc
+    return _recv_rest(f, bufsize, flags)
+
+
+def _recv_rest(f: OpenSocket, bufsize: int, flags: int) -> bytes:
+    """A blocking receive with nothing there yet, or MSG_WAITALL: wait and gather.
+    Apart from recv() because its closure would slow every receive down."""
+    op = f.recv
     return _receive(f, "recv", flags, bufsize, lambda size: op(f.sock, size, flags))
 
 

@@ -334,7 +334,7 @@ _watches: dict[int, Watch] = {}
 def changed(sock: object) -> None:
     """A driver's notification that ``poll(sock)`` may have changed."""
     entry = _watches.get(id(sock))
-    if entry is not None:
+    if entry is not None and (entry.waiters or entry.mirror is not None):
         entry.changed()
 
 

@@ -280,7 +280,8 @@ class TcpSocket:
             self._send_reset(touched)
             return len(data)
         size = len(data)
-        room = peer.window() - peer.rx_size
+        window = peer.window()
+        room = window - peer.rx_size
         if room <= 0:
             raise oserror(errno.EAGAIN)
         # An immutable payload that fits travels by reference, anything else is copied.
@@ -293,7 +294,7 @@ class TcpSocket:
         peer.rx.append(chunk)
         peer.rx_size += len(chunk)
         touched.append(peer)
-        if peer.rx_size >= peer.window():
+        if peer.rx_size >= window:
             touched.append(self)  # no longer writable
         return len(chunk)
 
