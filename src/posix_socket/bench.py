@@ -124,7 +124,7 @@ def _tcp_pair_kernel() -> tuple[socket.socket, socket.socket]:
 def _tcp_pair_virtual(driver: InetDriver, visible: bool) -> tuple[int, int]:
     with registry.use("virtual"):
         registry.register_family(socket.AF_INET, driver, replace=True)
-        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM, visible=visible)
         posix.bind(server, ("127.0.0.1", 0))
         posix.listen(server, 8)
         client = posix.socket(socket.AF_INET, socket.SOCK_STREAM, visible=visible)
@@ -163,7 +163,7 @@ def _virtual_connect_accept_close(visible: bool) -> tuple[Timer, Timer, Callable
     driver = InetDriver()
     with registry.use("virtual"):
         registry.register_family(socket.AF_INET, driver, replace=True)
-        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM, visible=visible)
         posix.bind(server, ("127.0.0.1", 0))
         posix.listen(server, 128)
         address = posix.getsockname(server)
@@ -323,7 +323,7 @@ def _wake_up_over_idle() -> tuple[Timer, Timer, Callable[[], None]]:
     interests: list[readiness.Interest] = []
     with registry.use("virtual"):
         registry.register_family(socket.AF_INET, driver, replace=True)
-        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM, visible=False)
         opened.append(server)
         posix.bind(server, ("127.0.0.1", 0))
         posix.listen(server, 4096)
