@@ -7,6 +7,7 @@ the stdlib on the kernel); the oracle suite compares the whole driver with the k
 from __future__ import annotations
 
 import errno
+import ipaddress
 import select
 import socket
 from socket import AF_INET, AF_INET6
@@ -491,9 +492,22 @@ def test_multicast_to_members_only_and_leave(net):
     assert multicast_counts(net) == {}
 
 
+def test_multicast_memberships_belong_to_one_network():
+    one, two = VirtualNetwork(), VirtualNetwork()
+    member = bound(one, "0.0.0.0")
+    port = member.name()[1]
+    join(member)
+    stranger = Sock(two)
+    stranger.bind("0.0.0.0", port)
+    Sock(two).sendto(b"m", (GROUP, port))  # the group has no member in this network
+    assert stranger.drain() == [] and multicast_counts(two) == {}
+    Sock(one).sendto(b"m", (GROUP, port))
+    assert member.drain() == [b"m"]
+    assert multicast_counts(one) == {addresses.mapped(ipaddress.IPv4Address(GROUP)): 1}
+
+
 def multicast_counts(net):
-    from posix_socket.drivers.inet import udp
-    return {g: n for g, n in udp._joined.get(net, {}).items() if n}
+    return net.multicast_groups.joined()
 
 
 def test_multicast_loop_and_the_sender_itself(net):

@@ -28,7 +28,7 @@ from typing import Any
 from ...errors import oserror
 from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
 
-__all__ = ["VirtualNetwork", "Binding"]
+__all__ = ["VirtualNetwork", "Binding", "GroupMemberships", "INTERFACE_INDEX"]
 
 EPHEMERAL_PORTS = range(32768, 61000)  # net.ipv4.ip_local_port_range default
 TIME_WAIT_SECONDS = 60.0  # Linux's TCP_TIMEWAIT_LEN
@@ -187,6 +187,37 @@ class PortTable:
         return itertools.chain(exact, wild)
 
 
+INTERFACE_INDEX = 1  # the network's one interface, numbered like Linux's lo
+
+
+class GroupMemberships:
+    """The multicast groups of the network's one interface: how many sockets joined
+    each.  A datagram for a group reaches the network's sockets only while the
+    interface belongs to it, as Linux loops a multicast copy back only for groups
+    its interface joined.  Kept per network, so two networks never see each other's
+    groups."""
+
+    def __init__(self) -> None:
+        self._sockets: collections.Counter[ipaddress.IPv6Address] = collections.Counter()
+
+    def join(self, group: ipaddress.IPv6Address) -> None:
+        self._sockets[group] += 1
+
+    def leave(self, group: ipaddress.IPv6Address) -> None:
+        count = self._sockets[group] - 1
+        if count > 0:
+            self._sockets[group] = count
+        else:
+            del self._sockets[group]
+
+    def __contains__(self, group: object) -> bool:
+        return group in self._sockets
+
+    def joined(self) -> dict[ipaddress.IPv6Address, int]:
+        """How many sockets joined each group (IPv4 groups IPv4-mapped)."""
+        return dict(self._sockets)
+
+
 class Host:
     def __init__(self, addresses: list[ipaddress.IPv6Address], names: list[str]) -> None:
         self.addresses = addresses
@@ -205,6 +236,7 @@ class VirtualNetwork:
         self.tcp = PortTable(tcp=True)
         self.udp = PortTable(tcp=False)
         self.udp_drops = 0  # datagrams dropped at a full receive queue
+        self.multicast_groups = GroupMemberships()
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], ["localhost"])]
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
 

@@ -69,11 +69,10 @@ import itertools
 import select
 import socket
 import struct
-import weakref
 
 from ...errors import oserror
 from .addresses import ANY, ANY4, BROADCAST, Endpoint, is_v4, is_wildcard, mapped, to_tuple
-from .network import Binding, VirtualNetwork
+from .network import INTERFACE_INDEX, Binding, VirtualNetwork
 from .options import IP_MULTICAST_ALL, Options, kernel_setting
 
 __all__ = ["UdpSocket", "truesize"]
@@ -103,10 +102,7 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 
 _MULTICAST4 = ipaddress.IPv4Network("224.0.0.0/4")
 _MREQN = struct.Struct("@4s4si")  # struct ip_mreqn: group, interface address, ifindex
-_IFINDEX = 1  # the network's one interface (Linux's lo)
 MAX_MEMBERSHIPS = kernel_setting("net/ipv4/igmp_max_memberships", [20])[0]
-# Per network: how many sockets joined each group (the interface's memberships).
-_joined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def is_multicast(ip: ipaddress.IPv6Address) -> bool:
@@ -417,7 +413,7 @@ class UdpSocket:
         joined it and the sender loops copies back; then each socket that broadcast
         would reach and that joined the group or keeps IP_MULTICAST_ALL on."""
         group = destination.ip
-        if not _joined.get(self.net, {}).get(group) or not self.opts.flag(
+        if group not in self.net.multicast_groups or not self.opts.flag(
                 socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP):
             return []
         return [owner for owner in self._broadcast_receivers(destination, source)
@@ -430,7 +426,7 @@ class UdpSocket:
         """Does (interface address, ifindex) name the network's interface?  Both 0:
         the route to the group, which here is always that interface."""
         if ifindex:
-            return ifindex == _IFINDEX
+            return ifindex == INTERFACE_INDEX
         ip = mapped(ipaddress.IPv4Address(address))
         return ip == ANY4 or (not is_multicast(ip) and ip not in BROADCASTS
                               and self.net.is_local(ip))
@@ -444,7 +440,6 @@ class UdpSocket:
         group_bytes, address, ifindex = _MREQN.unpack(raw)
         group = mapped(ipaddress.IPv4Address(group_bytes))
         groups = self.groups
-        counts = _joined.setdefault(self.net, collections.Counter())
         if join:
             if not is_multicast(group):
                 raise oserror(errno.EINVAL)
@@ -457,19 +452,12 @@ class UdpSocket:
             if groups is None:
                 groups = self.groups = set()
             groups.add(group)
-            counts[group] += 1
+            self.net.multicast_groups.join(group)
             return
         if not groups or group not in groups or not self._interface(address, ifindex):
             raise oserror(errno.EADDRNOTAVAIL)
         groups.discard(group)
-        self._forget(group)
-
-    def _forget(self, group: ipaddress.IPv6Address) -> None:
-        counts = _joined.get(self.net)
-        if counts:
-            counts[group] -= 1
-            if counts[group] <= 0:
-                del counts[group]
+        self.net.multicast_groups.leave(group)
 
     def set_multicast_if(self, value: int | bytes) -> None:
         """IP_MULTICAST_IF: an in_addr, an ip_mreq (its second field) or an ip_mreqn."""
@@ -587,7 +575,7 @@ class UdpSocket:
         self._uncork()
         if self.groups:
             for group in self.groups:
-                self._forget(group)
+                self.net.multicast_groups.leave(group)
         self.groups = None
 
     # -- readiness -----------------------------------------------------------------------
