@@ -190,12 +190,18 @@ class PortTable:
 INTERFACE_INDEX = 1  # the network's one interface, numbered like Linux's lo
 
 
+# Groups every Linux interface joins by itself when it comes up: IPv4's all-hosts group
+# (ip_mc_up) and IPv6's interface- and link-local all-nodes groups (ipv6_add_dev).
+ALL_HOSTS = mapped(ipaddress.IPv4Address("224.0.0.1"))
+ALWAYS_JOINED = frozenset({ALL_HOSTS})
+
+
 class GroupMemberships:
     """The multicast groups of the network's one interface: how many sockets joined
-    each.  A datagram for a group reaches the network's sockets only while the
-    interface belongs to it, as Linux loops a multicast copy back only for groups
-    its interface joined.  Kept per network, so two networks never see each other's
-    groups."""
+    each, plus ``ALWAYS_JOINED``.  A datagram for a group reaches the network's
+    sockets only while the interface belongs to it, as Linux loops a multicast copy
+    back only for groups its interface joined.  Kept per network, so two networks
+    never see each other's groups."""
 
     def __init__(self) -> None:
         self._sockets: collections.Counter[ipaddress.IPv6Address] = collections.Counter()
@@ -211,7 +217,7 @@ class GroupMemberships:
             del self._sockets[group]
 
     def __contains__(self, group: object) -> bool:
-        return group in self._sockets
+        return group in self._sockets or group in ALWAYS_JOINED
 
     def joined(self) -> dict[ipaddress.IPv6Address, int]:
         """How many sockets joined each group (IPv4 groups IPv4-mapped)."""

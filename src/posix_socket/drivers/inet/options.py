@@ -95,6 +95,9 @@ def _table(family: int, tcp: bool) -> dict:
         table.update(_TCP)
     if family == socket.AF_INET6:
         table.update(_V6)
+        # inet6_create leaves IPv4's mc_all off: a dual-stack socket takes an IPv4
+        # group's datagrams only for groups it joined, unless it turns the option on.
+        table[(IPPROTO_IP, IP_MULTICAST_ALL)] = (_INTEGER, 0, 0, 1)
     return table
 
 

@@ -41,8 +41,10 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   (20) groups per socket ENOBUFS; on TCP both are EPROTO.  A datagram for a group
   needs no SO_BROADCAST and, as Linux's __udp4_lib_mcast_deliver, reaches every
   socket bound to the port on a wildcard or the group address (not connected to
-  someone else) once any socket of the network joined the group: a socket that did
-  not join takes it too unless it turned IP_MULTICAST_ALL off.  With the sender's
+  someone else) once any socket of the network joined the group (224.0.0.1 needs no
+  join: the interface is always in it): a socket that did not join takes it too
+  while IP_MULTICAST_ALL is on, as AF_INET sockets start (AF_INET6 ones start with
+  it off).  With the sender's
   IP_MULTICAST_LOOP off no socket of the network gets a copy (as a host sending out
   a multicast interface; note that on Linux's lo, a loopback device, the option has
   no effect).  IP_MULTICAST_TTL is stored only; IP_MULTICAST_IF takes a local IPv4
