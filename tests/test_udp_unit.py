@@ -82,6 +82,13 @@ class Sock:
     def shut(self, how):
         self._do(self.udp.shut, how)
 
+    def setopt(self, level, name, value):
+        self._do(self.udp.setsockopt, level, name, value)
+
+    def getopt(self, level, name, buflen=0):
+        with self.net.lock:
+            return self.udp.getsockopt(level, name, buflen)
+
     def close(self):
         self._do(self.udp.close)
 
@@ -407,13 +414,11 @@ def mreq(group=GROUP, interface="0.0.0.0", ifindex=None) -> bytes:
 
 
 def join(sock, group=GROUP, *interface):
-    with sock.net.lock:
-        sock.udp.membership(True, mreq(group, *interface))
+    sock.setopt(IP, socket.IP_ADD_MEMBERSHIP, mreq(group, *interface))
 
 
 def leave(sock, group=GROUP, *interface):
-    with sock.net.lock:
-        sock.udp.membership(False, mreq(group, *interface))
+    sock.setopt(IP, socket.IP_DROP_MEMBERSHIP, mreq(group, *interface))
 
 
 def test_multicast_membership_errnos(net):
@@ -427,7 +432,7 @@ def test_multicast_membership_errnos(net):
     assert errno_of(join, sock, "239.1.2.6", "10.9.9.9") == errno.ENODEV
     assert errno_of(join, sock, "239.1.2.6", "0.0.0.0", 99) == errno.ENODEV
     for short in (1, b"", socket.inet_aton(GROUP), mreq()[:7]):
-        assert errno_of(sock.udp.membership, True, short) == errno.EINVAL
+        assert errno_of(sock.setopt, IP, socket.IP_ADD_MEMBERSHIP, short) == errno.EINVAL
     assert errno_of(leave, sock, "239.9.9.9") == errno.EADDRNOTAVAIL
     assert errno_of(leave, sock, "10.1.1.1") == errno.EADDRNOTAVAIL  # not EINVAL
     leave(sock, GROUP, "127.0.0.1")  # the network's one interface, however named
@@ -586,7 +591,179 @@ def test_multicast_options_read_back_as_linux(net):
     assert get(tcp, IP, socket.IP_MULTICAST_TTL, 0) == 1
     dual = driver.create(AF_INET6, socket.SOCK_DGRAM, 0)
     driver.setsockopt(dual, IP, socket.IP_ADD_MEMBERSHIP, mreq())  # IPv4 group, v6 socket
-    assert errno_of(Sock(net, AF_INET6).bind, "::ffff:" + GROUP, 0) == errno.EADDRNOTAVAIL
+    Sock(net, AF_INET6).bind("::ffff:" + GROUP, 0)  # inet_addr_type: RTN_MULTICAST
+
+
+# -- multicast (IPv6); the expected values were checked on Linux 6.18 in unshare -n ------
+
+V6 = socket.IPPROTO_IPV6
+GROUP6 = "ff0e::5"
+IPV6_MULTICAST_ALL = 29
+
+
+def mreq6(group: str = GROUP6, ifindex: int = 0) -> bytes:
+    return socket.inet_pton(AF_INET6, group) + ifindex.to_bytes(4, "little", signed=True)
+
+
+def join6(sock, group=GROUP6, ifindex=0):
+    sock.setopt(V6, socket.IPV6_JOIN_GROUP, mreq6(group, ifindex))
+
+
+def leave6(sock, group=GROUP6, ifindex=0):
+    sock.setopt(V6, socket.IPV6_LEAVE_GROUP, mreq6(group, ifindex))
+
+
+def test_ipv6_membership_errnos(net):
+    sock = Sock(net, AF_INET6)
+    join6(sock, "ff02::1")
+    assert errno_of(join6, sock, "ff02::1", 1) == errno.EADDRINUSE  # 0 meant interface 1
+    join6(sock, GROUP6, 1)
+    assert errno_of(join6, sock, GROUP6, 0) == errno.EADDRINUSE
+    assert errno_of(join6, sock, GROUP6, 99) == errno.ENODEV
+    for group in ("::1", "::", "::ffff:239.1.1.1"):
+        assert errno_of(join6, sock, group) == errno.EINVAL
+        assert errno_of(leave6, sock, group) == errno.EINVAL
+    for short in (5, b"", mreq6()[:19]):
+        assert errno_of(sock.setopt, V6, socket.IPV6_JOIN_GROUP, short) == errno.EINVAL
+    sock.setopt(V6, socket.IPV6_JOIN_GROUP, mreq6("ff05::9") + b"extra")
+    assert errno_of(leave6, sock, "ff02::9") == errno.EADDRNOTAVAIL
+    assert errno_of(leave6, sock, GROUP6, 99) == errno.EADDRNOTAVAIL
+    leave6(sock, GROUP6, 0)
+    assert errno_of(leave6, sock, GROUP6, 1) == errno.EADDRNOTAVAIL
+    assert errno_of(sock.getopt, V6, socket.IPV6_JOIN_GROUP) == errno.ENOPROTOOPT
+    assert errno_of(Sock(net).setopt, V6, socket.IPV6_JOIN_GROUP, mreq6()) == \
+        errno.ENOPROTOOPT  # an IPv4 socket has no IPv6 options
+
+
+def test_ipv6_memberships_are_limited_by_option_memory(net, monkeypatch):
+    from posix_socket.drivers.inet import multicast
+    monkeypatch.setattr(multicast, "OPTION_MEMORY", 131072)  # Linux's default optmem_max
+    sock = Sock(net, AF_INET6)
+    for n in range(2340):  # 56 bytes each, as struct ipv6_mc_socklist
+        join6(sock, f"ff0e::1:{n:x}")
+    assert errno_of(join6, sock) == errno.ENOMEM
+    sock.close()
+    assert multicast_counts(net) == {}
+
+
+def test_ipv6_multicast_options_read_back_as_linux(net):
+    sock = Sock(net, AF_INET6)
+    defaults = {socket.IPV6_MULTICAST_HOPS: 1, socket.IPV6_MULTICAST_LOOP: 1,
+                socket.IPV6_MULTICAST_IF: 0, IPV6_MULTICAST_ALL: 1}
+    for name, value in defaults.items():
+        assert sock.getopt(V6, name) == value
+        assert sock.getopt(V6, name, 1) == bytes([value])
+        assert sock.getopt(V6, name, 8) == value.to_bytes(4, "little")
+    for name, value, reads in ((socket.IPV6_MULTICAST_HOPS, 255, 255),
+                               (socket.IPV6_MULTICAST_HOPS, -1, 1),
+                               (socket.IPV6_MULTICAST_LOOP, 0, 0),
+                               (IPV6_MULTICAST_ALL, -2, 1), (IPV6_MULTICAST_ALL, 0, 0),
+                               (socket.IPV6_MULTICAST_IF, 1, 1),
+                               (socket.IPV6_MULTICAST_IF, b"\0\0\0\0", 0)):
+        sock.setopt(V6, name, value)
+        assert sock.getopt(V6, name) == reads
+    for name, value, code in ((socket.IPV6_MULTICAST_HOPS, 256, errno.EINVAL),
+                              (socket.IPV6_MULTICAST_HOPS, -2, errno.EINVAL),
+                              (socket.IPV6_MULTICAST_HOPS, b"\x01", errno.EINVAL),
+                              (socket.IPV6_MULTICAST_LOOP, 2, errno.EINVAL),
+                              (socket.IPV6_MULTICAST_LOOP, -1, errno.EINVAL),
+                              (IPV6_MULTICAST_ALL, b"", errno.EINVAL),
+                              (socket.IPV6_MULTICAST_IF, 2, errno.ENODEV),
+                              (socket.IPV6_MULTICAST_IF, -1, errno.ENODEV),
+                              (socket.IPV6_MULTICAST_IF, b"\x01", errno.EINVAL)):
+        assert errno_of(sock.setopt, V6, name, value) == code
+
+
+def test_tcp_sockets_have_no_groups(net):
+    from posix_socket.drivers.inet.options import Options
+    tcp = Options(AF_INET6, tcp=True)
+    assert errno_of(tcp.set, V6, socket.IPV6_JOIN_GROUP, mreq6()) == errno.EPROTO
+    assert errno_of(tcp.set, V6, socket.IPV6_LEAVE_GROUP, b"x") == errno.EINVAL
+    assert errno_of(tcp.set, IP, socket.IP_ADD_MEMBERSHIP, b"x") == errno.EPROTO
+    assert errno_of(tcp.set, V6, socket.IPV6_MULTICAST_HOPS, 5) == errno.ENOPROTOOPT
+    assert errno_of(tcp.set, V6, socket.IPV6_MULTICAST_IF, 0) == errno.ENOPROTOOPT
+    assert tcp.get(V6, socket.IPV6_MULTICAST_HOPS, 0) == 1
+    tcp.set(V6, socket.IPV6_MULTICAST_LOOP, 0)
+    assert errno_of(Options(AF_INET, tcp=True).set, V6, socket.IPV6_JOIN_GROUP,
+                    b"") == errno.ENOPROTOOPT
+
+
+def ipv6_party(net):
+    """Sockets on one port: on ::, on :: with IPV6_V6ONLY, on ::1 (never reached),
+    on the group, on ff02::1%1, on ::ffff:0.0.0.0 and an AF_INET one on 0.0.0.0
+    (never reached by IPv6 groups)."""
+    first = bound(net, "::", AF_INET6, reuseaddr=1)
+    port = first.name()[1]
+    socks = {"dual": first}
+    for name, host, family, options in (
+            ("v6only", ("::", port), AF_INET6, {"v6only": 1}),
+            ("lo", ("::1", port), AF_INET6, {}), ("group", (GROUP6, port), AF_INET6, {}),
+            ("all-nodes", ("ff02::1", port, 0, 1), AF_INET6, {}),
+            ("mapped", ("::ffff:0.0.0.0", port), AF_INET6, {}),
+            ("four", ("0.0.0.0", port), AF_INET, {})):
+        socks[name] = Sock(net, family, reuseaddr=1, **options)
+        socks[name].bind(*host)
+    return socks, port
+
+
+def test_ipv6_group_reaches_members_and_takers_of_all(net):
+    socks, port = ipv6_party(net)
+    sender = Sock(net, AF_INET6)
+    sender.sendto(b"m", (GROUP6, port))
+    assert received(socks) == set()  # the interface is not in the group
+    sender.sendto(b"m", ("ff02::1", port))  # it is in the all-nodes groups
+    assert received(socks) == {"dual", "v6only", "all-nodes"}
+    sender.sendto(b"m", ("ff01::1", port))
+    assert received(socks) == {"dual", "v6only"}
+    join6(socks["v6only"])
+    socks["dual"].setopt(V6, IPV6_MULTICAST_ALL, 0)
+    sender.sendto(b"m", (GROUP6, port))
+    data, source, _flags = socks["v6only"].recv()
+    assert data == b"m" and source == ("::1", sender.name()[1], 0, 0)  # Linux: mc0's
+    assert received(socks) == {"group"}
+    sender.setopt(V6, socket.IPV6_MULTICAST_LOOP, 0)
+    sender.sendto(b"m", (GROUP6, port))
+    assert received(socks) == set()
+    leave6(socks["v6only"])
+    assert multicast_counts(net) == {}
+
+
+def test_multicast_loop_follows_the_socket_family(net):
+    member = bound(net, "0.0.0.0")
+    port = member.name()[1]
+    join(member)
+    six = Sock(net, AF_INET6)
+    six.setopt(IP, socket.IP_MULTICAST_LOOP, 0)  # not the AF_INET6 socket's switch
+    six.sendto(b"a", ("::ffff:" + GROUP, port))
+    six.setopt(IP, socket.IP_MULTICAST_LOOP, 1)
+    six.setopt(V6, socket.IPV6_MULTICAST_LOOP, 0)
+    six.sendto(b"b", ("::ffff:" + GROUP, port))
+    assert member.drain() == [b"a"]
+
+
+def test_link_local_addresses_bind_the_socket_to_the_interface(net):
+    sock = Sock(net, AF_INET6)
+    assert errno_of(sock.bind, "ff02::1", 0) == errno.EINVAL  # which interface?
+    assert errno_of(sock.bind, "ff02::1", 0, 0, 99) == errno.ENODEV
+    assert errno_of(sock.bind, "::1", 0) == errno.ENODEV  # still bound to device 99
+    assert errno_of(sock.sendto, b"x", ("::1", 9)) == errno.ENETUNREACH
+    group = Sock(net, AF_INET6)
+    group.bind("ff02::1", 0, 0, 1)
+    assert group.name()[2:] == (0, 1)
+    client = Sock(net, AF_INET6)
+    assert errno_of(client.connect, "ff02::1", 9) == errno.EINVAL
+    assert errno_of(client.connect, "fe80::1", 9) == errno.EINVAL
+    client.connect("ff0e::1", 9, 0, 99)  # a global group ignores the scope id
+    assert client.peer() == ("ff0e::1", 9, 0, 0) and client.name()[0] == "::1"
+    client.connect("ff02::1", 9, 0, 1)
+    assert client.peer() == ("ff02::1", 9, 0, 1)
+    assert errno_of(client.connect, "ff02::1", 9, 0, 2) == errno.EINVAL
+    client.connect("ff02::1", 9)  # the device it is bound to
+    chosen = Sock(net, AF_INET6)
+    chosen.setopt(V6, socket.IPV6_MULTICAST_IF, 1)
+    chosen.connect("ff02::1", 9)
+    assert chosen.peer() == ("ff02::1", 9, 0, 1)
+    assert errno_of(chosen.sendto, b"x", ("ff02::1", 9, 0, 99)) == errno.ENETUNREACH
 
 
 # -- receiving -------------------------------------------------------------------------
@@ -817,8 +994,7 @@ def virtual_inet():
 # -- scenario helpers ----------------------------------------------------------------------
 
 DGRAM = socket.SOCK_DGRAM
-IP_MULTICAST_ALL = 49  # Linux's numbers; older Pythons do not name them
-IPV6_MULTICAST_ALL = 29
+IP_MULTICAST_ALL = 49  # Linux's number; older Pythons do not name it
 
 
 def ns_socket(api, family: int, host: str, port: int, *, v6only: int | None = None,
@@ -924,6 +1100,254 @@ def ns_ipv4_group_reaches_members_and_takers_of_all(api, env) -> None:
     api.close(receivers.pop("mapped"))
     api.sendto(sender, b"after leaving", 0, target)
     note_received(api, "after leaving", receivers)
+
+
+
+# -- IPv6 ----------------------------------------------------------------------------------
+
+MULTICAST6_INTS = {"hops": socket.IPV6_MULTICAST_HOPS, "loop": socket.IPV6_MULTICAST_LOOP,
+                   "if": socket.IPV6_MULTICAST_IF, "all": IPV6_MULTICAST_ALL}
+
+
+@in_namespace("lo")
+def ns_ipv6_multicast_options_read_back_as_linux(api, env) -> None:
+    """IPV6_MULTICAST_HOPS (-1..255, -1: the default 1), _LOOP (0 or 1 only), _IF (an
+    interface index: ENODEV for none), _ALL (any int, read back 0/1): an int's worth
+    of bytes or EINVAL, read back into short buffers by their first bytes.  A TCP
+    socket reads them all but cannot set HOPS or IF; an IPv4 socket has none."""
+    fd = api.socket(AF_INET6, DGRAM)
+    for option in MULTICAST6_INTS.values():
+        for buflen in (0, 1, 3, 4, 8):
+            api.getsockopt(fd, V6, option, buflen)
+    values = (0, 1, 2, -1, -2, 255, 256, env.ifindex, 99, b"", b"\x01", b"\x01\0\0",
+              b"\x02\0\0\0\0", b"\0\0\0\0")
+    for option in MULTICAST6_INTS.values():
+        for value in values:
+            api.setsockopt(fd, V6, option, value)
+            api.getsockopt(fd, V6, option)
+    for family, kind in ((AF_INET6, socket.SOCK_STREAM), (AF_INET, DGRAM)):
+        other = api.socket(family, kind)
+        for option in MULTICAST6_INTS.values():
+            api.getsockopt(other, V6, option)
+            api.setsockopt(other, V6, option, 0)
+            api.setsockopt(other, V6, option, b"")
+            api.getsockopt(other, V6, option)
+    api.getsockopt(fd, IP, socket.IP_MULTICAST_LOOP)
+    api.getsockopt(fd, IP, socket.IP_MULTICAST_TTL)
+
+
+@in_namespace("lo")
+def ns_ipv6_memberships_and_their_errnos(api, env) -> None:
+    """IPV6_JOIN_GROUP / IPV6_LEAVE_GROUP: an ipv6_mreq or EINVAL; ff00::/8 groups only
+    (EINVAL both ways); twice EADDRINUSE, interface 0 meaning the route's; an unknown
+    interface ENODEV to join, EADDRNOTAVAIL to leave; no count limit but option memory
+    (ENOMEM).  TCP sockets: EINVAL for a short struct, else EPROTO."""
+    fd = api.socket(AF_INET6, DGRAM)
+    api.getsockopt(fd, V6, socket.IPV6_JOIN_GROUP)
+    joins = (mreq6("ff02::1"), mreq6("ff02::1", env.ifindex), mreq6(GROUP6, env.ifindex),
+             mreq6(GROUP6), mreq6("ff01::1", env.ifindex), mreq6("ff00::1"),
+             mreq6("ff02::1:2", 99), mreq6("ff02::1:3", -1), mreq6("::1"), mreq6("::"),
+             mreq6("::ffff:239.1.1.1"), mreq6()[:19], mreq6("ff05::9") + b"\0\0\0\0", 5)
+    for value in joins:
+        api.setsockopt(fd, V6, socket.IPV6_JOIN_GROUP, value)
+    leaves = (mreq6("ff02::9"), mreq6("::1"), mreq6(GROUP6, 99), mreq6(GROUP6),
+              mreq6(GROUP6, env.ifindex), mreq6("ff02::1", env.ifindex), mreq6()[:19], 5)
+    for value in leaves:
+        api.setsockopt(fd, V6, socket.IPV6_LEAVE_GROUP, value)
+    api.setsockopt(fd, IP, socket.IP_ADD_MEMBERSHIP, mreq())  # IPv4 groups too
+    api.setsockopt(fd, IP, socket.IP_ADD_MEMBERSHIP, mreq())
+    tcp = api.socket(AF_INET6, socket.SOCK_STREAM)
+    for option in (socket.IPV6_JOIN_GROUP, socket.IPV6_LEAVE_GROUP):
+        api.setsockopt(tcp, V6, option, mreq6())
+        api.setsockopt(tcp, V6, option, b"x")
+    api.setsockopt(tcp, IP, socket.IP_ADD_MEMBERSHIP, b"x")
+    four = api.socket(AF_INET, DGRAM)
+    api.setsockopt(four, V6, socket.IPV6_JOIN_GROUP, mreq6())
+
+    many = api.socket(AF_INET6, DGRAM)
+    joined = 0
+    while joined < 100_000:
+        try:
+            api.quietly("setsockopt", many, V6, socket.IPV6_JOIN_GROUP,
+                        mreq6(f"ff0e::1:{joined + 1:x}"))
+        except OSError as exc:
+            api.note("a join fails at last", errno.errorcode[exc.errno])
+            break
+        joined += 1
+    api.note("memberships per socket", joined)
+    api.setsockopt(many, V6, socket.IPV6_LEAVE_GROUP, mreq6("ff0e::1:1"))
+    api.setsockopt(many, V6, socket.IPV6_JOIN_GROUP, mreq6(GROUP6))
+    api.setsockopt(many, V6, socket.IPV6_JOIN_GROUP, mreq6("ff0e::6"))
+
+
+@in_namespace("lo")
+def ns_ipv6_link_local_addresses_need_an_interface(api, env) -> None:
+    """Binding or connecting to an interface- or link-local address (ff01::, ff02::,
+    fe80::) takes the interface from the scope id (or, to connect to a group, from
+    IPV6_MULTICAST_IF): EINVAL without one, ENODEV / ENETUNREACH for one that does not
+    exist, and the socket stays bound to it, even when the call failed.  Names show
+    the interface as their scope id; global groups ignore scope ids."""
+    port = 4242
+    fd = api.socket(AF_INET6, DGRAM)
+    api.bind(fd, ("ff02::1", port))
+    api.bind(fd, ("fe80::1", port))
+    api.bind(fd, ("ff02::1", port, 0, env.ifindex))
+    api.getsockname(fd)
+    api.getsockopt(fd, V6, socket.IPV6_V6ONLY)
+    group = api.socket(AF_INET6, DGRAM)
+    api.bind(group, (GROUP6, port, 0, 99))
+    api.getsockname(group)
+    api.getsockopt(group, V6, socket.IPV6_V6ONLY)
+    api.sendto(group, b"x", 0, ("::1", port))
+    lost = api.socket(AF_INET6, DGRAM)
+    api.bind(lost, ("ff02::1", port, 0, 99))
+    api.bind(lost, ("::1", 0))
+    api.setsockopt(lost, V6, socket.IPV6_MULTICAST_IF, env.ifindex)
+    api.sendto(lost, b"x", 0, ("::1", port))
+    api.bind(lost, ("::", 0))
+    api.getsockname(lost)
+
+    client = api.socket(AF_INET6, DGRAM)
+    api.connect(client, ("ff02::1", port))
+    api.connect(client, ("ff01::1", port))
+    api.connect(client, ("fe80::1", port))
+    api.getsockname(client)
+    api.getpeername(client)
+    api.connect(client, (GROUP6, port, 0, 99))
+    api.getsockname(client)
+    api.getpeername(client)
+    api.sendto(client, b"x", 0, ("ff02::1", port, 0, 99))
+    api.sendto(client, b"x", 0, ("ff02::1", port, 0, env.ifindex))
+    api.sendto(client, b"x", 0, ("ff02::1", port))
+    api.sendto(client, b"x", 0, ("ff01::1", port))
+    api.sendto(client, b"x", 0, ("ff05::1", port, 0, 99))
+    api.connect(client, ("ff02::1", port, 0, env.ifindex))
+    api.getpeername(client)
+    api.getsockname(client)
+    api.connect(client, ("::1", port))
+    api.getpeername(client)
+    api.connect(client, ("ff02::1", port))
+    api.getpeername(client)
+    api.connect(client, ("ff02::1", port, 0, 99))
+    api.setsockopt(client, V6, socket.IPV6_MULTICAST_IF, 0)
+    api.setsockopt(client, V6, socket.IPV6_MULTICAST_IF, env.ifindex)
+    chosen = api.socket(AF_INET6, DGRAM)
+    api.setsockopt(chosen, V6, socket.IPV6_MULTICAST_IF, env.ifindex)
+    api.connect(chosen, ("ff02::1", port))
+    api.getpeername(chosen)
+    astray = api.socket(AF_INET6, DGRAM)
+    api.connect(astray, ("ff02::1", port, 0, 99))
+    api.getsockname(astray)
+    api.sendto(astray, b"x", 0, ("::1", port))
+    api.connect(astray, ("::1", port))
+    api.setsockopt(astray, V6, socket.IPV6_MULTICAST_IF, env.ifindex)
+    mapped = api.socket(AF_INET6, DGRAM)
+    api.bind(mapped, ("::ffff:127.0.0.1", 0))
+    api.sendto(mapped, b"x", 0, (GROUP6, port))
+    api.setsockopt(mapped, V6, socket.IPV6_JOIN_GROUP, mreq6())
+    api.bind(api.socket(AF_INET6, DGRAM), ("::ffff:" + GROUP, port))
+    api.bind(api.socket(AF_INET6, DGRAM), ("::ffff:224.0.0.1", port))
+
+
+def ip6_party(api, env) -> tuple[dict[str, int], int]:
+    """Sockets on one port for IPv6 group traffic: on ::, on :: with IPV6_V6ONLY, on
+    ::1, on the group ff0e::5, on ff02::1, on ::ffff:0.0.0.0, an AF_INET one on
+    0.0.0.0, and one on :: connected to someone else."""
+    first = ns_socket(api, AF_INET6, "::", 0)
+    port = scenarios.port_of(api.getsockname(first))
+    receivers = {"dual": first}
+    for name, family, host, v6only, scope in (
+            ("v6only", AF_INET6, "::", 1, None), ("lo", AF_INET6, "::1", None, None),
+            ("group", AF_INET6, GROUP6, None, None),
+            ("all-nodes", AF_INET6, "ff02::1", None, env.ifindex),
+            ("mapped", AF_INET6, "::ffff:0.0.0.0", None, None),
+            ("four", AF_INET, "0.0.0.0", None, None), ("taken", AF_INET6, "::", None, None)):
+        receivers[name] = ns_socket(api, family, host, port, v6only=v6only, scope=scope)
+    api.connect(receivers["taken"], ("::1", 9))
+    return receivers, port
+
+
+@in_namespace("veth")
+def ns_ipv6_group_reaches_members_and_takers_of_all(api, env) -> None:
+    """An IPv6 group's datagram reaches the AF_INET6 sockets on the port bound to ::
+    (IPV6_V6ONLY or not) or to the group, not connected elsewhere, that joined it or
+    keep IPV6_MULTICAST_ALL on; and only while the interface is in the group: always
+    for the all-nodes groups ff01::1 and ff02::1, else while some socket joined it.
+    IPV6_MULTICAST_LOOP off on the sender: no copy at all; hops 0: copies still."""
+    receivers, port = ip6_party(api, env)
+    sender = api.socket(AF_INET6, DGRAM)
+    for group in (GROUP6, "ff02::1", "ff01::1", "ff02::2", "ff05::1"):
+        api.sendto(sender, b"nobody joined", 0, (group, port))
+        note_received(api, f"{group}, nobody joined", receivers)
+    api.setsockopt(receivers["dual"], V6, socket.IPV6_JOIN_GROUP, mreq6())
+    api.sendto(sender, b"one joined", 0, (GROUP6, port))
+    note_received(api, "one joined", receivers)
+    for name in ("v6only", "lo", "group"):
+        api.setsockopt(receivers[name], V6, IPV6_MULTICAST_ALL, 0)
+    api.sendto(sender, b"v6only takes its own", 0, (GROUP6, port))
+    note_received(api, "v6only takes its own", receivers)
+    api.sendto(sender, b"all nodes", 0, ("ff02::1", port, 0, env.ifindex))
+    note_received(api, "all nodes", receivers)
+    api.setsockopt(receivers["v6only"], V6, socket.IPV6_JOIN_GROUP, mreq6(GROUP6, env.ifindex))
+    api.setsockopt(receivers["dual"], V6, socket.IPV6_LEAVE_GROUP, mreq6())
+    api.sendto(sender, b"the other joined", 0, (GROUP6, port))
+    note_received(api, "the other joined", receivers)
+    api.setsockopt(receivers["v6only"], V6, socket.IPV6_LEAVE_GROUP, mreq6())
+    api.sendto(sender, b"all left", 0, (GROUP6, port))
+    note_received(api, "all left", receivers)
+
+    api.setsockopt(receivers["dual"], V6, socket.IPV6_JOIN_GROUP, mreq6())
+    api.setsockopt(sender, V6, socket.IPV6_MULTICAST_LOOP, 0)
+    api.sendto(sender, b"no loop", 0, (GROUP6, port))
+    api.sendto(sender, b"no loop", 0, ("ff02::1", port))
+    note_received(api, "no loop", receivers)
+    api.setsockopt(sender, V6, socket.IPV6_MULTICAST_LOOP, 1)
+    api.setsockopt(sender, V6, socket.IPV6_MULTICAST_HOPS, 0)
+    api.sendto(sender, b"hops 0", 0, (GROUP6, port))
+    note_received(api, "hops 0", receivers)
+    api.sendto(receivers["dual"], b"to itself", 0, (GROUP6, port))
+    note_received(api, "to itself", receivers)
+    api.setsockopt(receivers["dual"], V6, socket.IPV6_MULTICAST_LOOP, 0)
+    api.sendto(receivers["dual"], b"not even to itself", 0, (GROUP6, port))
+    note_received(api, "not even to itself", receivers)
+    connected = api.socket(AF_INET6, DGRAM)
+    api.connect(connected, (GROUP6, port))
+    api.send(connected, b"connected")
+    note_received(api, "connected", receivers)
+    api.close(receivers.pop("dual"))
+    api.sendto(sender, b"member closed", 0, (GROUP6, port))
+    note_received(api, "member closed", receivers)
+
+
+@in_namespace("veth")
+def ns_multicast_loop_follows_the_socket_family(api, env) -> None:
+    """IP_MULTICAST_LOOP off: an AF_INET sender's group datagrams reach no socket of
+    the host; an AF_INET6 sender's IPv4 ones follow IPV6_MULTICAST_LOOP instead.  TTL 0
+    still loops back; a sender that joined gets its own datagram."""
+    member = ns_socket(api, AF_INET, "0.0.0.0", 0)
+    port = scenarios.port_of(api.getsockname(member))
+    api.setsockopt(member, IP, socket.IP_ADD_MEMBERSHIP, mreq())
+    receivers = {"member": member}
+    four = api.socket(AF_INET, DGRAM)
+    api.sendto(four, b"loop", 0, (GROUP, port))
+    api.setsockopt(four, IP, socket.IP_MULTICAST_LOOP, 0)
+    api.sendto(four, b"no loop", 0, (GROUP, port))
+    api.sendto(four, b"no loop", 0, ("224.0.0.1", port))
+    note_received(api, "AF_INET", receivers)
+    api.setsockopt(four, IP, socket.IP_MULTICAST_LOOP, 1)
+    api.setsockopt(four, IP, socket.IP_MULTICAST_TTL, 0)
+    api.sendto(four, b"ttl 0", 0, (GROUP, port))
+    note_received(api, "ttl 0", receivers)
+    six = api.socket(AF_INET6, DGRAM)
+    api.getsockopt(six, IP, socket.IP_MULTICAST_LOOP)
+    api.setsockopt(six, IP, socket.IP_MULTICAST_LOOP, 0)
+    api.sendto(six, b"IP_MULTICAST_LOOP 0", 0, ("::ffff:" + GROUP, port))
+    api.setsockopt(six, IP, socket.IP_MULTICAST_LOOP, 1)
+    api.setsockopt(six, V6, socket.IPV6_MULTICAST_LOOP, 0)
+    api.sendto(six, b"IPV6_MULTICAST_LOOP 0", 0, ("::ffff:" + GROUP, port))
+    note_received(api, "AF_INET6", receivers)
+    api.sendto(member, b"to itself", 0, (GROUP, port))
+    note_received(api, "to itself", receivers)
 
 
 # -- the comparison --------------------------------------------------------------------

@@ -28,7 +28,6 @@ SIOCOUTQ = 0x5411
 _INT = struct.Struct("@i")
 _UINT = struct.Struct("@I")
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
-_MULTICAST = (socket.IP_ADD_MEMBERSHIP, socket.IP_DROP_MEMBERSHIP, socket.IP_MULTICAST_IF)
 
 
 class InetDriver(SocketDriver):
@@ -124,11 +123,9 @@ class InetDriver(SocketDriver):
             special = self._socket_level(sock, optname)
             if special is not None:
                 return _INT.pack(special)[:buflen] if buflen else special
-        if (level, optname) == (socket.IPPROTO_IP, socket.IP_MULTICAST_IF) and type(
-                sock) is UdpSocket:
-            with self.network.lock:
-                return sock.get_multicast_if(buflen)
         with self.network.lock:
+            if type(sock) is UdpSocket:
+                return sock.getsockopt(level, optname, buflen)
             return sock.opts.get(level, optname, buflen)
 
     def _socket_level(self, sock: Any, optname: int) -> int | None:
@@ -149,19 +146,18 @@ class InetDriver(SocketDriver):
         if level == socket.SOL_SOCKET and optname in (socket.SO_ERROR, socket.SO_ACCEPTCONN,
                                                       socket.SO_PROTOCOL):
             raise oserror(errno.ENOPROTOOPT)
-        with self.network.lock:
-            if (level, optname) == (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) and (
-                    sock.binding is not None and sock.family == socket.AF_INET6):
-                raise oserror(errno.EINVAL)  # fixed once bound, as Linux
-            if level == socket.IPPROTO_IP and optname in _MULTICAST:
-                if type(sock) is not UdpSocket:
-                    if optname != socket.IP_MULTICAST_IF:
-                        raise oserror(errno.EPROTO)  # no group memberships on TCP
-                elif optname == socket.IP_MULTICAST_IF:
-                    return sock.set_multicast_if(value)
-                else:
-                    return sock.membership(optname == socket.IP_ADD_MEMBERSHIP, value)
-            sock.opts.set(level, optname, value)
+        touched: list = []
+        try:
+            with self.network.lock:
+                if (level, optname) == (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) and (
+                        sock.binding is not None and sock.family == socket.AF_INET6):
+                    raise oserror(errno.EINVAL)  # fixed once bound, as Linux
+                if type(sock) is UdpSocket:
+                    return sock.setsockopt(level, optname, value, touched)
+                sock.opts.set(level, optname, value)
+        finally:
+            if touched:
+                self._notify(touched)
 
     # -- data ----------------------------------------------------------------------
 

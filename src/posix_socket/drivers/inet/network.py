@@ -192,8 +192,8 @@ INTERFACE_INDEX = 1  # the network's one interface, numbered like Linux's lo
 
 # Groups every Linux interface joins by itself when it comes up: IPv4's all-hosts group
 # (ip_mc_up) and IPv6's interface- and link-local all-nodes groups (ipv6_add_dev).
-ALL_HOSTS = mapped(ipaddress.IPv4Address("224.0.0.1"))
-ALWAYS_JOINED = frozenset({ALL_HOSTS})
+ALWAYS_JOINED = frozenset({mapped(ipaddress.IPv4Address("224.0.0.1")),
+                           ipaddress.IPv6Address("ff01::1"), ipaddress.IPv6Address("ff02::1")})
 
 
 class GroupMemberships:

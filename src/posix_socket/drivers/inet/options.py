@@ -2,10 +2,14 @@
 
 Boolean options read back as 0/1, integer options need at least an int's worth of
 bytes (EINVAL), SO_RCVBUF/SO_SNDBUF are doubled and clamped like the kernel, and
-unknown options are ENOPROTOOPT.  IPPROTO_IP integers also take a 1-3 byte buffer (its
-first byte) and read back as one byte into a buffer shorter than an int, as
-do_ip_setsockopt / ip_getsockopt do; -1 sets an option whose range starts at -1 to its
-default (IP_MULTICAST_TTL, IPV6_UNICAST_HOPS, IPV6_TCLASS).  Defaults come from this
+unknown options are ENOPROTOOPT (before any length check, except at the socket's and
+the transport's own levels, where a short value is EINVAL first).  IPPROTO_IP integers
+also take a 1-3 byte buffer (its first byte) and read back as one byte into a buffer
+shorter than an int, as do_ip_setsockopt / ip_getsockopt do; -1 sets an option whose
+range starts at -1 to its default (IP_MULTICAST_TTL, IPV6_UNICAST_HOPS, IPV6_TCLASS,
+IPV6_MULTICAST_HOPS).  Group memberships (kept by UDP sockets) are EPROTO on TCP
+sockets, which also cannot set IPV6_MULTICAST_HOPS or IPV6_MULTICAST_IF (ENOPROTOOPT)
+but read them.  Defaults come from this
 machine's kernel settings where Linux takes them from sysctls, so a program sees the
 numbers it would see on the kernel's loopback.
 """
@@ -18,7 +22,7 @@ import struct
 
 from ...errors import oserror
 
-__all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL"]
+__all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL", "IPV6_MULTICAST_ALL", "UDP_CORK"]
 
 _INT = struct.Struct("@i")
 _LINGER = struct.Struct("@ii")
@@ -27,6 +31,14 @@ IPPROTO_IPV6, IPPROTO_UDP = socket.IPPROTO_IPV6, socket.IPPROTO_UDP
 SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF = 2304, 4608
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux's number; Python may not name it
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
+UDP_CORK = getattr(socket, "UDP_CORK", 1)
+# Group memberships: a UDP socket keeps them; a TCP socket has none (EPROTO).
+GROUP_OPTIONS = frozenset({(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
+                           (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
+                           (IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
+                           (IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP)})
+_IPV6_MREQ_SIZE = 20  # struct ipv6_mreq: a 16-byte group and an int interface index
 
 
 def kernel_setting(path: str, default: list[int]) -> list[int]:
@@ -47,6 +59,7 @@ UDP_WMEM = kernel_setting("net/core/wmem_default", [212992])[0]
 
 _BOOL = "bool"
 _INTEGER = "int"
+_READ_ONLY = "read-only"  # reads its default; setting it is ENOPROTOOPT
 
 # (level, name) -> (kind, default, lowest accepted, highest accepted)
 _COMMON = {
@@ -86,15 +99,27 @@ _V6 = {
     (IPPROTO_IPV6, socket.IPV6_V6ONLY): (_BOOL, 0, None, None),
     (IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS): (_INTEGER, 64, -1, 255),
     (IPPROTO_IPV6, socket.IPV6_TCLASS): (_INTEGER, 0, -1, 255),
+    (IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS): (_INTEGER, 1, -1, 255),  # -1: the default
+    (IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP): (_INTEGER, 1, 0, 1),  # 0 or 1, else EINVAL
+    (IPPROTO_IPV6, socket.IPV6_MULTICAST_IF): (_INTEGER, 0, None, None),  # checked by UDP
+    (IPPROTO_IPV6, IPV6_MULTICAST_ALL): (_BOOL, 1, None, None),
 }
+# do_ipv6_setsockopt refuses the multicast interface and hops on a stream socket
+# (ENOPROTOOPT, whatever the value) but ipv6_getsockopt reads them all the same.
+_V6_TCP = {
+    (IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS): (_READ_ONLY, 1, None, None),
+    (IPPROTO_IPV6, socket.IPV6_MULTICAST_IF): (_READ_ONLY, 0, None, None),
+}
+_UDP: dict = {}
 
 
 def _table(family: int, tcp: bool) -> dict:
     table = dict(_COMMON)
-    if tcp:
-        table.update(_TCP)
+    table.update(_TCP if tcp else _UDP)
     if family == socket.AF_INET6:
         table.update(_V6)
+        if tcp:
+            table.update(_V6_TCP)
         # inet6_create leaves IPv4's mc_all off: a dual-stack socket takes an IPv4
         # group's datagrams only for groups it joined, unless it turns the option on.
         table[(IPPROTO_IP, IP_MULTICAST_ALL)] = (_INTEGER, 0, 0, 1)
@@ -146,6 +171,12 @@ class Options:
         return _INT.pack(value)[:buflen] if buflen else value
 
     def set(self, level: int, name: int, value: int | bytes) -> None:
+        if (level, name) in GROUP_OPTIONS and self._serves(level):
+            self._refuse_groups(level, value)
+        spec = self.table.get((level, name))
+        if (spec is None and level not in (SOL_SOCKET, self._transport())) or (
+                spec is not None and spec[0] == _READ_ONLY):
+            raise oserror(errno.ENOPROTOOPT)  # before any length check, as ip_setsockopt
         if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
             if isinstance(value, int) or len(value) < _LINGER.size:
                 raise oserror(errno.EINVAL)
@@ -162,7 +193,6 @@ class Options:
         if (level, name) == (SOL_SOCKET, socket.SO_SNDBUF):
             self.sndbuf = max(min(number, WMEM_MAX) * 2, SOCK_MIN_SNDBUF)
             return
-        spec = self.table.get((level, name))
         if spec is None:
             raise oserror(errno.ENOPROTOOPT)  # whatever the level, as ip_setsockopt
         kind, default, lowest, highest = spec
@@ -177,17 +207,31 @@ class Options:
             self.changed = {}
         self.changed[(level, name)] = number
 
+    def _serves(self, level: int) -> bool:
+        """Does this socket's family have options of ``level`` (IPv6 ones only an
+        AF_INET6 socket; IPv4 ones both)?"""
+        return level != IPPROTO_IPV6 or (IPPROTO_IPV6, socket.IPV6_V6ONLY) in self.table
+
+    @staticmethod
+    def _refuse_groups(level: int, value: int | bytes) -> None:
+        """A group membership asked of a socket that keeps none (TCP): EPROTO, after
+        do_ipv6_setsockopt's length check for IPv6 (ip_setsockopt has none first)."""
+        if level == IPPROTO_IPV6 and (isinstance(value, int) or len(value) < _IPV6_MREQ_SIZE):
+            raise oserror(errno.EINVAL)
+        raise oserror(errno.EPROTO)
+
     def _unknown_to_get(self, level: int) -> OSError:
         """An option this socket does not have.  A level none of its protocols serves
         ends, on an IPv4 socket, in ip_getsockopt's "not my level" (EOPNOTSUPP: TCP
         options on UDP, IPv6 options on IPv4); IPv6 sockets and unknown names of a
         known level say ENOPROTOOPT."""
-        table = self.table
-        v6 = (IPPROTO_IPV6, socket.IPV6_V6ONLY) in table
-        transport = IPPROTO_TCP if (IPPROTO_TCP, socket.TCP_NODELAY) in table else IPPROTO_UDP
-        if not v6 and level not in (SOL_SOCKET, IPPROTO_IP, transport):
+        v6 = (IPPROTO_IPV6, socket.IPV6_V6ONLY) in self.table
+        if not v6 and level not in (SOL_SOCKET, IPPROTO_IP, self._transport()):
             return oserror(errno.EOPNOTSUPP)
         return oserror(errno.ENOPROTOOPT)
+
+    def _transport(self) -> int:
+        return IPPROTO_TCP if (IPPROTO_TCP, socket.TCP_NODELAY) in self.table else IPPROTO_UDP
 
     def bound_to(self, ip) -> int | None:
         """bind() to a specific IPv6 address (not :: nor an IPv4-mapped one) turns

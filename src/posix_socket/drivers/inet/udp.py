@@ -74,8 +74,17 @@ import struct
 
 from ...errors import oserror
 from .addresses import ANY, ANY4, BROADCAST, Endpoint, is_v4, is_wildcard, mapped, to_tuple
+from .multicast import (
+    Memberships,
+    interface_address4,
+    interface_index6,
+    is_group,
+    is_group4,
+    is_group6,
+    needs_scope,
+)
 from .network import INTERFACE_INDEX, Binding, VirtualNetwork
-from .options import IP_MULTICAST_ALL, Options, kernel_setting
+from .options import IP_MULTICAST_ALL, IPV6_MULTICAST_ALL, Options
 
 __all__ = ["UdpSocket", "truesize"]
 
@@ -101,15 +110,11 @@ BROADCASTS = frozenset({BROADCAST, mapped(ipaddress.IPv4Address("127.255.255.255
 _entered = itertools.count()
 
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
-
-_MULTICAST4 = ipaddress.IPv4Network("224.0.0.0/4")
-_MREQN = struct.Struct("@4s4si")  # struct ip_mreqn: group, interface address, ifindex
-MAX_MEMBERSHIPS = kernel_setting("net/ipv4/igmp_max_memberships", [20])[0]
-
-
-def is_multicast(ip: ipaddress.IPv6Address) -> bool:
-    v4 = ip.ipv4_mapped
-    return v4 is not None and v4 in _MULTICAST4
+IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP = socket.IPPROTO_IP, socket.IPPROTO_IPV6, socket.IPPROTO_UDP
+_IPV4_GROUP_CHANGES = {(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
+                       (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP)}
+_IPV6_GROUP_CHANGES = {(IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
+                       (IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP)}
 
 Datagram = tuple  # (payload: bytes, source: Endpoint, charge: int, drops stamped: int)
 
@@ -133,7 +138,7 @@ class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
                  "cork", "cork_size", "cork_source", "cork_destination", "groups",
-                 "mc_addr", "__weakref__")
+                 "mc_addr", "bound_device", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
@@ -155,8 +160,9 @@ class UdpSocket:
         self.cork_size = 0
         self.cork_source: Endpoint | None = None
         self.cork_destination: Endpoint | None = None
-        self.groups: set[ipaddress.IPv6Address] | None = None  # IPv4 groups joined
+        self.groups: Memberships | None = None  # made on the first join
         self.mc_addr = ANY4  # IP_MULTICAST_IF's address
+        self.bound_device = 0  # Linux's sk_bound_dev_if: set by a link-local scope id
 
     # -- names ---------------------------------------------------------------------
 
@@ -164,13 +170,20 @@ class UdpSocket:
         return Endpoint(ANY4 if self.family == socket.AF_INET else ANY, 0)
 
     def getsockname(self) -> tuple:
-        return to_tuple(self.family, self.local or self._any())
+        return self._named(self.local or self._any())
 
     def getpeername(self) -> tuple:
         # Linux: "not connected" also after connecting to port 0 (inet_dport is 0).
         if self.remote is None or not self.remote.port:
             raise oserror(errno.ENOTCONN)
-        return to_tuple(self.family, self.remote)
+        return self._named(self.remote)
+
+    def _named(self, endpoint: Endpoint) -> tuple:
+        """The stdlib's form of one of the socket's own ends: a link-local address
+        carries the device the socket is bound to as its scope id."""
+        if self.family == socket.AF_INET6 and needs_scope(endpoint.ip):
+            endpoint = Endpoint(endpoint.ip, endpoint.port, 0, self.bound_device)
+        return to_tuple(self.family, endpoint)
 
     def _v6only(self) -> bool:
         return self.family == socket.AF_INET6 and bool(
@@ -179,10 +192,13 @@ class UdpSocket:
     def bind(self, where: Endpoint) -> None:
         if self.binding is not None:
             raise oserror(errno.EINVAL)
-        if self.family == socket.AF_INET6 and is_v4(where.ip) and self._v6only():
-            raise oserror(errno.EINVAL)
-        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS or (
-                self.family == socket.AF_INET and is_multicast(where.ip))):
+        if self.family == socket.AF_INET6:
+            if is_v4(where.ip):
+                if self._v6only():
+                    raise oserror(errno.EINVAL)
+            elif where.ip != ANY:
+                self._bind_device(where)
+        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS or is_group(where.ip)):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
         try:
@@ -190,6 +206,18 @@ class UdpSocket:
         except OSError:
             self.opts.unbound(v6only_before)
             raise
+
+    def _bind_device(self, where: Endpoint) -> None:
+        """__inet6_bind's interface checks for a specific IPv6 address: a link-local
+        one takes the device from its scope id (kept even if the bind fails) and
+        needs one; a device that does not exist is ENODEV."""
+        if needs_scope(where.ip):
+            if where.scope_id:
+                self.bound_device = where.scope_id
+            if not self.bound_device:
+                raise oserror(errno.EINVAL)
+        if self.bound_device and self.bound_device != INTERFACE_INDEX:
+            raise oserror(errno.ENODEV)
 
     def _claim(self, ip: ipaddress.IPv6Address, port: int) -> None:
         opts = self.opts
@@ -217,12 +245,17 @@ class UdpSocket:
 
     # -- routing -----------------------------------------------------------------------
 
-    def _route(self, target: ipaddress.IPv6Address) -> tuple[ipaddress.IPv6Address,
-                                                             ipaddress.IPv6Address]:
+    def _route(self, target: ipaddress.IPv6Address, scope_id: int = 0) -> tuple[
+            ipaddress.IPv6Address, ipaddress.IPv6Address]:
         """(destination, source address) of a datagram for ``target``, with the
-        errnos of Linux's route and address checks."""
+        errnos of Linux's route and address checks.  A route through a device the
+        network does not have (the socket's, or a link-local target's scope id)
+        does not exist."""
         local = self.local.ip
         v4 = is_v4(target)
+        device = scope_id if scope_id and needs_scope(target) else self.bound_device
+        if device and device != INTERFACE_INDEX:
+            raise oserror(errno.ENETUNREACH)
         if self.family == socket.AF_INET6:
             if v4 and (self._v6only() or not (is_wildcard(local) or is_v4(local))):
                 raise oserror(errno.ENETUNREACH)
@@ -230,7 +263,7 @@ class UdpSocket:
                 raise oserror(errno.EAFNOSUPPORT)
         # A socket bound to a group address sends from the device's address (Linux
         # leaves inet_saddr 0 for such a bind).
-        specific = not (is_wildcard(local) or is_multicast(local))
+        specific = not (is_wildcard(local) or is_group(local))
         if target == ANY4:  # 0.0.0.0 means this host: the bound address or loopback
             target = local if specific else _LOOPBACK4_ADDRESS
         elif target == ANY:  # :: means loopback (a BSD'ism Linux keeps)
@@ -238,10 +271,12 @@ class UdpSocket:
         if target in BROADCASTS:
             if not self.opts.flag(socket.SOL_SOCKET, socket.SO_BROADCAST):
                 raise oserror(errno.EACCES)
-        elif is_multicast(target):
+        elif is_group4(target):
             if specific:
                 return target, local
             return target, (self.mc_addr if self.mc_addr != ANY4 else _LOOPBACK4_ADDRESS)
+        elif is_group6(target):
+            return target, (local if specific else _LOOPBACK6)
         elif not self.net.is_local(target):
             raise oserror(errno.ENETUNREACH)
         if specific:
@@ -254,9 +289,24 @@ class UdpSocket:
 
     def connect(self, where: Endpoint, touched: list) -> None:
         self._autobind()
+        if self.family == socket.AF_INET6 and needs_scope(where.ip):
+            self._connect_device(where)
         target, source = self._route(where.ip)
         self.remote = Endpoint(target, where.port)
         self._settle_local(source)
+
+    def _connect_device(self, where: Endpoint) -> None:
+        """__ip6_datagram_connect to a link-local address: its scope id binds the
+        socket to that device (EINVAL if bound to another); without one, a group
+        takes IPV6_MULTICAST_IF; with neither, EINVAL."""
+        if where.scope_id:
+            if self.bound_device and self.bound_device != where.scope_id:
+                raise oserror(errno.EINVAL)
+            self.bound_device = where.scope_id
+        if not self.bound_device and is_group6(where.ip):
+            self.bound_device = self.opts.flag(IPPROTO_IPV6, socket.IPV6_MULTICAST_IF)
+        if not self.bound_device:
+            raise oserror(errno.EINVAL)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -284,7 +334,7 @@ class UdpSocket:
         else:
             if not where.port:
                 raise oserror(errno.EINVAL)
-            ip, source = self._route(where.ip)
+            ip, source = self._route(where.ip, where.scope_id)
             destination = Endpoint(ip, where.port)
         if size > (IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD):
             raise oserror(errno.EMSGSIZE)
@@ -330,7 +380,7 @@ class UdpSocket:
     def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
                  touched: list) -> None:
         v6 = not is_v4(destination.ip)
-        if is_multicast(destination.ip):
+        if is_group(destination.ip):
             for receiver in self._multicast_receivers(destination, source):
                 receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
             return
@@ -403,6 +453,8 @@ class UdpSocket:
             if binding.ip != destination.ip and not (
                     is_wildcard(binding.ip) and binding.covers(destination.ip)):
                 continue
+            if not binding.owner._on_the_interface():
+                continue
             remote = binding.owner.remote
             if remote is not None and (remote.ip != source.ip or (
                     remote.port and remote.port != source.port)):
@@ -411,75 +463,58 @@ class UdpSocket:
         return receivers
 
     def _multicast_receivers(self, destination: Endpoint, source: Endpoint) -> list:
-        """Who takes a datagram for a group: nobody unless a socket of the network
-        joined it and the sender loops copies back; then each socket that broadcast
-        would reach and that joined the group or keeps IP_MULTICAST_ALL on."""
+        """Who takes a datagram for a group: nobody unless the network's interface
+        is in the group and the sender loops copies back; then each socket that
+        broadcast would reach (for an IPv6 group: AF_INET6 sockets on :: or on the
+        group) and that joined the group or keeps IP(V6)_MULTICAST_ALL on."""
         group = destination.ip
-        if group not in self.net.multicast_groups or not self.opts.flag(
-                socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP):
+        if group not in self.net.multicast_groups or not self._loops_multicast():
             return []
+        take_all = (IPPROTO_IP, IP_MULTICAST_ALL) if is_v4(group) else (
+            IPPROTO_IPV6, IPV6_MULTICAST_ALL)
         return [owner for owner in self._broadcast_receivers(destination, source)
-                if (owner.groups and group in owner.groups)
-                or owner.opts.flag(socket.IPPROTO_IP, IP_MULTICAST_ALL)]
+                if (owner.groups is not None and group in owner.groups)
+                or owner.opts.flag(*take_all)]
 
-    # -- multicast options -------------------------------------------------------------
+    def _loops_multicast(self) -> bool:
+        """sk_mc_loop: the option of the socket's family, whatever the group's (an
+        AF_INET6 socket's IPv4 multicast follows IPV6_MULTICAST_LOOP)."""
+        if self.family == socket.AF_INET6:
+            return bool(self.opts.flag(IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP))
+        return bool(self.opts.flag(IPPROTO_IP, socket.IP_MULTICAST_LOOP))
 
-    def _interface(self, address: bytes, ifindex: int) -> bool:
-        """Does (interface address, ifindex) name the network's interface?  Both 0:
-        the route to the group, which here is always that interface."""
-        if ifindex:
-            return ifindex == INTERFACE_INDEX
-        ip = mapped(ipaddress.IPv4Address(address))
-        return ip == ANY4 or (not is_multicast(ip) and ip not in BROADCASTS
-                              and self.net.is_local(ip))
+    def _on_the_interface(self) -> bool:
+        """Can datagrams reach this socket (not bound to a device the network lacks)?"""
+        return not self.bound_device or self.bound_device == INTERFACE_INDEX
 
-    def membership(self, join: bool, value: int | bytes) -> None:
-        """IP_ADD_MEMBERSHIP (join) or IP_DROP_MEMBERSHIP with an ip_mreq/ip_mreqn."""
-        if isinstance(value, int) or len(value) < 8:
-            raise oserror(errno.EINVAL)
-        raw = bytes(value[:_MREQN.size]) if len(value) >= _MREQN.size else (
-            bytes(value[:8]) + bytes(4))
-        group_bytes, address, ifindex = _MREQN.unpack(raw)
-        group = mapped(ipaddress.IPv4Address(group_bytes))
-        groups = self.groups
-        if join:
-            if not is_multicast(group):
-                raise oserror(errno.EINVAL)
-            if not self._interface(address, ifindex):
-                raise oserror(errno.ENODEV)
-            if groups and group in groups:
-                raise oserror(errno.EADDRINUSE)
-            if groups and len(groups) >= MAX_MEMBERSHIPS:
-                raise oserror(errno.ENOBUFS)
-            if groups is None:
-                groups = self.groups = set()
-            groups.add(group)
-            self.net.multicast_groups.join(group)
-            return
-        if not groups or group not in groups or not self._interface(address, ifindex):
-            raise oserror(errno.EADDRNOTAVAIL)
-        groups.discard(group)
-        self.net.multicast_groups.leave(group)
+    # -- options -----------------------------------------------------------------------
 
-    def set_multicast_if(self, value: int | bytes) -> None:
-        """IP_MULTICAST_IF: an in_addr, an ip_mreq (its second field) or an ip_mreqn."""
-        if isinstance(value, int):
-            value = struct.pack("@i", value)
-        if len(value) < 4:
-            raise oserror(errno.EINVAL)
-        if len(value) >= _MREQN.size:
-            _group, address, ifindex = _MREQN.unpack(bytes(value[:_MREQN.size]))
-        elif len(value) >= 8:
-            address, ifindex = bytes(value[4:8]), 0
+    def setsockopt(self, level: int, name: int, value: int | bytes, touched: list) -> None:
+        """The options a UDP socket answers itself (group memberships, multicast
+        interfaces, UDP_CORK's release); every other one is a plain value of ``opts``."""
+        key = (level, name)
+        if key in _IPV4_GROUP_CHANGES:
+            self._memberships().change4(name == socket.IP_ADD_MEMBERSHIP, value)
+        elif key == (IPPROTO_IP, socket.IP_MULTICAST_IF):
+            self.mc_addr = interface_address4(self.net, value)
+        elif key in _IPV6_GROUP_CHANGES and self.family == socket.AF_INET6:
+            self._memberships().change6(name == socket.IPV6_JOIN_GROUP, value)
+        elif key == (IPPROTO_IPV6, socket.IPV6_MULTICAST_IF) and (
+                self.family == socket.AF_INET6):
+            self.opts.set(level, name, interface_index6(value, self.bound_device))
         else:
-            address, ifindex = bytes(value[:4]), 0
-        if not self._interface(address, ifindex):
-            raise oserror(errno.EADDRNOTAVAIL)
-        self.mc_addr = mapped(ipaddress.IPv4Address(address))
+            self.opts.set(level, name, value)
 
-    def get_multicast_if(self, buflen: int) -> int | bytes:
-        raw = self.mc_addr.ipv4_mapped.packed
-        return raw[:buflen] if buflen else struct.unpack("@i", raw)[0]
+    def getsockopt(self, level: int, name: int, buflen: int) -> int | bytes:
+        if (level, name) == (IPPROTO_IP, socket.IP_MULTICAST_IF):
+            raw = self.mc_addr.ipv4_mapped.packed
+            return raw[:buflen] if buflen else struct.unpack("@i", raw)[0]
+        return self.opts.get(level, name, buflen)
+
+    def _memberships(self) -> Memberships:
+        if self.groups is None:
+            self.groups = Memberships(self.net)
+        return self.groups
 
     def _enqueue(self, payload: bytes, source: Endpoint, charge: int, touched: list) -> None:
         charged = self.charged
@@ -575,9 +610,8 @@ class UdpSocket:
         self.rx = None
         self.taken = self.charged = self.deficit = 0
         self._uncork()
-        if self.groups:
-            for group in self.groups:
-                self.net.multicast_groups.leave(group)
+        if self.groups is not None:
+            self.groups.leave_all()
         self.groups = None
 
     # -- readiness -----------------------------------------------------------------------
