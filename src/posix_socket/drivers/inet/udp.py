@@ -33,29 +33,29 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   socket's drop count, which ``recv_drops`` shows after a receive (Linux attaches it to
   recvmsg as a SOL_SOCKET/SO_RXQ_OVFL cmsg only when non-zero, MSG_CTRUNC without room).
 
-* IPv4 multicast: the network is one multicast interface (ifindex 1, every local IPv4
-  address).  IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP take an ip_mreq (8 bytes) or an
-  ip_mreqn (12 or more); fewer bytes are EINVAL, a group outside 224.0.0.0/4 EINVAL
-  on join (EADDRNOTAVAIL on drop), joining twice EADDRINUSE, dropping a group not
-  joined EADDRNOTAVAIL, an unknown interface ENODEV, more than igmp_max_memberships
-  (20) groups per socket ENOBUFS; on TCP both are EPROTO.  A datagram for a group
-  needs no SO_BROADCAST and, as Linux's __udp4_lib_mcast_deliver, reaches every
-  socket bound to the port on a wildcard or the group address (not connected to
-  someone else) once any socket of the network joined the group (224.0.0.1 needs no
-  join: the interface is always in it): a socket that did not join takes it too
-  while IP_MULTICAST_ALL is on, as AF_INET sockets start (AF_INET6 ones start with
-  it off).  With the sender's
-  IP_MULTICAST_LOOP off no socket of the network gets a copy (as a host sending out
-  a multicast interface; note that on Linux's lo, a loopback device, the option has
-  no effect).  IP_MULTICAST_TTL is stored only; IP_MULTICAST_IF takes a local IPv4
-  address (EADDRNOTAVAIL otherwise), 0.0.0.0, or an ip_mreqn, and its address is the
-  source of a wildcard-bound sender's multicast (else 127.0.0.1).  An AF_INET socket
-  may bind a group address.
+* Multicast (the options and their errnos: ``multicast.py``): a datagram for a group
+  needs no SO_BROADCAST and, as Linux's __udp4_lib_mcast_deliver and
+  __udp6_lib_mcast_deliver, reaches every socket bound to the port on a wildcard that
+  covers the group's family or on the group address (not connected to someone else,
+  not bound to another device) while the network's interface is in the group: while
+  any socket of the network joined it, and always for 224.0.0.1, ff01::1 and ff02::1,
+  which every Linux interface joins by itself.  A socket that did not join takes it
+  too while IP_MULTICAST_ALL (IPV6_MULTICAST_ALL for IPv6 groups) is on, as sockets
+  start, except that AF_INET6 ones start with the IPv4 option off.  IPv6 groups reach
+  AF_INET6 sockets only.  With the sender's IP_MULTICAST_LOOP off (for an AF_INET6
+  sender IPV6_MULTICAST_LOOP, whatever the group's family: sk_mc_loop) no socket of
+  the network gets a copy, as a host sending out a multicast interface (Linux's lo,
+  a loopback device, ignores the options, and carries no IPv6 multicast at all).
+  TTL and hop limits are stored only (0 still loops back).  A wildcard-bound sender's
+  multicast comes from the IP_MULTICAST_IF address or 127.0.0.1, and from ::1 for
+  IPv6 groups (Linux takes its interface's address).  Sockets may bind group
+  addresses (AF_INET6 ones IPv4-mapped ones too), and send from the interface's
+  address then.
 
-Left out: IPv6 multicast (IPV6_JOIN_GROUP ... are ENOPROTOOPT), source-specific
-multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...), IP_MULTICAST_IF on TCP
-sockets, the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC) to
-dissolve an association, and directed broadcast to hosts added with ``add_host``.
+Left out: source-specific multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...),
+IP_MULTICAST_IF on TCP sockets, the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR,
+connect(AF_UNSPEC) to dissolve an association, and directed broadcast to hosts added
+with ``add_host``.
 
 Every mutating method runs under the network's lock and appends the sockets whose
 readiness may have changed to ``touched``; the driver notifies them after the lock is
