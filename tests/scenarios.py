@@ -2274,3 +2274,207 @@ def scenario_ipv6_names_are_four_tuples(api: Recorder, env: Env) -> None:
     if env.type == STREAM:
         api.accept(server)
     api.bind(api.socket(AF_INET, env.type), ("127.0.0.1", 0, 0, 0))
+
+
+# -- UDP: corked datagrams (UDP_CORK, MSG_MORE) --------------------------------------------
+
+IPPROTO_UDP = _socket.IPPROTO_UDP
+UDP_CORK = getattr(_socket, "UDP_CORK", 1)
+MSG_MORE = _socket.MSG_MORE
+
+
+def udp_receivers(api: Recorder, env: Env, count: int) -> list[tuple[int, Any]]:
+    """``count`` loopback datagram sockets and their names."""
+    receivers = []
+    for _ in range(count):
+        fd = api.socket(env.family, env.type)
+        api.bind(fd, (ip(env).loopback, 0))
+        receivers.append((fd, api.getsockname(fd)))
+    return receivers
+
+
+def nothing_arrives(api: Recorder, *fds: int) -> None:
+    """Log that nothing is queued on ``fds`` (whatever was sent has arrived: sends on
+    loopback are delivered before they return; only a corked datagram waits)."""
+    api.poll([(fd, POLLIN) for fd in fds], 0)
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS, MSG))
+def scenario_udp_cork_holds_sends_until_it_is_released(api: Recorder, env: Env) -> None:
+    """UDP_CORK (0/1, an int's worth of bytes or EINVAL) makes every send a piece of one
+    datagram: each returns its length, later addresses are ignored (a missing one, a
+    port 0, another host), and the datagram goes to the first send's destination
+    when the option is turned off; turning it off with nothing pending does nothing."""
+    (first, first_name), (second, second_name) = udp_receivers(api, env, 2)
+    sender = api.socket(env.family, env.type)
+    api.getsockopt(sender, IPPROTO_UDP, UDP_CORK)
+    api.getsockopt(sender, IPPROTO_UDP, UDP_CORK, 1)
+    api.getsockopt(sender, IPPROTO_UDP, UDP_CORK, 8)
+    for value in (1, 5, 0, -1, b"", b"\x01", INT.pack(0), INT.pack(1) + b"\x00", b"\x00" * 5):
+        api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, value)
+        api.getsockopt(sender, IPPROTO_UDP, UDP_CORK)
+    api.setsockopt(sender, IPPROTO_UDP, 999, b"")
+    api.setsockopt(sender, IPPROTO_UDP, 999, 1)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 1)
+    api.getsockname(sender)
+    api.sendto(sender, b"ab", 0, first_name)
+    api.getsockname(sender)
+    api.sendto(sender, b"cd", 0, second_name)
+    api.send(sender, b"ef")
+    api.sendto(sender, b"gh", 0, (ip(env).loopback, 0))
+    api.sendto(sender, b"ij", 0, (ip(env).foreign, port_of(first_name)))
+    api.sendto(sender, b"", 0, first_name)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 1)
+    nothing_arrives(api, first, second)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 0)
+    wait_readable(api, first)
+    api.recvfrom(first, 100)
+    nothing_arrives(api, first, second)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 0)
+    nothing_arrives(api, first, second)
+    api.sendto(sender, b"plain", 0, second_name)
+    wait_readable(api, second)
+    api.recvfrom(second, 100)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 1)
+    api.sendto(sender, b"", 0, first_name)
+    api.close(sender)  # a pending datagram dies with its socket
+    nothing_arrives(api, first)
+    api.getsockopt(api.socket(env.family, STREAM), IPPROTO_UDP, UDP_CORK)
+    api.setsockopt(api.socket(env.family, STREAM), IPPROTO_UDP, UDP_CORK, 1)
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS, MSG))
+def scenario_udp_msg_more_builds_one_datagram(api: Recorder, env: Env) -> None:
+    """MSG_MORE keeps a datagram pending as UDP_CORK does, until a send without it
+    (while UDP_CORK is off): a send without MSG_MORE does not release what UDP_CORK
+    holds, turning UDP_CORK off releases what MSG_MORE left.  getsockopt(UDP_CORK) only
+    tells the option."""
+    (first, first_name), (second, second_name) = udp_receivers(api, env, 2)
+    sender = api.socket(env.family, env.type)
+    api.sendto(sender, b"A", MSG_MORE, first_name)
+    api.getsockopt(sender, IPPROTO_UDP, UDP_CORK)
+    api.sendto(sender, b"B", MSG_MORE, second_name)
+    nothing_arrives(api, first, second)
+    api.sendto(sender, b"C", 0, second_name)
+    wait_readable(api, first)
+    api.recvfrom(first, 100)
+    nothing_arrives(api, first, second)
+    api.sendto(sender, b"D", MSG_MORE, first_name)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 1)
+    api.sendto(sender, b"E", 0, first_name)
+    nothing_arrives(api, first)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 0)
+    wait_readable(api, first)
+    api.recvfrom(first, 100)
+    api.sendto(sender, b"", MSG_MORE, first_name)
+    api.sendto(sender, b"", MSG_MORE, first_name)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 0)
+    wait_readable(api, first)
+    api.recvfrom(first, 100)
+    connected = api.socket(env.family, env.type)
+    api.connect(connected, second_name)
+    api.send(connected, b"F", MSG_MORE)
+    api.sendmsg(connected, [b"G", b"H"], (), MSG_MORE)
+    api.send(connected, b"I")
+    wait_readable(api, second)
+    api.recvfrom(second, 100)
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS, MSG))
+def scenario_udp_corked_datagram_size_and_errors(api: Recorder, env: Env) -> None:
+    """The pending datagram has the size limit of one (65507 bytes over IPv4, 65527
+    over IPv6): a piece that passes it is EMSGSIZE and throws the whole datagram away;
+    a send over 64 KiB on the IPv4 path is refused before it touches the datagram, as
+    is MSG_OOB there (IPv6 takes MSG_OOB).  A pending error stops a new datagram;
+    SHUT_WR stops a new datagram but not a piece of the pending one."""
+    (receiver, name), = udp_receivers(api, env, 1)
+    largest = UDP_PAYLOAD_MAX[env.family]
+    sender = api.socket(env.family, env.type)
+    api.sendto(sender, b"x" * (largest + 1), MSG_MORE, name)
+    api.sendto(sender, b"x" * 60000, MSG_MORE, name)
+    api.sendto(sender, b"y" * (largest - 60000), MSG_MORE, name)
+    api.sendto(sender, b"z", 0, name)
+    api.setsockopt(sender, IPPROTO_UDP, UDP_CORK, 0)
+    nothing_arrives(api, receiver)
+    api.sendto(sender, b"fresh", 0, name)
+    wait_readable(api, receiver)
+    api.recvfrom(receiver, 100)
+    api.sendto(sender, b"kept", MSG_MORE, name)
+    api.sendto(sender, b"x" * 70000, 0, name)
+    api.sendto(sender, b"!", _socket.MSG_OOB, name)
+    api.sendto(sender, b"?", 0, name)
+    wait_readable(api, receiver)
+    api.recvfrom(receiver, 100)
+    nothing_arrives(api, receiver)
+
+    dead = closed_port(api, env)
+    refused = api.socket(env.family, env.type)
+    api.connect(refused, dead)
+    api.send(refused, b"knock")
+    wait_for_error(api, refused)
+    api.send(refused, b"more", MSG_MORE)
+    api.send(refused, b"more", MSG_MORE)
+    api.send(refused, b"knock")
+    wait_for_error(api, refused)
+    api.getsockopt(refused, SOL_SOCKET, _socket.SO_ERROR)
+    first, second = connected_pair(api, env)
+    api.send(first, b"before", MSG_MORE)
+    api.shutdown(first, _socket.SHUT_WR)
+    api.send(first, b" and after", MSG_NOSIGNAL)
+    wait_readable(api, second)
+    api.recv(second, 100)
+    api.send(first, b"new", MSG_MORE | MSG_NOSIGNAL)
+
+
+@scenario(DGRAM, families=IP, needs=(SOCKOPTS, MSG))
+def scenario_udp_connect_while_a_datagram_is_pending(api: Recorder, env: Env) -> None:
+    """A connect does not send the pending datagram.  Over IPv4 it re-aims it at the
+    new peer (the connect routes into the cork's flow); over IPv6 it still goes where
+    its first piece was sent."""
+    (first, first_name), (second, second_name) = udp_receivers(api, env, 2)
+    sender = api.socket(env.family, env.type)
+    api.sendto(sender, b"1", MSG_MORE, first_name)
+    api.connect(sender, second_name)
+    nothing_arrives(api, first, second)
+    api.send(sender, b"2")
+    api.poll([(first, POLLIN), (second, POLLIN)], WAIT_MS)
+    api.quietly("poll", [(first, POLLIN)], 50)  # in case both were to get something
+    api.poll([(first, POLLIN), (second, POLLIN)], 0)
+    api.recv(first, 100, MSG_DONTWAIT)
+    api.recv(second, 100, MSG_DONTWAIT)
+
+
+@scenario(DGRAM, families=IPV6, needs=(SOCKOPTS, MSG))
+def scenario_udp_pending_datagram_keeps_its_ip_version(api: Recorder, env: Env) -> None:
+    """On a dual-stack socket the pending datagram is IPv4 or IPv6 for good: with an
+    IPv6 one pending, a send to an IPv4-mapped address is EINVAL (the datagram stays);
+    with an IPv4 one pending, a send to an IPv6 address joins it, and an IPv6 connect
+    leaves it aimed where it was."""
+    v4 = api.socket(AF_INET, env.type)
+    api.bind(v4, ("127.0.0.1", 0))
+    mapped = ("::ffff:127.0.0.1", port_of(api.getsockname(v4)))
+    (v6, v6_name), = udp_receivers(api, env, 1)
+    sender = api.socket(env.family, env.type)
+    api.sendto(sender, b"six", MSG_MORE, v6_name)
+    api.sendto(sender, b"four?", 0, mapped)
+    api.sendto(sender, b"four?", MSG_MORE, mapped)
+    api.send(sender, b"!")
+    wait_readable(api, v6)
+    api.recvfrom(v6, 100)
+    nothing_arrives(api, v4)
+    api.sendto(sender, b"four", MSG_MORE, mapped)
+    api.sendto(sender, b"+six", MSG_MORE, v6_name)
+    api.sendto(sender, b"x" * 65600, 0, v6_name)
+    api.sendto(sender, b"!", _socket.MSG_OOB, v6_name)
+    api.sendto(sender, b"!", 0, v6_name)
+    wait_readable(api, v4)
+    api.recvfrom(v4, 100)
+    nothing_arrives(api, v6)
+    other = api.socket(env.family, env.type)
+    api.sendto(other, b"four", MSG_MORE, mapped)
+    api.connect(other, v6_name)
+    api.getsockname(other)
+    api.send(other, b"+")
+    wait_readable(api, v4)
+    api.recvfrom(v4, 100)
+    nothing_arrives(api, v6)

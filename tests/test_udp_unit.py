@@ -838,6 +838,42 @@ def test_cork_with_msg_more(net):
     assert receiver.drain() == [b"fresh"]
 
 
+def test_udp_cork_holds_sends_until_released(net):
+    receiver, sender = bound(net), Sock(net)
+    sender.setopt(socket.IPPROTO_UDP, 1, 7)  # UDP_CORK; any non-zero int is on
+    assert sender.getopt(socket.IPPROTO_UDP, 1) == 1
+    assert sender.sendto(b"a", receiver.name()) == 1
+    assert sender.sendto(b"b", receiver.name()) == 1  # no MSG_MORE: still held
+    assert receiver.drain() == [] and receiver.touched == []
+    sender.setopt(socket.IPPROTO_UDP, 1, 0)
+    assert receiver.udp in sender.touched  # the driver wakes the receiver
+    assert receiver.drain() == [b"ab"]
+    sender.sendto(b"c", receiver.name(), socket.MSG_MORE)
+    sender.setopt(socket.IPPROTO_UDP, 1, 0)  # turning it off releases MSG_MORE's too
+    assert receiver.drain() == [b"c"]
+    assert errno_of(sender.setopt, socket.IPPROTO_UDP, 1, b"\x01") == errno.EINVAL
+
+
+def test_connect_reaims_or_loses_the_pending_datagram(net):
+    """Checked on Linux 6.18 (in unshare -n, as the lost datagram goes astray): an
+    IPv4 connect routes into the cork, so a pending IPv4 datagram follows the new
+    peer and a pending IPv6 one is lost; an IPv6 connect changes nothing."""
+    first, second = bound(net), bound(net)
+    sender = Sock(net)
+    sender.sendto(b"1", first.name(), socket.MSG_MORE)
+    sender.connect(*second.name())
+    sender.sendto(b"2")
+    assert (first.drain(), second.drain()) == ([], [b"12"])
+    six = bound(net, "::1", AF_INET6)
+    dual = Sock(net, AF_INET6)
+    dual.sendto(b"3", six.name(), socket.MSG_MORE)
+    dual.connect("::ffff:127.0.0.1", first.name()[1])
+    assert dual.sendto(b"4") == 1  # appended to the lost datagram, which goes nowhere
+    assert (six.drain(), first.drain()) == ([], [])
+    dual.sendto(b"5")
+    assert first.drain() == [b"5"]
+
+
 # -- the receive queue's budget ------------------------------------------------------------
 
 def test_truesize_matches_linux_loopback():

@@ -110,7 +110,9 @@ _V6_TCP = {
     (IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS): (_READ_ONLY, 1, None, None),
     (IPPROTO_IPV6, socket.IPV6_MULTICAST_IF): (_READ_ONLY, 0, None, None),
 }
-_UDP: dict = {}
+_UDP = {
+    (IPPROTO_UDP, UDP_CORK): (_BOOL, 0, None, None),
+}
 
 
 def _table(family: int, tcp: bool) -> dict:

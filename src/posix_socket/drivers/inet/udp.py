@@ -26,8 +26,13 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
 * Broadcast (255.255.255.255 and loopback's 127.255.255.255) needs SO_BROADCAST on the
   sender (EACCES, also for connect) and reaches every socket bound to the port on a
   wildcard or the broadcast address, SO_REUSEPORT or not.
-* MSG_MORE corks datagrams as Linux does: the first send fixes the destination, the
-  rest only append; an error while corked discards what was corked.
+* MSG_MORE and UDP_CORK build one datagram from several sends, as Linux does: the
+  first send is checked as any and fixes the destination (an address given later is
+  ignored, not even checked: only the family's path matters, see ``sendto``); each
+  one returns its length; a send without MSG_MORE while UDP_CORK is off, or turning
+  UDP_CORK off (even when it was off), sends the datagram; going past the size limit
+  throws the whole datagram away (EMSGSIZE); an IPv4 connect re-aims it (see
+  ``_reaim_pending``); close discards it.
 * Drops are counted per socket (``drops``, Linux's sk_drops) and per network
   (``udp_drops``); with SO_RXQ_OVFL on, each queued datagram is stamped with the
   socket's drop count, which ``recv_drops`` shows after a receive (Linux attaches it to
@@ -53,9 +58,9 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   address then.
 
 Left out: source-specific multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...),
-IP_MULTICAST_IF on TCP sockets, the UDP_CORK option, MSG_ERRQUEUE/IP_RECVERR,
-connect(AF_UNSPEC) to dissolve an association, and directed broadcast to hosts added
-with ``add_host``.
+IP_MULTICAST_IF on TCP sockets, SIOCOUTQ's count of a pending datagram, UDP_SEGMENT,
+UDP_GRO and the other IPPROTO_UDP options, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC)
+to dissolve an association, and directed broadcast to hosts added with ``add_host``.
 
 Every mutating method runs under the network's lock and appends the sockets whose
 readiness may have changed to ``touched``; the driver notifies them after the lock is
@@ -84,7 +89,7 @@ from .multicast import (
     needs_scope,
 )
 from .network import INTERFACE_INDEX, Binding, VirtualNetwork
-from .options import IP_MULTICAST_ALL, IPV6_MULTICAST_ALL, Options
+from .options import IP_MULTICAST_ALL, IPV6_MULTICAST_ALL, UDP_CORK, Options
 
 __all__ = ["UdpSocket", "truesize"]
 
@@ -134,10 +139,25 @@ def truesize(length: int, v6: bool) -> int:
     return length + 832
 
 
+class Pending:
+    """The datagram corked sends build (Linux's up->pending and its cork): the first
+    send fixes its destination and source; ``lost`` when a connect scrambled them."""
+
+    __slots__ = ("parts", "size", "source", "destination", "lost")
+
+    def __init__(self, payload: bytes, size: int, source: Endpoint,
+                 destination: Endpoint) -> None:
+        self.parts = [payload]
+        self.size = size
+        self.source = source
+        self.destination = destination
+        self.lost = False
+
+
 class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
-                 "cork", "cork_size", "cork_source", "cork_destination", "groups",
+                 "pending", "groups",
                  "mc_addr", "bound_device", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
@@ -156,10 +176,7 @@ class UdpSocket:
         self.entered = 0
         self.drops = 0  # datagrams dropped at this full queue (Linux's sk_drops)
         self.recv_drops = 0  # SO_RXQ_OVFL's count on the datagram last received, or 0
-        self.cork: list[bytes] | None = None  # MSG_MORE: the datagram being built
-        self.cork_size = 0
-        self.cork_source: Endpoint | None = None
-        self.cork_destination: Endpoint | None = None
+        self.pending: Pending | None = None  # the datagram MSG_MORE / UDP_CORK builds
         self.groups: Memberships | None = None  # made on the first join
         self.mc_addr = ANY4  # IP_MULTICAST_IF's address
         self.bound_device = 0  # Linux's sk_bound_dev_if: set by a link-local scope id
@@ -294,6 +311,7 @@ class UdpSocket:
         target, source = self._route(where.ip)
         self.remote = Endpoint(target, where.port)
         self._settle_local(source)
+        self._reaim_pending(is_v4(target), source)
 
     def _connect_device(self, where: Endpoint) -> None:
         """__ip6_datagram_connect to a link-local address: its scope id binds the
@@ -311,42 +329,67 @@ class UdpSocket:
     # -- sending -------------------------------------------------------------------------
 
     def sendto(self, data, flags: int, where: Endpoint | None, touched: list) -> int:
+        """udp_sendmsg / udpv6_sendmsg: their checks in their order, then a datagram
+        sent, or started and kept pending (MSG_MORE, UDP_CORK), or one more piece of
+        the pending one, whose destination stays the first send's."""
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         self._autobind()
-        target = where if where is not None else self.remote
-        if self.family == socket.AF_INET6 and where is not None and is_v4(where.ip) and (
-                self._v6only() or not (is_wildcard(self.local.ip) or is_v4(self.local.ip))):
-            raise oserror(errno.ENETUNREACH)
-        v4 = self.family == socket.AF_INET or (target is not None and is_v4(target.ip))
-        if v4 and size > 0xFFFF:
-            raise oserror(errno.EMSGSIZE)
-        if flags & MSG_OOB:
-            raise oserror(errno.EOPNOTSUPP)
-        if self.cork is not None:
+        pending = self.pending
+        if self._takes_ipv4_path(where, pending):
+            if size > 0xFFFF:
+                raise oserror(errno.EMSGSIZE)
+            if flags & MSG_OOB:  # udp_sendmsg's check; udpv6_sendmsg has none
+                raise oserror(errno.EOPNOTSUPP)
+            if pending is not None and not is_v4(pending.destination.ip):
+                raise oserror(errno.EINVAL)  # an IPv6 datagram is pending
+        elif where is None and pending is None and self.remote is None:
+            raise oserror(errno.EDESTADDRREQ)
+        if pending is not None:
             return self._append(data, size, flags, touched)
-        if where is None:
-            if target is None:
-                raise oserror(errno.EDESTADDRREQ)
-            destination, source = self.remote, self.local.ip
-            if is_wildcard(source):
-                destination, source = self._route(destination.ip)
-                destination = Endpoint(destination, self.remote.port)
-        else:
-            if not where.port:
-                raise oserror(errno.EINVAL)
-            ip, source = self._route(where.ip, where.scope_id)
-            destination = Endpoint(ip, where.port)
+        destination, source = self._destination(where)
         if size > (IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD):
             raise oserror(errno.EMSGSIZE)
         self._check_sendable(touched)
         payload = data if type(data) is bytes else bytes(data)
         source_endpoint = Endpoint(source, self.local.port)
-        if flags & MSG_MORE:
-            self.cork, self.cork_size = [payload], size
-            self.cork_source, self.cork_destination = source_endpoint, destination
+        if flags & MSG_MORE or self.opts.flag(IPPROTO_UDP, UDP_CORK):
+            self.pending = Pending(payload, size, source_endpoint, destination)
             return size
         self._deliver(payload, source_endpoint, destination, touched)
         return size
+
+    def _takes_ipv4_path(self, where: Endpoint | None, pending: Pending | None) -> bool:
+        """Does this send go through udp_sendmsg?  An AF_INET6 socket's does for an
+        IPv4-mapped address (ENETUNREACH if the socket cannot send IPv4), and, when
+        a datagram is pending, for any address if it is an IPv4 one; without an
+        address, when an IPv4 datagram is pending or (none pending) the peer is
+        IPv4."""
+        if self.family == socket.AF_INET:
+            return True
+        if where is not None and is_v4(where.ip):
+            local = self.local.ip
+            if self._v6only() or not (is_wildcard(local) or is_v4(local)):
+                raise oserror(errno.ENETUNREACH)
+            return True
+        if pending is not None:
+            return is_v4(pending.destination.ip)
+        return where is None and self.remote is not None and is_v4(self.remote.ip)
+
+    def _destination(self, where: Endpoint | None) -> tuple[Endpoint, ipaddress.IPv6Address]:
+        """(destination, source address) of a new datagram: to ``where``, else to
+        the peer."""
+        if where is None:
+            if self.remote is None:
+                raise oserror(errno.EDESTADDRREQ)
+            destination, source = self.remote, self.local.ip
+            if is_wildcard(source):
+                ip, source = self._route(destination.ip)
+                destination = Endpoint(ip, destination.port)
+            return destination, source
+        if not where.port:
+            raise oserror(errno.EINVAL)
+        ip, source = self._route(where.ip, where.scope_id)
+        return Endpoint(ip, where.port), source
 
     def _check_sendable(self, touched: list) -> None:
         """What allocating the datagram checks: a pending error, then SHUT_WR."""
@@ -358,24 +401,41 @@ class UdpSocket:
             raise oserror(errno.EPIPE)
 
     def _append(self, data, size: int, flags: int, touched: list) -> int:
-        """A send while corked: its address is ignored, the payload joins the cork."""
-        destination = self.cork_destination
-        limit = IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD
-        if self.cork_size + size > limit:
-            self._uncork()
+        """A send while a datagram is pending: its address is ignored, and neither a
+        pending error nor SHUT_WR stops it (the datagram is allocated already); past
+        the size limit the whole datagram is thrown away (EMSGSIZE).  Without
+        MSG_MORE and UDP_CORK the datagram then goes."""
+        pending = self.pending
+        limit = IPV4_MAX_PAYLOAD if is_v4(pending.destination.ip) else IPV6_MAX_PAYLOAD
+        if pending.size + size > limit:
+            self.pending = None
             raise oserror(errno.EMSGSIZE)
-        self.cork.append(data if type(data) is bytes else bytes(data))
-        self.cork_size += size
-        if not flags & MSG_MORE:
-            payload = b"".join(self.cork)
-            source = self.cork_source
-            self._uncork()
-            self._deliver(payload, source, destination, touched)
+        pending.parts.append(data if type(data) is bytes else bytes(data))
+        pending.size += size
+        if not (flags & MSG_MORE or self.opts.flag(IPPROTO_UDP, UDP_CORK)):
+            self._release_cork(touched)
         return size
 
-    def _uncork(self) -> None:
-        self.cork = self.cork_source = self.cork_destination = None
-        self.cork_size = 0
+    def _release_cork(self, touched: list) -> None:
+        """Send the pending datagram, if any (udp_push_pending_frames)."""
+        pending, self.pending = self.pending, None
+        if pending is not None and not pending.lost:
+            self._deliver(b"".join(pending.parts), pending.source, pending.destination,
+                          touched)
+
+    def _reaim_pending(self, ipv4_connect: bool, source: ipaddress.IPv6Address) -> None:
+        """A connect while a datagram is pending.  Linux's IPv4 connect routes into
+        the socket's cork (inet->cork.fl), so an IPv4 datagram then goes to the new
+        peer, from the new route's source, and an IPv6 one (whose flow shares that
+        memory) goes nowhere; an IPv6 connect leaves the cork alone."""
+        pending = self.pending
+        if pending is None or not ipv4_connect:
+            return
+        if is_v4(pending.destination.ip):
+            pending.destination = self.remote
+            pending.source = Endpoint(source, self.local.port)
+        else:
+            pending.lost = True
 
     def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
                  touched: list) -> None:
@@ -504,6 +564,8 @@ class UdpSocket:
             self.opts.set(level, name, interface_index6(value, self.bound_device))
         else:
             self.opts.set(level, name, value)
+            if key == (IPPROTO_UDP, UDP_CORK) and not self.opts.flag(*key):
+                self._release_cork(touched)  # turning it off, even if it was off
 
     def getsockopt(self, level: int, name: int, buflen: int) -> int | bytes:
         if (level, name) == (IPPROTO_IP, socket.IP_MULTICAST_IF):
@@ -609,7 +671,7 @@ class UdpSocket:
         self.local = self.remote = None
         self.rx = None
         self.taken = self.charged = self.deficit = 0
-        self._uncork()
+        self.pending = None
         if self.groups is not None:
             self.groups.leave_all()
         self.groups = None
