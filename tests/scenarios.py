@@ -44,6 +44,7 @@ from typing import Any
 from posix_socket import posix
 
 STREAM, DGRAM = _socket.SOCK_STREAM, _socket.SOCK_DGRAM
+SEQPACKET = _socket.SOCK_SEQPACKET  # connections, like STREAM (helpers test ``!= DGRAM``)
 SOL_SOCKET = _socket.SOL_SOCKET
 SO_DOMAIN = getattr(_socket, "SO_DOMAIN", 39)
 SO_PROTOCOL = getattr(_socket, "SO_PROTOCOL", 38)
@@ -538,7 +539,7 @@ def listening(api: Recorder, env: Env) -> tuple[int, Any]:
 def connected_pair(api: Recorder, env: Env) -> tuple[int, int]:
     """Two sockets connected to each other: connect + accept for streams, two bound
     datagram sockets connected to each other's names otherwise."""
-    if env.type == STREAM:
+    if env.type != DGRAM:
         listener, addr = listening(api, env)
         client = api.socket(env.family, env.type)
         api.connect(client, addr)
@@ -689,7 +690,7 @@ def scenario_accept_on_socket_not_listening_fails(api: Recorder, env: Env) -> No
 def scenario_accept4_with_unknown_flags_fails_einval(api: Recorder, env: Env) -> None:
     """accept4 checks its flags before anything else, even on a listener."""
     fd = api.socket(env.family, env.type)
-    if env.type == STREAM:
+    if env.type != DGRAM:
         api.bind(fd, env.address())
         api.listen(fd, 1)
     api.accept4(fd, 0x10)
@@ -742,7 +743,7 @@ def scenario_binding_to_any_address_picks_a_fresh_name(api: Recorder, env: Env) 
     api.bind(second, env.any_address)
     name = api.getsockname(first)
     api.getsockname(second)
-    if env.type == STREAM:
+    if env.type != DGRAM:
         api.listen(first, 1)
         api.connect(second, name)
         server, _ = api.accept(first)

@@ -12,11 +12,22 @@ from typing import NamedTuple
 
 import pytest
 import scenarios
+import unix_scenarios  # noqa: F401  (registers the AF_UNIX scenarios)
 from memory_driver import AF_MEMORY, MemoryDriver
-from scenarios import DGRAM, STREAM, KernelAPI, LayerAPI, first_difference, make_env, run
+from scenarios import (
+    DGRAM,
+    SEQPACKET,
+    STREAM,
+    KernelAPI,
+    LayerAPI,
+    first_difference,
+    make_env,
+    run,
+)
 
 import posix_socket as ps
 from posix_socket.drivers.inet import InetDriver, VirtualNetwork
+from posix_socket.drivers.unix import UnixDriver
 
 
 class Configuration(NamedTuple):
@@ -38,6 +49,7 @@ class Configuration(NamedTuple):
     reference: int | None = None
     lacks: frozenset[str] = frozenset()
     also: tuple[int, ...] = ()
+    runs: int | None = None
 
 
 CONFIGURATIONS = [
@@ -47,6 +59,7 @@ CONFIGURATIONS = [
     Configuration("host-inet6-dgram", None, socket.AF_INET6, DGRAM),
     Configuration("host-unix-stream", None, socket.AF_UNIX, STREAM),
     Configuration("host-unix-dgram", None, socket.AF_UNIX, DGRAM),
+    Configuration("host-unix-seqpacket", None, socket.AF_UNIX, SEQPACKET, runs=STREAM),
     # The in-memory test driver (as the ``memory`` fixture makes it) behaves like
     # AF_UNIX streams but implements only send/recv and no transport options.
     Configuration("memory-stream", lambda: MemoryDriver(capacity=4096), AF_MEMORY, STREAM,
@@ -70,6 +83,15 @@ CONFIGURATIONS += [
     for kind, type in (("stream", STREAM), ("dgram", DGRAM))
 ]
 
+# -- the virtual AF_UNIX driver (issue 4) ---------------------------------------------------
+
+CONFIGURATIONS += [
+    Configuration("virtual-unix-stream", UnixDriver, socket.AF_UNIX, STREAM),
+    Configuration("virtual-unix-dgram", UnixDriver, socket.AF_UNIX, DGRAM),
+    Configuration("virtual-unix-seqpacket", UnixDriver, socket.AF_UNIX, SEQPACKET,
+                  runs=STREAM),
+]
+
 # Known differences between a configuration and the kernel: {(config id, scenario
 # name): reason}.  Each becomes a strict xfail, so fixing it turns the test red.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
@@ -77,7 +99,8 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 def _applies(config: Configuration, scenario: Callable) -> bool:
     reference = config.reference or config.family
-    return (config.type in scenario.types and not scenario.needs & config.lacks
+    types = {config.type, config.runs}
+    return (bool(types & scenario.types) and not scenario.needs & config.lacks
             and (not scenario.families or reference in scenario.families))
 
 

@@ -13,6 +13,7 @@ from . import posix
 from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
 from .drivers.inet import InetDriver, VirtualNetwork
+from .drivers.unix import UnixDriver
 from .registry import (
     PRESET_FAMILIES,
     add_preset,
@@ -26,6 +27,7 @@ from .registry import (
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
+    "UnixDriver",
 ]
 
 __version__ = "0.1.0"
@@ -35,12 +37,13 @@ add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
 
 
 def _virtual() -> dict[int, SocketDriver]:
-    """A fresh, isolated virtual network for each use("virtual").
+    """A fresh, isolated virtual network and AF_UNIX namespace for each use("virtual").
 
-    AF_UNIX stays on the kernel until the virtual AF_UNIX driver exists (issue 4).
+    ``posix.socketpair(AF_UNIX, ...)`` then gives virtual sockets too.  (asyncio's
+    self-pipe must stay a kernel pair: see ``drivers.unix.driver``.)
     """
     inet = InetDriver(VirtualNetwork())
-    return {_socket.AF_INET: inet, _socket.AF_INET6: inet, _socket.AF_UNIX: _HOST}
+    return {_socket.AF_INET: inet, _socket.AF_INET6: inet, _socket.AF_UNIX: UnixDriver()}
 
 
 add_preset("virtual", _virtual)

@@ -37,7 +37,8 @@ class OpenSocket:
     """An open socket description (Linux's ``struct file`` for a socket)."""
 
     __slots__ = ("driver", "sock", "family", "type", "proto", "kernel", "nonblocking",
-                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch", "send", "recv")
+                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch", "send", "recv",
+                 "holds", "released")
 
     def __init__(self, driver: SocketDriver, sock: Any, family: int, type: int, proto: int,
                  nonblocking: bool = False) -> None:
@@ -52,6 +53,8 @@ class OpenSocket:
         self.nonblocking = nonblocking
         self.numbers: set[int] = set()
         self.closed = False
+        self.holds = 0  # SCM_RIGHTS messages carrying it: they keep it open, as numbers do
+        self.released = False
         self.rcvtimeo: float | None = None  # seconds; None blocks forever
         self.sndtimeo: float | None = None
         kfd = driver.fileno(sock)
@@ -176,7 +179,18 @@ def arm(f: OpenSocket) -> None:
             mirror.close()
             raise
         entry.mirror = mirror
+        mirror.set_nonblocking(f.nonblocking)
     mirror.show(entry.revents)
+
+
+def set_nonblocking(f: OpenSocket, on: bool) -> None:
+    """O_NONBLOCK of a description.  A virtual socket's flag lives here; once its
+    numbers name a kernel mirror, that description carries it too, so fcntl(2) from
+    outside the layer reads what the layer does."""
+    f.nonblocking = on
+    entry = f.watch
+    if entry is not None and entry.mirror is not None:
+        entry.mirror.set_nonblocking(on)
 
 
 def close(fd: int) -> bool:
@@ -240,7 +254,15 @@ def dup2(fd: int, fd2: int, inheritable: bool) -> int:
 
 
 def _release(f: OpenSocket) -> None:
-    """The last number is gone: close the driver's socket once and wake its waiters."""
+    """The last number is gone: close the driver's socket once and wake its waiters.
+
+    A socket in flight (held by an SCM_RIGHTS message) stays open until the last
+    hold is dropped too; whichever goes last releases it, exactly once.
+    """
+    with _lock:
+        if f.numbers or f.holds or f.released:
+            return
+        f.released = True
     entry = f.watch
     if entry is not None:
         readiness.unwatch(f.sock)
@@ -253,6 +275,51 @@ def _release(f: OpenSocket) -> None:
     finally:
         if entry is not None:
             entry.close()
+
+
+# -- descriptors in flight (SCM_RIGHTS) ----------------------------------------------------
+
+def hold(f: OpenSocket) -> None:
+    """Keep ``f`` open without a number: it is in an SCM_RIGHTS message."""
+    with _lock:
+        if f.released:
+            raise ValueError("the socket is already released")
+        f.holds += 1
+
+
+def drop(f: OpenSocket) -> None:
+    """Give back a ``hold``; the socket closes if that was the last reference."""
+    with _lock:
+        f.holds -= 1
+        last = not f.holds and not f.numbers
+        if last:
+            f.closed = True
+    if last:
+        _release(f)
+
+
+def give_number(f: OpenSocket, cloexec: bool) -> int:
+    """A new lowest-free number naming the held description ``f`` (an SCM_RIGHTS
+    receive), which may have no number left; the caller still drops its hold."""
+    if f.kernel is not None:
+        cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+        fd = fcntl.fcntl(f.kernel, cmd, 0)
+        with _lock:
+            _files[fd] = f
+            f.numbers.add(fd)
+            f.closed = False
+        return fd
+    fd = reserve(cloexec)
+    with _lock:
+        mirror = f.watch.mirror
+        if mirror is not None:
+            os.dup2(mirror.outer.fileno(), fd, inheritable=not cloexec)
+        _files[fd] = f
+        f.numbers.add(fd)
+        f.closed = False
+    if mirror is None:
+        arm(f)  # whoever receives a descriptor may hand it to the kernel's pollers
+    return fd
 
 
 class _Unraisable:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import descriptors, options, readiness, registry
+from . import descriptors, inflight, options, readiness, registry
 from .descriptors import OpenSocket
 from .errors import DriverFailure, oserror
 
@@ -601,6 +601,7 @@ def sendmsg(fd: int, buffers: Iterable[bytes], ancdata: Iterable[Any] = (), flag
     flags = _c_int(flags)
     op = f.driver.sendmsg
     size = sum(len(memoryview(b)) for b in buffers)
+    ancdata, refs = _rights_in_flight(ancdata)
 
     def attempt(sent: int) -> int:
         if not sent:
@@ -608,7 +609,54 @@ def sendmsg(fd: int, buffers: Iterable[bytes], ancdata: Iterable[Any] = (), flag
         rest = memoryview(b"".join(buffers))[sent:]
         return op(f.sock, [rest], [], flags, addr)
 
-    return _transmit(f, "sendmsg", flags, size, attempt)
+    if not refs:
+        return _transmit(f, "sendmsg", flags, size, attempt)
+    try:  # once the driver accepted the message, the references are the driver's
+        return _transmit(f, "sendmsg", flags, size, attempt)
+    except BaseException:
+        for ref in refs:
+            ref.close()
+        raise
+
+
+_SCM_MAX_FD = 253  # Linux's limit of descriptors in one message
+
+
+def _rights_in_flight(ancdata: list) -> tuple[list, list]:
+    """SCM_RIGHTS items become one ``(SOL_SOCKET, SCM_RIGHTS, [InFlight, ...])`` item
+    (several are merged, as Linux merges them; an empty one is dropped), so that the
+    driver carries open descriptions, not numbers.  EBADF for a number not open;
+    EINVAL past 253 descriptors."""
+    if not any(level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+               for level, kind, _data in ancdata):
+        return ancdata, []
+    numbers: list[int] = []
+    items: list = []
+    slot = -1
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            count = len(data) // _INT_SIZE
+            if not count:
+                continue
+            numbers += struct.unpack(f"@{count}i", data[:count * _INT_SIZE])
+            if len(numbers) > _SCM_MAX_FD:
+                raise oserror(errno.EINVAL)
+            if slot < 0:
+                slot = len(items)
+                items.append(None)
+        else:
+            items.append((level, kind, data))
+    refs: list = []
+    try:
+        for number in numbers:
+            refs.append(inflight.send(number))
+    except BaseException:
+        for ref in refs:
+            ref.close()
+        raise
+    if slot >= 0:
+        items[slot] = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, refs)
+    return items, refs
 
 
 def _buffers(buffers: object) -> list:
@@ -725,8 +773,55 @@ def recvmsg(fd: int, bufsize: int, ancbufsize: int = 0,
     if f.nonblocking:
         flags |= MSG_DONTWAIT
     op = f.driver.recvmsg
-    return _receive(f, "recvmsg", flags, bufsize,
-                    lambda size: op(f.sock, size, ancbufsize, flags))
+    pieces: list = []
+
+    def attempt(size: int) -> Any:
+        if pieces and pieces[-1][1]:
+            # MSG_WAITALL: a read that brought ancillary data ends there, as on Linux
+            raise OSError(errno.EAGAIN, "ancillary data ends the read")
+        piece = op(f.sock, size, ancbufsize, flags)
+        pieces.append(piece)
+        return piece
+
+    data, ancdata, msg_flags, addr = _receive(f, "recvmsg", flags, bufsize, attempt)
+    if len(pieces) > 1:
+        ancdata = [item for piece in pieces for item in piece[1]]
+        for piece in pieces:
+            msg_flags |= piece[2]
+    if ancdata:
+        ancdata, truncated = _rights_received(ancdata, bool(flags & _MSG_CMSG_CLOEXEC))
+        if truncated:
+            msg_flags |= _socket.MSG_CTRUNC
+    return data, ancdata, msg_flags, addr
+
+
+_MSG_CMSG_CLOEXEC = getattr(_socket, "MSG_CMSG_CLOEXEC", 0x40000000)
+_INT_SIZE = struct.calcsize("@i")
+
+
+def _rights_received(ancdata: list, cloexec: bool) -> tuple[list, bool]:
+    """Install the descriptors of SCM_RIGHTS items the driver returned (lists of
+    ``InFlight`` references) as new numbers, packed as the kernel packs them."""
+    items = []
+    truncated = False
+    for index, (level, kind, data) in enumerate(ancdata):
+        if not isinstance(data, list):
+            items.append((level, kind, data))
+            continue
+        if truncated:
+            for ref in data:
+                ref.close()
+            continue
+        try:
+            numbers, truncated = inflight.install(data, cloexec)
+        except BaseException:
+            for _level, _kind, rest in ancdata[index + 1:]:
+                for ref in rest if isinstance(rest, list) else ():
+                    ref.close()
+            raise
+        if numbers:
+            items.append((level, kind, struct.pack(f"@{len(numbers)}i", *numbers)))
+    return items, truncated
 
 
 def read(fd: int, n: int) -> bytes:

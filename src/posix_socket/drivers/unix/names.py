@@ -1,0 +1,181 @@
+"""AF_UNIX names as Linux keeps them: socket files on disk, abstract names, autobind.
+
+* A path name is a socket file that ``bind`` makes on disk (mode 0777 less the umask,
+  EADDRINUSE if anything is there) and nobody removes but ``unlink``.  A socket is found
+  by the file's identity, ``(st_dev, st_ino)``, not by the string: a renamed file still
+  reaches its socket, a file unlinked and made again does not.  Like Linux's socket,
+  which pins the inode, a bound socket keeps the file open (O_PATH, parked out of the
+  way of the program's numbers) so the inode number cannot be reused while it lives.
+* An abstract name (a leading NUL byte) lives only in one ``Namespace``, one per
+  driver, as Linux's live in one network namespace.
+* Autobind (bind to "", or sending with SO_PASSCRED while unnamed) picks Linux's
+  b"\\0" + five hex digits.
+
+Addresses come in and go out in the stdlib's forms: str for paths, bytes for abstract
+names, '' for an unnamed socket (None where the kernel reports no address at all).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import stat
+from typing import Any, Protocol
+
+from ...errors import oserror
+from ...parking import park
+
+__all__ = ["Namespace", "parse", "kernel_name", "to_stdlib", "SUN_PATH_SIZE"]
+
+SUN_PATH_SIZE = 108  # sizeof(sockaddr_un.sun_path)
+_AUTOBIND_SPACE = 1 << 20  # five hex digits
+
+
+class Named(Protocol):
+    type: int
+    name: bytes | None
+    inode: tuple[int, int] | None
+    inode_fd: int
+    dead: bool
+
+
+def parse(addr: Any) -> bytes:
+    """The bytes the stdlib would put in sun_path, with the stdlib's errors."""
+    if isinstance(addr, str):
+        raw = os.fsencode(addr)
+    else:
+        try:
+            raw = bytes(memoryview(addr))
+        except TypeError:
+            raise TypeError(f"a bytes-like object is required, not "
+                            f"'{type(addr).__name__}'") from None
+    limit = SUN_PATH_SIZE if raw[:1] == b"\0" else SUN_PATH_SIZE - 1
+    if len(raw) > limit:
+        raise OSError("AF_UNIX path too long")
+    return raw
+
+
+def kernel_name(raw: bytes) -> bytes:
+    """The name the kernel uses: an abstract name whole, a path up to its first NUL.
+    EINVAL for an empty address, as unix_validate_addr says."""
+    if not raw:
+        raise oserror(errno.EINVAL)
+    if raw[0] == 0:
+        return raw
+    return raw.split(b"\0", 1)[0]
+
+
+def to_stdlib(name: bytes | None) -> str | bytes:
+    """A bound name as getsockname/getpeername/accept return it."""
+    if not name:
+        return ""
+    if name[0] == 0:
+        return name
+    return os.fsdecode(name)
+
+
+def _os_error(exc: OSError) -> OSError:
+    return oserror(exc.errno) if exc.errno else exc
+
+
+class Namespace:
+    """The names of one driver's sockets: abstract names and bound socket files."""
+
+    def __init__(self) -> None:
+        self.abstract: dict[bytes, Named] = {}
+        self.inodes: dict[tuple[int, int], Named] = {}
+
+    # -- binding ---------------------------------------------------------------------
+
+    def bind(self, sock: Named, raw: bytes) -> None:
+        if not raw:
+            self.autobind(sock)  # a named socket keeps its name, and bind succeeds
+        elif raw[0] == 0:
+            if sock.name is not None:
+                raise oserror(errno.EINVAL)
+            if raw in self.abstract:
+                raise oserror(errno.EADDRINUSE)
+            self.abstract[raw] = sock
+            sock.name = raw
+        else:
+            self._bind_path(sock, kernel_name(raw))
+
+    def _bind_path(self, sock: Named, path: bytes) -> None:
+        # Linux makes the file first and only then looks at the socket: a bound socket
+        # gets EADDRINUSE for a taken path and EINVAL (the new file removed) otherwise.
+        try:
+            os.mknod(path, stat.S_IFSOCK | 0o777)  # the kernel applies the umask
+        except FileExistsError:
+            raise oserror(errno.EADDRINUSE) from None
+        except OSError as exc:
+            raise _os_error(exc) from None
+        if sock.name is not None:
+            _unlink_quietly(path)
+            raise oserror(errno.EINVAL)
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            info = os.fstat(fd)
+        except OSError as exc:  # replaced under our feet: as if bind lost the race
+            _unlink_quietly(path)
+            raise _os_error(exc) from None
+        sock.inode_fd = park(fd)
+        sock.inode = (info.st_dev, info.st_ino)
+        sock.name = path
+        self.inodes[sock.inode] = sock
+
+    def autobind(self, sock: Named) -> None:
+        """Give an unnamed socket Linux's autobind name: NUL and five hex digits."""
+        if sock.name is not None:
+            return
+        start = random.randrange(_AUTOBIND_SPACE)
+        for step in range(_AUTOBIND_SPACE):
+            name = b"\0" + b"%05x" % ((start + step) % _AUTOBIND_SPACE)
+            if name not in self.abstract:
+                self.abstract[name] = sock
+                sock.name = name
+                return
+        raise oserror(errno.ENOSPC)
+
+    def unbind(self, sock: Named) -> None:
+        """The socket closed: its abstract name is free; its file stays on disk."""
+        name = sock.name
+        if name and name[0] == 0:
+            if self.abstract.get(name) is sock:
+                del self.abstract[name]
+        elif sock.inode is not None:
+            if self.inodes.get(sock.inode) is sock:
+                del self.inodes[sock.inode]
+            os.close(sock.inode_fd)
+            sock.inode, sock.inode_fd = None, -1
+
+    # -- finding ---------------------------------------------------------------------
+
+    def find(self, name: bytes, type: int) -> Any:
+        """The live socket ``name`` reaches (unix_find_other): ENOENT and friends from
+        the path lookup, ECONNREFUSED when nothing of ours is bound there, EPROTOTYPE
+        for a socket of another type."""
+        if name[0] == 0:
+            sock = self.abstract.get(name)
+        else:
+            try:
+                info = os.stat(name)
+            except OSError as exc:
+                raise _os_error(exc) from None
+            if not os.access(name, os.W_OK):
+                raise oserror(errno.EACCES)
+            if not stat.S_ISSOCK(info.st_mode):
+                raise oserror(errno.ECONNREFUSED)
+            sock = self.inodes.get((info.st_dev, info.st_ino))
+        if sock is None or sock.dead:
+            raise oserror(errno.ECONNREFUSED)
+        if sock.type != type:
+            raise oserror(errno.EPROTOTYPE)
+        return sock
+
+
+def _unlink_quietly(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
