@@ -179,18 +179,7 @@ def arm(f: OpenSocket) -> None:
             mirror.close()
             raise
         entry.mirror = mirror
-        mirror.set_nonblocking(f.nonblocking)
     mirror.show(entry.revents)
-
-
-def set_nonblocking(f: OpenSocket, on: bool) -> None:
-    """O_NONBLOCK of a description.  A virtual socket's flag lives here; once its
-    numbers name a kernel mirror, that description carries it too, so fcntl(2) from
-    outside the layer reads what the layer does."""
-    f.nonblocking = on
-    entry = f.watch
-    if entry is not None and entry.mirror is not None:
-        entry.mirror.set_nonblocking(on)
 
 
 def close(fd: int) -> bool:
