@@ -157,8 +157,7 @@ class Pending:
 class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
-                 "pending", "groups",
-                 "mc_addr", "bound_device", "__weakref__")
+                 "pending", "groups", "mc_addr", "bound_device", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
