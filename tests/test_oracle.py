@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 import scenarios
-import unix_scenarios  # noqa: F401  (registers the AF_UNIX scenarios)
+import unix_scenarios  # registers the AF_UNIX scenarios too
 from memory_driver import AF_MEMORY, MemoryDriver
 from scenarios import (
     DGRAM,
@@ -65,7 +65,7 @@ CONFIGURATIONS = [
     Configuration("memory-stream", lambda: MemoryDriver(capacity=4096), AF_MEMORY, STREAM,
                   reference=socket.AF_UNIX,
                   lacks=frozenset({scenarios.MSG, scenarios.SOCKOPTS, scenarios.IOCTL,
-                                   scenarios.AUTOBIND})),
+                                   scenarios.AUTOBIND, unix_scenarios.UNIX_FAMILY})),
 ]
 
 # -- the virtual IPv4/IPv6 network (issue 3) ----------------------------------------------

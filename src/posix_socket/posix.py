@@ -792,7 +792,7 @@ def recvmsg(fd: int, bufsize: int, ancbufsize: int = 0,
         ancdata, truncated = _rights_received(ancdata, bool(flags & _MSG_CMSG_CLOEXEC))
         if truncated:
             msg_flags |= _socket.MSG_CTRUNC
-    return data, ancdata, msg_flags, addr
+    return data, ancdata, msg_flags | flags & _MSG_CMSG_CLOEXEC, addr  # Linux echoes it
 
 
 _MSG_CMSG_CLOEXEC = getattr(_socket, "MSG_CMSG_CLOEXEC", 0x40000000)

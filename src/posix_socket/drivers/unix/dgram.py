@@ -39,6 +39,7 @@ from .base import (
     UnixSocket,
     truesize,
 )
+from .names import kernel_name
 
 __all__ = ["DgramSocket", "send_record", "receive_record", "record_poll"]
 
@@ -100,15 +101,12 @@ def receive_record(sock: UnixSocket, bufsize: int, flags: int, ancbufsize: int,
     the flags; the full length returned when asked with MSG_TRUNC)."""
     if flags & MSG_OOB:
         raise oserror(errno.EOPNOTSUPP)
+    if sock.error:  # a pending error comes first, even before queued messages
+        sock.raise_error()
     if not sock.rx:
-        if flags & MSG_DONTWAIT:
-            if sock.type == SOCK_SEQPACKET and sock.shutdown & RCV_SHUTDOWN:
-                return b"", [], 0, None  # EOF on a disconnected non-blocking seqpacket
-        else:  # what a blocking receive finds once it would wait
-            if sock.error:
-                sock.raise_error()
-            if sock.shutdown & RCV_SHUTDOWN:
-                return b"", [], 0, None
+        if sock.shutdown & RCV_SHUTDOWN and (
+                not flags & MSG_DONTWAIT or sock.type == SOCK_SEQPACKET):
+            return b"", [], 0, None  # EOF (a blocking wait would end at once)
         raise oserror(errno.EAGAIN)
     message = sock.rx[0]
     was_full = recvq_full(sock)
@@ -194,11 +192,12 @@ class DgramSocket(UnixSocket):
         other_waiters(other).add(self)
         touched.append(self)
 
-    def sendto(self, name: bytes | None, data: bytes, flags: int, rights: list | None,
+    def sendto(self, raw: bytes | None, data: bytes, flags: int, rights: list | None,
                creds: tuple | None, touched: list) -> int:
         if flags & MSG_OOB:
             raise oserror(errno.EOPNOTSUPP)
         other = None
+        name = None if raw is None else kernel_name(raw)
         if name is None:
             other = self.peer
             if other is None:

@@ -164,13 +164,13 @@ class UnixDriver(SocketDriver):
     def sendto(self, sock: Any, data: Any, flags: int, addr: Any) -> int:
         if addr is None:
             return self.send(sock, data, flags)
-        name = names.kernel_name(names.parse(addr))
-        return self._run(sock.sendto, name, bytes(data), flags, None, None)
+        # parsed as the stdlib does; what an address means is the socket type's business
+        return self._run(sock.sendto, names.parse(addr), bytes(data), flags, None, None)
 
     def sendmsg(self, sock: Any, buffers: Any, ancdata: Any, flags: int, addr: Any) -> int:
         rights, creds = _control(ancdata)
-        name = None if addr is None else names.kernel_name(names.parse(addr))
-        return self._run(sock.sendto, name, joined(buffers), flags, rights, creds)
+        raw = None if addr is None else names.parse(addr)
+        return self._run(sock.sendto, raw, joined(buffers), flags, rights, creds)
 
     def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
         if bufsize == 0:
@@ -182,7 +182,9 @@ class UnixDriver(SocketDriver):
         return data, addr
 
     def recvmsg(self, sock: Any, bufsize: int, ancbufsize: int, flags: int):
-        return self._run(sock.recvmsg, bufsize, flags, ancbufsize)
+        data, ancdata, msg_flags, addr = self._run(sock.recvmsg, bufsize, flags, ancbufsize)
+        # recv and recvfrom grow their buffer to a MSG_TRUNC length; recvmsg does not
+        return data[:bufsize], ancdata, msg_flags, addr
 
     def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
         if request not in (SIOCINQ, SIOCOUTQ):

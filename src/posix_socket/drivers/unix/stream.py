@@ -106,12 +106,12 @@ class StreamSocket(UnixSocket):
 
     # -- data ----------------------------------------------------------------------------
 
-    def sendto(self, name: bytes | None, data: bytes, flags: int, rights: list | None,
+    def sendto(self, raw: bytes | None, data: bytes, flags: int, rights: list | None,
                creds: tuple | None, touched: list) -> int:
         """unix_stream_sendmsg."""
         if flags & MSG_OOB:
             raise oserror(errno.EOPNOTSUPP)
-        if name is not None:
+        if raw is not None:
             raise oserror(errno.EISCONN if self.state == ESTABLISHED else errno.EOPNOTSUPP)
         peer = self.peer
         if peer is None:
@@ -256,7 +256,7 @@ class SeqpacketSocket(StreamSocket):
 
     __slots__ = ()
 
-    def sendto(self, name: bytes | None, data: bytes, flags: int, rights: list | None,
+    def sendto(self, raw: bytes | None, data: bytes, flags: int, rights: list | None,
                creds: tuple | None, touched: list) -> int:
         """unix_seqpacket_sendmsg: the address, if any, is ignored."""
         if self.error:
