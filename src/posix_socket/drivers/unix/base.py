@@ -9,6 +9,9 @@ while that is below SO_SNDBUF, and polls writable while it is at most a quarter 
 
 Every method runs under the driver's lock and appends the sockets whose readiness may
 have changed to ``touched``; the driver notifies them once the lock is released.
+Descriptors in flight that a method drops go to ``touched`` too: the driver closes
+them after the lock, since closing the last reference to a socket of this driver
+runs the driver's close.
 """
 
 from __future__ import annotations
@@ -131,10 +134,11 @@ class Message:
     def remaining(self) -> int:
         return len(self.data) - self.offset
 
-    def drop_rights(self) -> None:
+    def drop_rights(self, touched: list) -> None:
+        """The message goes unread: its descriptors are closed once the driver's lock
+        is released (closing the last reference to one of our sockets closes it)."""
         rights, self.rights = self.rights, None
-        for ref in rights or ():
-            ref.close()
+        touched.extend(rights or ())
 
 
 class UnixSocket:
@@ -203,7 +207,7 @@ class UnixSocket:
     def forget(self, message: Message, touched: list) -> None:
         self.budget.release(len(message.data))
         message.sender.wmem -= message.truesize
-        message.drop_rights()
+        message.drop_rights(touched)
         touched.append(self)
         touched.append(message.sender)
 
@@ -215,7 +219,7 @@ class UnixSocket:
     # -- ancillary data ------------------------------------------------------------------
 
     def control(self, message: Message, rights: list | None, ancbufsize: int,
-                msg_flags: int) -> tuple[list, int]:
+                msg_flags: int, touched: list) -> tuple[list, int]:
         """Linux's scm_recv: SCM_CREDENTIALS (when SO_PASSCRED is on), then
         SCM_RIGHTS, as far as ``ancbufsize`` holds them; descriptors that do not fit
         are closed and MSG_CTRUNC says so."""
@@ -223,8 +227,7 @@ class UnixSocket:
         if not self.passcred and not rights:
             return items, msg_flags
         if not ancbufsize:  # no control buffer at all
-            for ref in rights or ():
-                ref.close()
+            touched.extend(rights or ())
             return items, msg_flags | MSG_CTRUNC
         room = ancbufsize
         if self.passcred:
@@ -240,8 +243,7 @@ class UnixSocket:
             fit = (room - CMSG_HEADER) // INT.size if room > CMSG_HEADER else 0
             if fit < len(rights):
                 msg_flags |= MSG_CTRUNC
-                for ref in rights[fit:]:
-                    ref.close()
+                touched.extend(rights[fit:])
                 rights = rights[:fit]
             if rights:
                 items.append((SOL_SOCKET, SCM_RIGHTS, rights))

@@ -124,7 +124,7 @@ def receive_record(sock: UnixSocket, bufsize: int, flags: int, ancbufsize: int,
             waiters.clear()
     if flags & MSG_TRUNC and length > bufsize:
         data = data + bytes(length - bufsize)  # the stdlib grows the buffer to the length
-    ancdata, msg_flags = sock.control(message, rights, ancbufsize, msg_flags)
+    ancdata, msg_flags = sock.control(message, rights, ancbufsize, msg_flags, touched)
     return data, ancdata, msg_flags, sock.sender_address(message.sender)
 
 

@@ -72,9 +72,16 @@ class UnixDriver(SocketDriver):
         self.lock = threading.Lock()
 
     def _notify(self, touched: list) -> None:
+        """Notify the sockets touched, then close the descriptors in flight dropped."""
         notify = self.notify
-        for sock in dict.fromkeys(touched):
-            notify(sock)
+        dropped = []
+        for item in dict.fromkeys(touched):
+            if isinstance(item, UnixSocket):
+                notify(item)
+            else:
+                dropped.append(item)
+        for ref in dropped:
+            ref.close()
 
     def _run(self, method: Any, *args: Any) -> Any:
         touched: list = []

@@ -139,8 +139,7 @@ class StreamSocket(UnixSocket):
             peer.enqueue(message, touched)
             sent += chunk
         if not sent:
-            for ref in rights or ():
-                ref.close()  # nothing sent: Linux sends no descriptors either
+            touched.extend(rights or ())  # nothing sent: no descriptors either
         return sent
 
     def recvmsg(self, bufsize: int, flags: int, ancbufsize: int, touched: list):
@@ -195,7 +194,7 @@ class StreamSocket(UnixSocket):
             if want <= 0:
                 break
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        ancdata, msg_flags = self.control(first, rights, ancbufsize, 0)
+        ancdata, msg_flags = self.control(first, rights, ancbufsize, 0, touched)
         return data, ancdata, msg_flags, self.sender_address(first.sender)
 
     # -- shutdown and close --------------------------------------------------------------
