@@ -39,7 +39,9 @@ class Configuration(NamedTuple):
     (``scenarios.MSG`` ...) the driver does not claim to have.  ``also`` lists further
     families the same driver instance is registered for during the test, for scenarios
     that mix families (an IPv4 client of a dual-stack IPv6 server must meet it on one
-    network).
+    network).  ``runs`` names another socket type whose scenarios it runs as well: a
+    seqpacket socket is a connection, so the stream scenarios apply to it too (the
+    kernel, run with the same type, says what each call gives).
     """
 
     id: str
