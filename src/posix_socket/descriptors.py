@@ -27,7 +27,7 @@ from typing import Any
 
 from . import readiness
 from .driver import SocketDriver
-from .drivers.host import HostDriver
+from .drivers.host import HostDriver, KernelSocket
 from .errors import DriverFailure
 
 __all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "open_numbers"]
@@ -111,7 +111,7 @@ def open_numbers() -> dict[int, OpenSocket]:
 def adopt(fd: int) -> OpenSocket:
     """Wrap a kernel socket made outside the layer (the caller checked it is one);
     the host driver serves it."""
-    sock = socket.socket(fileno=os.dup(fd))
+    sock = KernelSocket(fileno=os.dup(fd))
     return _Adopted(_HOST, sock, sock.family, sock.type, sock.proto)
 
 
@@ -121,7 +121,7 @@ def placeholder_fd() -> int:
     if _placeholder is None:
         with _lock:
             if _placeholder is None:
-                _placeholder = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                _placeholder = KernelSocket(socket.AF_UNIX, socket.SOCK_DGRAM)
     return _placeholder.fileno()
 
 
@@ -179,7 +179,18 @@ def arm(f: OpenSocket) -> None:
             mirror.close()
             raise
         entry.mirror = mirror
+        mirror.set_nonblocking(f.nonblocking)
     mirror.show(entry.revents)
+
+
+def set_nonblocking(f: OpenSocket, on: bool) -> None:
+    """O_NONBLOCK of a description.  A virtual socket's flag lives here; once its
+    numbers name a kernel mirror, that description carries it too, so fcntl(2) from
+    outside the layer reads what the layer does."""
+    f.nonblocking = on
+    entry = f.watch
+    if entry is not None and entry.mirror is not None:
+        entry.mirror.set_nonblocking(on)
 
 
 def close(fd: int) -> bool:

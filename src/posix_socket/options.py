@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from .errors import oserror
 
+_KERNEL_SOCKET = socket.socket  # captured before any patch() can replace it
+
 if TYPE_CHECKING:
     from .descriptors import OpenSocket
 
@@ -40,7 +42,7 @@ def _kernel_hz() -> int:
     """Ticks per second of the running kernel, read off its own rounding of 1 µs."""
     global _hz
     if _hz is None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        with _KERNEL_SOCKET(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
             probe.setsockopt(SOL_SOCKET, SO_RCVTIMEO, _TIMEVAL.pack(0, 1))
             _sec, usec = _TIMEVAL.unpack(probe.getsockopt(SOL_SOCKET, SO_RCVTIMEO,
                                                           _TIMEVAL.size))

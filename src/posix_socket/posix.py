@@ -127,11 +127,17 @@ def _failure(f: OpenSocket, op: str, exc: BaseException) -> DriverFailure:
 
 
 def _call(f: OpenSocket, op: str, *args: Any) -> Any:
+    """One driver op.  An unexpected exception from a Python driver is its bug,
+    reported as EIO (DriverFailure).  A kernel socket's ops are the kernel's calls,
+    which raise nothing else: what escapes them comes from a signal handler that ran
+    during the call, and passes through as it does with the stdlib."""
     try:
         return getattr(f.driver, op)(f.sock, *args)
     except _EXPECTED:
         raise
     except Exception as exc:
+        if f.kernel is not None:
+            raise
         raise _failure(f, op, exc) from exc
 
 
@@ -537,13 +543,8 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    if f.kernel is not None:
-        try:
-            return f.send(f.sock, data, flags)
-        except _EXPECTED:
-            raise
-        except Exception as exc:
-            raise _failure(f, "send", exc) from exc
+    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+        return f.send(f.sock, data, flags)
     # A virtual socket.  The common case, everything accepted at once, makes one
     # driver call and nothing else.
     if type(data) is bytes:
@@ -577,9 +578,21 @@ def _send_rest(f: OpenSocket, data: bytes, flags: int, size: int, sent: int) -> 
                      sent)
 
 
+def _no_address(family: int) -> TypeError:
+    """The stdlib's error for sendto(data, None): None is the ops' "no address"."""
+    if family in (_socket.AF_INET, _socket.AF_INET6):
+        name = "AF_INET" if family == _socket.AF_INET else "AF_INET6"
+        return TypeError(f"sendto(): {name} address must be tuple, not NoneType")
+    return TypeError("a bytes-like object is required, not 'NoneType'")
+
+
 def sendto(fd: int, data: bytes, flags: int, addr: Any) -> int:
     """sendto(2)."""
     f = _get(fd)
+    if addr is None:  # after the checks the stdlib makes first
+        _buffer(data)
+        _c_int(flags)
+        raise _no_address(f.family)
     if f.kernel is not None:
         return _call(f, "sendto", data, flags, addr)
     _buffer(data)
@@ -711,13 +724,8 @@ def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    if f.kernel is not None:
-        try:
-            return f.recv(f.sock, bufsize, flags)
-        except _EXPECTED:
-            raise
-        except Exception as exc:
-            raise _failure(f, "recv", exc) from exc
+    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+        return f.recv(f.sock, bufsize, flags)
     # A virtual socket.  The common case, data already there, makes one driver call
     # and nothing else.
     if type(bufsize) is not int or not 0 <= bufsize < 2**63:
@@ -885,7 +893,7 @@ def fcntl(fd: int, cmd: int, arg: int | bytes = 0) -> int | bytes:
         return _fcntl.fcntl(fd, cmd, arg)
     if cmd == _fcntl.F_GETFL:
         return os.O_RDWR | (os.O_NONBLOCK if f.nonblocking else 0)
-    f.nonblocking = bool(_c_int(arg) & os.O_NONBLOCK)
+    descriptors.set_nonblocking(f, bool(_c_int(arg) & os.O_NONBLOCK))
     return 0
 
 
@@ -899,7 +907,8 @@ def ioctl(fd: int, request: int, arg: int | bytes = 0) -> int | bytes:
         if isinstance(arg, int):
             raise oserror(errno.EFAULT)  # the kernel reads an int *pointer*
         _buffer(arg)
-        f.nonblocking = bool(struct.unpack("@i", bytes(arg)[:4].ljust(4, b"\0"))[0])
+        descriptors.set_nonblocking(
+            f, bool(struct.unpack("@i", bytes(arg)[:4].ljust(4, b"\0"))[0]))
         return bytes(arg)
     return _call(f, "ioctl", request, arg)
 

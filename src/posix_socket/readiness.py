@@ -14,6 +14,7 @@ Two audiences watch a socket that lives in Python (a "virtual" socket):
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import socket
@@ -29,6 +30,8 @@ POLLPRI = select.POLLPRI
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 
 # What select(2) counts as readable / writable (the kernel's POLLIN_SET / POLLOUT_SET).
+_DONTWAIT = socket.MSG_DONTWAIT
+
 READABLE = POLLIN | POLLHUP | POLLERR | POLLRDHUP | POLLPRI
 WRITABLE = POLLOUT | POLLERR
 
@@ -101,7 +104,8 @@ class Mirror:
     __slots__ = ("outer", "inner", "readable", "writable", "_lock")
 
     def __init__(self) -> None:
-        self.outer, self.inner = socket.socketpair(
+        # The C-level pair: the stdlib's names may be patched onto the layer.
+        self.outer, self.inner = _socket.socketpair(
             socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
         self.readable = False
@@ -121,14 +125,21 @@ class Mirror:
                 if readable:
                     self.inner.send(b"\0")
                 else:
-                    self.outer.recv(1)
+                    self.outer.recv(1, _DONTWAIT)
                 self.readable = readable
             if writable != self.writable:
                 if writable:
                     self.inner.recv(self.BLOB)
                 else:
-                    self.outer.send(bytes(self.BLOB))
+                    self.outer.send(bytes(self.BLOB), _DONTWAIT)
                 self.writable = writable
+
+    def set_nonblocking(self, on: bool) -> None:
+        """Copy a socket's O_NONBLOCK onto the description its numbers name (the
+        mirror's own calls never block either way)."""
+        with self._lock:
+            if self.outer.fileno() >= 0:
+                self.outer.setblocking(not on)
 
     def close(self) -> None:
         with self._lock:

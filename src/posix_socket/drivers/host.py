@@ -9,6 +9,7 @@ sockets itself.
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import select
@@ -20,6 +21,15 @@ from ..driver import Address, SocketDriver
 __all__ = ["HostDriver"]
 
 _stdlib = socket.socket
+# The kernel's own constructors, captured at import: once ``patch()`` routes the
+# stdlib's names through the registry, ``socket.socket`` is no longer the kernel's.
+KernelSocket = socket.socket
+
+
+def kernel_socketpair(family: int, type: int, proto: int) -> tuple[socket.socket, socket.socket]:
+    a, b = _socket.socketpair(family, type, proto)
+    return (KernelSocket(family, type, proto, a.detach()),
+            KernelSocket(family, type, proto, b.detach()))
 
 
 class HostDriver(SocketDriver):
@@ -29,14 +39,14 @@ class HostDriver(SocketDriver):
         return sock.fileno()
 
     def create(self, family: int, type: int, proto: int) -> socket.socket:
-        return socket.socket(family, type, proto)
+        return KernelSocket(family, type, proto)
 
     def socketpair(self, family: int, type: int, proto: int) -> tuple[Any, Any]:
-        return socket.socketpair(family, type, proto)
+        return kernel_socketpair(family, type, proto)
 
     def accept(self, sock: socket.socket, flags: int) -> tuple[socket.socket, Address]:
         fd, addr = sock._accept()
-        return socket.socket(sock.family, sock.type, sock.proto, fileno=fd), addr
+        return KernelSocket(sock.family, sock.type, sock.proto, fileno=fd), addr
 
     # The same signatures as the ops table, the stdlib's behaviour and errors.
     bind = staticmethod(_stdlib.bind)

@@ -37,6 +37,24 @@ class InetDriver(SocketDriver):
         super().__init__(**kwargs)
         self.network = network if network is not None else VirtualNetwork()
 
+    def resolve(self, name: str) -> list[str]:
+        """The addresses this network knows ``name`` by, as text (IPv4 ones in dotted
+        form): what the stdlib drop-in's getaddrinfo answers from, never real DNS."""
+        return [str(ip.ipv4_mapped or ip) for ip in self.network.addresses_of(name)]
+
+    def names_of(self, address: str) -> list[str]:
+        """The names of the host that has ``address`` (reverse lookups)."""
+        try:
+            ip = addresses.parse(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                                 (address, 0), "gethostbyaddr", self.network).ip
+        except (OSError, ValueError, TypeError):
+            return []
+        with self.network.lock:
+            for host in self.network.hosts:
+                if ip in host.addresses:
+                    return list(host.names)
+        return []
+
     # -- helpers -------------------------------------------------------------------
 
     def _where(self, sock: Any, addr: object, op: str) -> addresses.Endpoint:
@@ -172,10 +190,13 @@ class InetDriver(SocketDriver):
             for changed in touched:  # inline: this is every send's path
                 self.notify(changed)
 
-    def sendto(self, sock: Any, data: Any, flags: int, addr: Any) -> int:
-        if addr is None or type(sock) is TcpSocket:  # TCP ignores the address, as Linux
+    def sendto(self, sock: Any, data: Any, flags: int, addr: Any,
+               op: str = "sendto") -> int:
+        if addr is None:
             return self.send(sock, data, flags)
-        where = self._where(sock, addr, "sendto")
+        where = self._where(sock, addr, op)  # parsed (and checked) even where unused
+        if type(sock) is TcpSocket:  # TCP ignores the address, as Linux
+            return self.send(sock, data, flags)
         touched: list = []
         try:
             with self.network.lock:
@@ -187,7 +208,7 @@ class InetDriver(SocketDriver):
         if ancdata:
             raise oserror(errno.EINVAL)
         data = b"".join(buffers) if len(buffers) != 1 else buffers[0]
-        return self.sendto(sock, data, flags, addr)
+        return self.sendto(sock, data, flags, addr, "sendmsg")
 
     def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
         touched: list = []

@@ -1,0 +1,571 @@
+"""A drop-in for the stdlib ``socket`` module whose sockets go through the registry.
+
+``socket`` subclasses the stdlib's class, so ``isinstance`` checks against a
+``socket.socket`` captured before patching still hold, but every method is routed
+through ``posix``: the driver registered for the family serves the socket, whatever
+it is.  The descriptor number of a virtual socket stays inside the layer (no kernel
+mirror, no system call per readiness change) until ``fileno()`` hands it out.
+
+Timeouts work as in CPython: a socket with a timeout has a non-blocking description,
+and each call tries, then waits for readiness until the deadline, then raises
+``TimeoutError("timed out")``.  A blocking socket lets the layer wait.
+
+What is not a socket call (constants, byte-order helpers, ``inet_*``) is the stdlib's
+own, re-exported.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import fcntl as _fcntl
+import io as _io
+import os as _os
+import socket as _stdlib
+import time as _time
+import warnings as _warnings
+from collections.abc import Iterable
+from typing import Any
+
+from . import descriptors as _descriptors
+from . import posix as _posix
+from .names import getaddrinfo as getaddrinfo
+from .names import getfqdn as getfqdn
+from .names import gethostbyaddr as gethostbyaddr
+from .names import gethostbyname as gethostbyname
+from .names import gethostbyname_ex as gethostbyname_ex
+from .names import gethostname as gethostname
+from .names import getnameinfo as getnameinfo
+
+__all__ = list(_stdlib.__all__)
+
+# Everything the stdlib exports that is not about sockets themselves is the same here;
+# what is defined below replaces the rest.
+globals().update({name: getattr(_stdlib, name) for name in _stdlib.__all__
+                  if name not in ("getaddrinfo", "getfqdn", "gethostbyaddr", "gethostbyname",
+                                  "gethostbyname_ex", "gethostname", "getnameinfo")})
+
+error = OSError
+timeout = TimeoutError
+_POLLIN, _POLLOUT = 1, 4
+_NONBLOCKING_TYPE = int(_stdlib.SOCK_NONBLOCK)
+_CLOEXEC = int(_stdlib.SOCK_CLOEXEC)
+_SOCK_TYPE_MASK = 0xF
+_C = _stdlib._socket.socket  # the C base: holds the number, family, type and proto
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000 + 0.999))  # rounded up, as CPython's waits
+
+
+class socket(_stdlib.socket):
+    """A socket object over a layer descriptor (see the module docstring)."""
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: int | None = None) -> None:
+        if fileno is None:
+            family = _stdlib.AF_INET if family == -1 else family
+            type = _stdlib.SOCK_STREAM if type == -1 else type
+            proto = 0 if proto == -1 else proto
+            number = _posix.socket(family, type | _CLOEXEC, proto, visible=False)
+        else:
+            number = _number_of(fileno)
+            if family == -1:
+                family = _posix.getsockopt(number, _stdlib.SOL_SOCKET, _stdlib.SO_DOMAIN)
+            if type == -1:
+                type = _posix.getsockopt(number, _stdlib.SOL_SOCKET, _stdlib.SO_TYPE)
+            if proto == -1:
+                proto = _posix.getsockopt(number, _stdlib.SOL_SOCKET, _stdlib.SO_PROTOCOL)
+        try:
+            _C.__init__(self, family, type & _SOCK_TYPE_MASK, proto, number)
+        except BaseException:
+            if fileno is None:
+                _posix.close(number)
+            raise
+        self._io_refs = 0
+        self._closed = False
+        self._timeout: float | None = None
+        # As CPython: SOCK_NONBLOCK means a zero timeout, else the default timeout.
+        initial = 0.0 if type & _NONBLOCKING_TYPE else _stdlib.getdefaulttimeout()
+        if initial is not None:
+            self.settimeout(initial)
+
+    # -- the number ----------------------------------------------------------------
+
+    def _number(self) -> int:
+        """The descriptor number, without showing it to the kernel's pollers."""
+        number = _C.fileno(self)
+        if number < 0:
+            raise OSError(_errno.EBADF, "Bad file descriptor")
+        return number
+
+    def fileno(self) -> int:
+        """The number, now also showing the socket's readiness to the kernel's
+        select/poll/epoll, since the caller may hand it to them."""
+        number = _C.fileno(self)
+        if number >= 0:
+            _posix.make_visible(number)
+        return number
+
+    def detach(self) -> int:
+        number = _C.fileno(self)
+        if number >= 0:
+            try:
+                _posix.make_visible(number)  # the new owner may poll it anywhere
+            except OSError:
+                pass  # closed behind our back: detach still hands the number over
+        self._closed = True
+        return _C.detach(self)
+
+    def _real_close(self) -> None:
+        number = _C.detach(self)
+        if number >= 0:
+            _posix.close(number)
+
+    def __del__(self) -> None:
+        number = _C.fileno(self)
+        if number >= 0:
+            _warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            _C.detach(self)
+            try:
+                _posix.close(number)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        closed = getattr(self, "_closed", False)
+        text = (f"<{type(self).__module__}.{type(self).__qualname__}"
+                f"{' [closed]' if closed else ''} fd={_C.fileno(self)}, "
+                f"family={self.family}, type={self.type}, proto={self.proto}")
+        if not closed:
+            for label, method in (("laddr", self.getsockname), ("raddr", self.getpeername)):
+                try:
+                    address = method()
+                except OSError:
+                    continue
+                if address:
+                    text += f", {label}={address}"
+        return text + ">"
+
+    def dup(self) -> socket:
+        sock = type(self)(self.family, self.type, self.proto, fileno=dup(self._number()))
+        sock.settimeout(self.gettimeout())
+        return sock
+
+    def get_inheritable(self) -> bool:
+        return _os.get_inheritable(self._number())
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        _os.set_inheritable(self._number(), inheritable)
+
+    # -- blocking and timeouts -------------------------------------------------------
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            try:
+                value = float(value)
+            except TypeError:
+                raise TypeError("Timeout value must be int, float or None") from None
+            if value != value:
+                raise ValueError("Invalid value NaN (not a number)")
+            if value < 0:
+                raise ValueError("Timeout value out of range")
+        number = self._number()
+        _set_nonblocking(number, value is not None)
+        self._timeout = value
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(None if flag else 0.0)
+
+    def _call(self, events: int, op: Any, *args: Any) -> Any:
+        """``op(number, *args)`` under this socket's timeout, as CPython's sock_call."""
+        number = self._number()
+        timeout = self._timeout
+        if not timeout:  # blocking (the layer waits) or non-blocking (it does not)
+            return op(number, *args)
+        deadline = _time.monotonic() + timeout
+        while True:
+            try:
+                return op(number, *args)
+            except BlockingIOError:
+                pass
+            remaining = deadline - _time.monotonic()
+            if remaining <= 0 or not _posix.poll([(number, events)], _ms(remaining)):
+                raise TimeoutError("timed out")
+
+    # -- connections ------------------------------------------------------------------
+
+    def bind(self, address: Any) -> None:
+        _posix.bind(self._number(), address)
+
+    def listen(self, backlog: int = min(_stdlib.SOMAXCONN, 128)) -> None:
+        _posix.listen(self._number(), max(backlog, 0))
+
+    def _accept(self) -> tuple[int, Any]:
+        return self._call(_POLLIN, _accept_number)
+
+    def accept(self) -> tuple[socket, Any]:
+        number, address = self._accept()
+        sock = type(self)(self.family, self.type, self.proto, fileno=number)
+        if _stdlib.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)
+        return sock, address
+
+    def connect(self, address: Any) -> None:
+        code = self._connect(address, raising=True)
+        assert code == 0
+
+    def connect_ex(self, address: Any) -> int:
+        return self._connect(address, raising=False)
+
+    def _connect(self, address: Any, raising: bool) -> int:
+        number = self._number()
+        try:
+            _posix.connect(number, address)
+            return 0
+        except BlockingIOError as exc:
+            if exc.errno != _errno.EINPROGRESS or not self._timeout:
+                if raising:
+                    raise
+                return exc.errno
+        except OSError as exc:
+            if raising or exc.errno is None:
+                raise
+            return exc.errno
+        # A connect under a timeout: wait for it to finish, then read its outcome.
+        timeout = self._timeout
+        ready = _posix.poll([(number, _POLLOUT)], -1 if timeout is None else _ms(timeout))
+        if not ready:
+            if raising:
+                raise TimeoutError("timed out")
+            return _errno.EWOULDBLOCK
+        code = _posix.getsockopt(number, _stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+        if code and raising:
+            raise OSError(code, _os.strerror(code))
+        return code
+
+    def shutdown(self, how: int) -> None:
+        _posix.shutdown(self._number(), how)
+
+    def getsockname(self) -> Any:
+        return _posix.getsockname(self._number())
+
+    def getpeername(self) -> Any:
+        return _posix.getpeername(self._number())
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int | bytes:
+        return _posix.getsockopt(self._number(), level, optname, buflen)
+
+    def setsockopt(self, level: int, optname: int, value: Any,
+                   optlen: int | None = None) -> None:
+        if optlen is not None:
+            # (level, optname, None, optlen): a NULL option value, which only the
+            # kernel's AF_ALG sockets take; for everything else Linux says EFAULT.
+            if value is not None:
+                raise TypeError(f"setsockopt() argument 3 must be None, not "
+                                f"{type(value).__name__}")
+            raise OSError(_errno.EFAULT, _os.strerror(_errno.EFAULT))
+        _posix.setsockopt(self._number(), level, optname, value)
+
+    # -- data ---------------------------------------------------------------------------
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        return self._call(_POLLOUT, _posix.send, data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send everything; a timeout bounds the whole call, as in CPython."""
+        view = memoryview(data).cast("B") if type(data) is not bytes else data
+        total = len(view)
+        number = self._number()
+        timeout = self._timeout
+        deadline = None if not timeout else _time.monotonic() + timeout
+        sent = 0
+        while sent < total:
+            chunk = view[sent:] if sent else view
+            if deadline is None:
+                sent += _posix.send(number, chunk, flags)
+                continue
+            try:
+                sent += _posix.send(number, chunk, flags)
+                continue
+            except BlockingIOError:
+                pass
+            remaining = deadline - _time.monotonic()
+            if remaining <= 0 or not _posix.poll([(number, _POLLOUT)], _ms(remaining)):
+                raise TimeoutError("timed out")
+
+    def sendto(self, *args: Any) -> int:
+        """sendto(data[, flags], address)"""
+        if len(args) == 2:
+            (data, target), flags = args, 0
+        elif len(args) == 3:
+            data, flags, target = args
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args)} given)")
+        return self._call(_POLLOUT, _posix.sendto, data, flags, target)
+
+    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
+                address: Any = None) -> int:
+        return self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self._call(_POLLIN, _posix.recv, bufsize, flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        return self._call(_POLLIN, _posix.recvfrom, bufsize, flags)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> tuple[bytes, list, int, Any]:
+        return self._call(_POLLIN, _posix.recvmsg, bufsize, ancbufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = _writable(buffer, "recv_into")
+        nbytes = _wanted(nbytes, len(view), "recv_into", "buffer too small for requested bytes")
+        data = self.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        view = _writable(buffer, "recvfrom_into")
+        nbytes = _wanted(nbytes, len(view), "recvfrom_into",
+                         "nbytes is greater than the length of the buffer")
+        data, address = self.recvfrom(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data), address
+
+    def recvmsg_into(self, buffers: Iterable[Any], ancbufsize: int = 0,
+                     flags: int = 0) -> tuple[int, list, int, Any]:
+        try:
+            views = [_writable(b, "recvmsg_into") for b in buffers]
+        except TypeError:
+            raise TypeError("recvmsg_into() argument 1 must be an iterable") from None
+        size = sum(len(v) for v in views)
+        data, ancdata, msg_flags, address = self.recvmsg(size, ancbufsize, flags)
+        position = 0
+        for view in views:
+            piece = data[position:position + len(view)]
+            view[:len(piece)] = piece
+            position += len(piece)
+        return len(data), ancdata, msg_flags, address
+
+    def sendmsg_afalg(self, *args: Any, **kwargs: Any) -> int:
+        raise OSError(_errno.EOPNOTSUPP, "sendmsg_afalg is for the kernel's AF_ALG sockets")
+
+    # -- sendfile: os.sendfile needs a kernel socket --------------------------------
+
+    def _sendfile_use_sendfile(self, file: Any, offset: int = 0,
+                               count: int | None = None) -> int:
+        """os.sendfile for kernel sockets; a virtual socket has no kernel file to
+        send to, so it reads and sends, with the same results."""
+        entry = _descriptors.lookup(self._number())
+        if entry is not None and entry.kernel is None:
+            return self._sendfile_virtual(file, offset, count)
+        return super()._sendfile_use_sendfile(file, offset, count)
+
+    def _sendfile_virtual(self, file: Any, offset: int, count: int | None) -> int:
+        """os.sendfile's contract (a regular file's descriptor, read from ``offset``
+        without moving it, the file object's position set after), done with pread
+        and sendall: a virtual socket has no kernel file to send to."""
+        self._check_sendfile_params(file, offset, count)
+        try:
+            fileno = file.fileno()
+        except (AttributeError, _io.UnsupportedOperation) as err:
+            raise _stdlib._GiveupOnSendfile(err) from None  # not a regular file
+        try:
+            size = _os.fstat(fileno).st_size
+        except OSError as err:
+            raise _stdlib._GiveupOnSendfile(err) from None  # not a regular file
+        if not size:
+            return 0
+        if self.gettimeout() == 0:
+            raise ValueError("non-blocking sockets are not supported")
+        total = 0
+        try:
+            while count is None or total < count:
+                wanted = 65536 if count is None else min(65536, count - total)
+                data = _os.pread(fileno, wanted, offset + total)
+                if not data:
+                    break
+                self.sendall(data)
+                total += len(data)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
+
+def _set_nonblocking(number: int, on: bool) -> None:
+    flags = _posix.fcntl(number, _fcntl.F_GETFL)
+    wanted = flags | _os.O_NONBLOCK if on else flags & ~_os.O_NONBLOCK
+    if wanted != flags:
+        _posix.fcntl(number, _fcntl.F_SETFL, wanted)
+
+
+def _accept_number(number: int) -> tuple[int, Any]:
+    return _posix.accept4(number, _CLOEXEC, visible=False)
+
+
+def _number_of(fileno: Any) -> int:
+    try:
+        number = int(fileno.__index__())
+    except AttributeError:
+        raise TypeError(f"'{type(fileno).__name__}' object cannot be interpreted as an "
+                        "integer") from None
+    if number < 0:
+        raise ValueError("negative file descriptor")
+    return number
+
+
+def _writable(buffer: Any, name: str) -> memoryview:
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise TypeError(f"{name}() argument 1 must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}") from None
+    if view.readonly:
+        raise TypeError(f"{name}() argument 1 must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _wanted(nbytes: int, available: int, name: str, too_big: str) -> int:
+    if nbytes < 0:
+        raise ValueError(f"negative buffersize in {name}")
+    if nbytes > available:
+        raise ValueError(too_big)
+    return nbytes
+
+
+SocketType = _stdlib.SocketType  # the C base, which the class above derives from
+
+
+# -- module functions over descriptors ---------------------------------------------------
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    """A socket object on a duplicate of ``fd`` (a layer number or a kernel socket)."""
+    return socket(family, type, proto, fileno=dup(fd))
+
+
+def socketpair(family: int | None = None, type: int = _stdlib.SOCK_STREAM,
+               proto: int = 0) -> tuple[socket, socket]:
+    if family is None:
+        family = _stdlib.AF_UNIX
+    a, b = _posix.socketpair(family, type | _CLOEXEC, proto, visible=False)
+    return (socket(family, type, proto, fileno=a), socket(family, type, proto, fileno=b))
+
+
+def dup(fd: int) -> int:
+    """As ``_socket.dup``: a non-inheritable duplicate."""
+    return _posix.fcntl(fd, _fcntl.F_DUPFD_CLOEXEC, 0)
+
+
+def close(fd: int) -> None:
+    _posix.close(fd)
+
+
+def send_fds(sock: socket, buffers: Iterable[Any], fds: Iterable[int], flags: int = 0,
+             address: Any = None) -> int:
+    import array
+    return sock.sendmsg(buffers, [(_stdlib.SOL_SOCKET, _stdlib.SCM_RIGHTS,
+                                   array.array("i", fds))], flags, address)
+
+
+def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0
+             ) -> tuple[bytes, list[int], int, Any]:
+    import array
+    fds = array.array("i")
+    msg, ancdata, msg_flags, address = sock.recvmsg(
+        bufsize, _stdlib.CMSG_LEN(maxfds * fds.itemsize), flags)
+    for level, kind, data in ancdata:
+        if level == _stdlib.SOL_SOCKET and kind == _stdlib.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds), msg_flags, address
+
+
+def _socket_class() -> type[socket]:
+    """The class to make sockets with: the stdlib module's, when it names ours or a
+    subclass (patched, perhaps mocked further by a test), else ours."""
+    current = _stdlib.socket
+    return current if isinstance(current, type) and issubclass(current, socket) else socket
+
+
+def create_connection(address: tuple[str, int], timeout: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT,
+                      source_address: Any = None, *, all_errors: bool = False) -> socket:
+    """As the stdlib's: try each address ``getaddrinfo`` gives until one connects."""
+    host, port = address
+    errors: list[OSError] = []
+    for family, kind, proto, _, target in getaddrinfo(host, port, 0, _stdlib.SOCK_STREAM):
+        sock = None
+        try:
+            sock = _socket_class()(family, kind, proto)
+            if timeout is not _stdlib._GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(target)
+            errors.clear()
+            return sock
+        except OSError as exc:
+            errors.append(exc)
+            if sock is not None:
+                sock.close()
+    if not errors:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        if not all_errors:
+            raise errors[0]
+        raise ExceptionGroup("create_connection failed", errors)  # noqa: F821 (3.11+)
+    finally:
+        errors.clear()
+
+
+def has_dualstack_ipv6() -> bool:
+    try:
+        with socket(_stdlib.AF_INET6, _stdlib.SOCK_STREAM) as sock:
+            sock.setsockopt(_stdlib.IPPROTO_IPV6, _stdlib.IPV6_V6ONLY, 0)
+            return True
+    except OSError:
+        return False
+
+
+def create_server(address: tuple, *, family: int = _stdlib.AF_INET, backlog: int | None = None,
+                  reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
+    """As the stdlib's: a bound, listening TCP socket."""
+    if reuse_port and not hasattr(_stdlib, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6:
+        if not has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != _stdlib.AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = _socket_class()(family, _stdlib.SOCK_STREAM)
+    try:
+        sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEPORT, 1)
+        if family == _stdlib.AF_INET6:
+            sock.setsockopt(_stdlib.IPPROTO_IPV6, _stdlib.IPV6_V6ONLY, int(not dualstack_ipv6))
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{exc.strerror} (while attempting to bind on "
+                                     f"address {address!r})") from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
