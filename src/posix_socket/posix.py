@@ -25,6 +25,7 @@ from typing import Any
 
 from . import descriptors, inflight, options, readiness, registry
 from .descriptors import OpenSocket
+from .driver import SocketDriver
 from .errors import DriverFailure, oserror
 
 __all__ = [
@@ -338,14 +339,16 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
     return fd
 
 
-def socketpair(family: int, type: int, proto: int = 0, *,
-               visible: bool = True) -> tuple[int, int]:
+def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
+               driver: SocketDriver | None = None) -> tuple[int, int]:
     """socketpair(2): two connected sockets, on the two lowest free numbers.
-    ``visible`` as for ``socket``."""
+    ``visible`` as for ``socket``; ``driver`` makes the pair with that driver instead
+    of the family's registered one (the drop-in asks for kernel pairs this way)."""
     family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
-    driver = _driver(family)
+    if driver is None:
+        driver = _driver(family)
     fd1 = descriptors.reserve(cloexec)
     try:
         fd2 = descriptors.reserve(cloexec)

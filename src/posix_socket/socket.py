@@ -28,6 +28,7 @@ from typing import Any
 
 from . import descriptors as _descriptors
 from . import posix as _posix
+from .drivers.host import HostDriver as _HostDriver
 from .names import getaddrinfo as getaddrinfo
 from .names import getfqdn as getfqdn
 from .names import gethostbyaddr as gethostbyaddr
@@ -51,6 +52,7 @@ _NONBLOCKING_TYPE = int(_stdlib.SOCK_NONBLOCK)
 _CLOEXEC = int(_stdlib.SOCK_CLOEXEC)
 _SOCK_TYPE_MASK = 0xF
 _C = _stdlib._socket.socket  # the C base: holds the number, family, type and proto
+_KERNEL = _HostDriver()
 
 
 def _ms(seconds: float) -> int:
@@ -459,9 +461,18 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
 
 def socketpair(family: int | None = None, type: int = _stdlib.SOCK_STREAM,
                proto: int = 0) -> tuple[socket, socket]:
+    """As the stdlib's; an AF_UNIX pair is always the kernel's.
+
+    asyncio's self-pipe is ``socketpair()``, and its write end goes to
+    ``signal.set_wakeup_fd``, whose C handler writes to the kernel number past any
+    Python layer: a virtual pair would swallow the wake-up and signal handlers would
+    never run.  ``posix.socketpair(AF_UNIX, ...)`` gives a virtual pair under the
+    virtual preset.
+    """
     if family is None:
         family = _stdlib.AF_UNIX
-    a, b = _posix.socketpair(family, type | _CLOEXEC, proto, visible=False)
+    driver = _KERNEL if family == _stdlib.AF_UNIX else None
+    a, b = _posix.socketpair(family, type | _CLOEXEC, proto, visible=False, driver=driver)
     return (socket(family, type, proto, fileno=a), socket(family, type, proto, fileno=b))
 
 
