@@ -294,6 +294,83 @@ def _idle_connection_heap() -> tuple[Timer, Timer, Callable[[], None]]:
             measure(kernel_connection, socket.socket.close), cleanup)
 
 
+def _dropin_round_trip() -> tuple[Timer, Timer, Callable[[], None]]:
+    """The drop-in's own cost: 1-byte round trips through ``posix_socket.socket``
+    objects vs ``posix.send``/``recv`` on the same virtual connection's numbers."""
+    from . import socket as dropin
+
+    a, b = _tcp_pair_virtual(InetDriver(), visible=False)
+    sa = dropin.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=a)
+    sb = dropin.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=b)
+
+    def cleanup() -> None:
+        sa.close()
+        sb.close()
+
+    return _stdlib_ping_pong(sa, sb), _posix_ping_pong(a, b), cleanup
+
+
+ECHO_CLIENTS = 100
+
+
+async def _echo_requests(host: str, requests: int) -> float:
+    """Seconds for ``requests`` line-echo requests spread over ``ECHO_CLIENTS``
+    asyncio stream clients of one asyncio stream server (connections made first)."""
+    import asyncio
+
+    finished: list[asyncio.Future[None]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done = asyncio.get_running_loop().create_future()
+        finished.append(done)
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+        done.set_result(None)
+
+    server = await asyncio.start_server(echo, host, 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = [await asyncio.open_connection(host, port) for _ in range(ECHO_CLIENTS)]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     count: int) -> None:
+        for _ in range(count):
+            writer.write(b"ping\n")
+            await writer.drain()
+            if await reader.readline() != b"ping\n":
+                raise AssertionError("echo server answered something else")
+
+    share, extra = divmod(requests, ECHO_CLIENTS)
+    start = time.perf_counter()
+    await asyncio.gather(*(client(reader, writer, share + (index < extra))
+                           for index, (reader, writer) in enumerate(clients)))
+    elapsed = time.perf_counter() - start
+    for _, writer in clients:
+        writer.close()
+    await asyncio.gather(*finished)  # each handler saw its client's EOF
+    server.close()
+    await server.wait_closed()
+    return elapsed
+
+
+def _asyncio_echo() -> tuple[Timer, Timer, Callable[[], None]]:
+    """asyncio streams, many clients, one echo server: the unmodified program on the
+    patched stdlib and the virtual network vs the same program on kernel loopback."""
+    import asyncio
+
+    from .patching import patch
+
+    def virtual(n: int) -> float:
+        with registry.use("virtual"), patch():
+            return asyncio.run(_echo_requests("127.0.0.1", n))
+
+    def kernel(n: int) -> float:
+        return asyncio.run(_echo_requests("127.0.0.1", n))
+
+    return virtual, kernel, lambda: None
+
+
 IDLE_SOCKETS = 10_000
 FEW_IDLE_SOCKETS = 10
 
@@ -391,6 +468,10 @@ ROWS: list[Row] = [
         partial(_virtual_connect_accept_close, True), 1_000),
     Row("virtual TCP Python heap per idle connection", "connection", "<= 4 KiB", None,
         _idle_connection_heap, 200, kind="bytes", max_layer=4096),
+    Row("drop-in socket objects, 1-byte round trip, same thread (virtual TCP)",
+        "round trip", "-", None, _dropin_round_trip, 5_000, baseline="posix.*"),
+    Row(f"asyncio streams echo, {ECHO_CLIENTS} clients (patched stdlib, virtual)",
+        "request", "<= 0.77x kernel time (1.3x rate)", 1 / 1.3, _asyncio_echo, 5_000),
     Row(f"wake-up of a wait over {IDLE_SOCKETS:,} idle virtual sockets + 1 active",
         "wake-up", f"<= 2x the cost over {FEW_IDLE_SOCKETS}", 2.0, _wake_up_over_idle,
         5_000, baseline=f"(over {FEW_IDLE_SOCKETS})"),
