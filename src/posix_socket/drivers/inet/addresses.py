@@ -62,8 +62,29 @@ def _int(value: object) -> int:
                         "integer") from None
 
 
+# (family, address) -> Endpoint, for plain (str, int) addresses with a numeric host: a
+# program connects to and sends to the same few addresses over and over, and each
+# parse costs several Python calls.  Only literal hosts are kept (a name's answer is
+# the network's to give, every time); the cache starts over once full.
+_parsed: dict[tuple[int, tuple], Endpoint] = {}
+
+
 def parse(family: int, address: object, op: str, resolver: Resolver) -> Endpoint:
     """An address in the stdlib's form for ``family`` -> Endpoint (errors as CPython)."""
+    if not (type(address) is tuple and len(address) == 2 and type(address[0]) is str
+            and type(address[1]) is int):  # exact types: 1.0 == 1, but is no port
+        return _parse(family, address, op, resolver)
+    endpoint = _parsed.get((family, address))
+    if endpoint is None:
+        endpoint = _parse(family, address, op, resolver)
+        if _literal(family, address[0]) is not None:
+            if len(_parsed) >= 4096:
+                _parsed.clear()
+            _parsed[(family, address)] = endpoint
+    return endpoint
+
+
+def _parse(family: int, address: object, op: str, resolver: Resolver) -> Endpoint:
     if family == socket.AF_INET:
         if not isinstance(address, tuple):
             raise TypeError(f"{op}(): AF_INET address must be tuple, not "
@@ -130,11 +151,22 @@ def _ipv6(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
     return ip if ip is not None else resolver.lookup(host, socket.AF_INET6)
 
 
+# IPv4-mapped address -> its dotted text, as an AF_INET socket names it: every accept
+# names its peer, and ``ipaddress`` builds that text in Python.  Starts over once full.
+_texts4: dict[ipaddress.IPv6Address, str] = {}
+
+
 def to_tuple(family: int, endpoint: Endpoint) -> tuple:
     """The stdlib's form of ``endpoint`` for a socket of ``family``."""
     ip = endpoint.ip
     if family == socket.AF_INET:
-        v4 = ip.ipv4_mapped
-        return (str(v4 if v4 is not None else ipaddress.IPv4Address(0)), endpoint.port)
+        text = _texts4.get(ip)
+        if text is None:
+            v4 = ip.ipv4_mapped
+            text = str(v4 if v4 is not None else ipaddress.IPv4Address(0))
+            if len(_texts4) >= 4096:
+                _texts4.clear()
+            _texts4[ip] = text
+        return (text, endpoint.port)
     text = socket.inet_ntop(socket.AF_INET6, ip.packed)  # ::ffff:127.0.0.1, as the kernel
     return (text, endpoint.port, endpoint.flowinfo, endpoint.scope_id)

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import oserror
 from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
@@ -44,7 +44,8 @@ ALL, NONE = object(), object()
 class Binding:
     """What a bound socket claims in a port table (Linux's bind-conflict inputs)."""
 
-    __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening", "expires")
+    __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening", "expires",
+                 "wildcard")
 
     def __init__(self, owner: Any, ip: ipaddress.IPv6Address, v6only: bool,
                  reuseaddr: bool, reuseport: bool) -> None:
@@ -55,6 +56,9 @@ class Binding:
         self.reuseport = reuseport
         self.listening = False
         self.expires: float | None = None  # set while it stands for a TIME_WAIT end
+        # While listening: (reaches all of IPv4, reaches all of IPv6), worked out once
+        # in ``PortTable.listen`` so that each connect's lookup compares no addresses.
+        self.wildcard: tuple[bool, bool] = (False, False)
 
     def time_wait(self, expires: float) -> Binding:
         """A copy standing for the TIME_WAIT end a closing connection leaves behind."""
@@ -100,7 +104,12 @@ class PortTable:
 
     def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS) -> None:
         self.tcp = tcp
-        self.ports: dict[int, list[Binding]] = {}
+        # port -> its bindings, an insertion-ordered set: a server's port holds one
+        # entry per live accepted connection, and each close must find its own at once.
+        self.ports: dict[int, dict[Binding, None]] = {}
+        # port -> its listening bindings (TCP): what a connect looks for, without
+        # walking past the accepted connections that share the port.
+        self.listeners: dict[int, list[Binding]] = {}
         self._next = random.randrange(len(EPHEMERAL_PORTS))
         self.time_wait = time_wait
         self.waits: dict[int, collections.deque[Binding]] = {}
@@ -142,7 +151,7 @@ class PortTable:
             return self._ephemeral(binding, parity)
         if any(binding.conflicts(other, tcp=self.tcp) for other in self._holders(port)):
             raise oserror(errno.EADDRINUSE)
-        self.ports.setdefault(port, []).append(binding)
+        self.ports.setdefault(port, {})[binding] = None
         return port
 
     def _ephemeral(self, binding: Binding, parity: int | None) -> int:
@@ -155,21 +164,39 @@ class PortTable:
                 # A connect may reuse a port only TIME_WAIT ends hold (tcp_tw_reuse).
                 self.waits.pop(port, None)
                 self._next = (self._next + step + 1) % span
-                self.ports[port] = [binding]
+                self.ports[port] = {binding: None}
                 return port
         raise oserror(errno.EADDRINUSE)
 
     def inherit(self, binding: Binding, port: int) -> None:
         """Add an accepted socket's entry to its listener's port, unchecked (Linux's
         __inet_inherit_port): the connection holds the port as long as it lives."""
-        self.ports.setdefault(port, []).append(binding)
+        self.ports.setdefault(port, {})[binding] = None
 
     def unbind(self, binding: Binding, port: int) -> None:
+        if binding.listening:
+            self.unlisten(binding, port)
         bindings = self.ports.get(port)
         if bindings and binding in bindings:
-            bindings.remove(binding)
+            del bindings[binding]
             if not bindings:
                 del self.ports[port]
+
+    def listen(self, binding: Binding, port: int) -> None:
+        """``binding`` (in the table) starts listening: connects to ``port`` find it."""
+        binding.listening = True
+        binding.wildcard = (binding._reach(True) is ALL, binding._reach(False) is ALL)
+        listeners = self.listeners.setdefault(port, [])
+        if binding not in listeners:
+            listeners.append(binding)
+
+    def unlisten(self, binding: Binding, port: int) -> None:
+        binding.listening = False
+        listeners = self.listeners.get(port)
+        if listeners and binding in listeners:
+            listeners.remove(binding)
+            if not listeners:
+                del self.listeners[port]
 
     def check(self, binding: Binding, port: int) -> None:
         """EADDRINUSE if ``binding`` (already in the table) now conflicts, as listen()
@@ -179,12 +206,20 @@ class PortTable:
                for other in self._holders(port)):
             raise oserror(errno.EADDRINUSE)
 
-    def find(self, ip: ipaddress.IPv6Address, port: int) -> Iterable[Binding]:
-        """Listening bindings a packet for (ip, port) may reach: exact address first."""
-        bindings = [b for b in self.ports.get(port, ()) if b.listening]
-        exact = [b for b in bindings if b.ip == ip]
-        wild = [b for b in bindings if b.ip != ip and b.covers(ip)]
-        return itertools.chain(exact, wild)
+    def find(self, ip: ipaddress.IPv6Address, port: int, v4: bool) -> list[Binding]:
+        """Listening bindings a packet for (ip, port) may reach: exact address first.
+        ``v4``: whether ``ip`` is an IPv4 (mapped) address."""
+        listeners = self.listeners.get(port)
+        if not listeners:
+            return []
+        exact, wild = [], []
+        reach = 0 if v4 else 1
+        for binding in listeners:
+            if binding.ip is ip or binding.ip == ip:
+                exact.append(binding)
+            elif binding.wildcard[reach]:  # a specific other address never covers ip
+                wild.append(binding)
+        return exact + wild if wild else exact
 
 
 INTERFACE_INDEX = 1  # the network's one interface, numbered like Linux's lo
@@ -224,6 +259,15 @@ class GroupMemberships:
         return dict(self._sockets)
 
 
+class Route(NamedTuple):
+    """See ``VirtualNetwork.route``."""
+
+    v4: bool  # an IPv4 (mapped) address
+    wildcard: bool  # 0.0.0.0 or ::
+    local: bool  # this network's (the wildcard counts)
+    source: ipaddress.IPv6Address  # where an unbound socket connecting to it speaks from
+
+
 class Host:
     def __init__(self, addresses: list[ipaddress.IPv6Address], names: list[str]) -> None:
         self.addresses = addresses
@@ -245,12 +289,30 @@ class VirtualNetwork:
         self.multicast_groups = GroupMemberships()
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], ["localhost"])]
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
+        self._routes: dict[ipaddress.IPv6Address, Route] = {}
 
     def add_host(self, *addresses: str, names: Iterable[str] = ()) -> None:
         ips = [_internal(ipaddress.ip_address(text)) for text in addresses]
         with self.lock:
             self.hosts.append(Host(ips, list(names)))
             self._local.update(ips)
+            self._routes.clear()
+
+    def route(self, ip: ipaddress.IPv6Address) -> Route:
+        """What a connect to ``ip`` needs to know about it, worked out once per address
+        (``ipaddress`` answers each question in Python; programs connect to a few
+        addresses many times).  Called under the lock."""
+        route = self._routes.get(ip)
+        if route is None:
+            v4 = ip.ipv4_mapped
+            # lo's routes say 127.0.0.1 for all of 127/8; any other address of this
+            # network is reached from itself.
+            source = _LOOPBACK4_ADDRESS if v4 is not None and v4.is_loopback else ip
+            route = Route(v4 is not None, is_wildcard(ip), self.is_local(ip), source)
+            if len(self._routes) >= 4096:
+                self._routes.clear()
+            self._routes[ip] = route
+        return route
 
     def is_local(self, ip: ipaddress.IPv6Address) -> bool:
         if is_wildcard(ip):

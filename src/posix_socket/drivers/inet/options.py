@@ -150,6 +150,15 @@ class Options:
         self.changed = dict(parent.changed) if parent.changed else None
         self.rcvbuf, self.sndbuf, self.linger = parent.rcvbuf, parent.sndbuf, parent.linger
 
+    def copy(self) -> Options:
+        """A new socket's options, starting as these (``inherit`` without first
+        making the defaults): what every accepted connection is given."""
+        options = Options.__new__(Options)
+        options.table = self.table
+        options.changed = dict(self.changed) if self.changed else None
+        options.rcvbuf, options.sndbuf, options.linger = self.rcvbuf, self.sndbuf, self.linger
+        return options
+
     def flag(self, level: int, name: int) -> int:
         changed = self.changed
         if changed and (level, name) in changed:

@@ -62,10 +62,10 @@ class TcpSocket:
                  "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
                  "backlog", "max_backlog", "waiting", "listener", "done", "__weakref__")
 
-    def __init__(self, net: VirtualNetwork, family: int) -> None:
+    def __init__(self, net: VirtualNetwork, family: int, opts: Options | None = None) -> None:
         self.net = net
         self.family = family
-        self.opts = Options(family, tcp=True)
+        self.opts = opts if opts is not None else Options(family, tcp=True)
         self.state = CLOSE
         self.sock_state = SS_UNCONNECTED
         self.userlocks = 0
@@ -119,9 +119,12 @@ class TcpSocket:
 
     def _claim(self, ip, port: int, parity: int = 1) -> None:
         opts = self.opts
-        binding = Binding(self, ip, self._v6only(),
-                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
-                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
+        if opts.changed is None:  # every option at its default: V6ONLY, REUSE* all off
+            binding = Binding(self, ip, False, False, False)
+        else:
+            binding = Binding(self, ip, self._v6only(),
+                              bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
+                              bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
         port = self.net.tcp.bind(binding, port, parity)
         self.binding = binding
         self.local = Endpoint(ip, port)
@@ -147,9 +150,9 @@ class TcpSocket:
             except OSError:
                 self.binding.listening = False
                 raise
-        self.binding.listening = True
         self.max_backlog = min(max(backlog, 0), SOMAXCONN)
         if self.state == CLOSE:
+            self.net.tcp.listen(self.binding, self.local.port)
             self.state = LISTEN
             self.backlog = collections.deque()
             self.waiting = collections.deque()
@@ -173,27 +176,29 @@ class TcpSocket:
             return
         if self.state != CLOSE:
             raise oserror(errno.EISCONN)
+        net = self.net
         target = where.ip
-        if self.family == socket.AF_INET6 and is_v4(target) and self._v6only():
+        route = net.route(target)
+        if route.v4 and self.family == socket.AF_INET6 and self._v6only():
             raise oserror(errno.ENETUNREACH)
-        if target in (ANY, ANY4):  # Linux connects "any" to the loopback address
-            target = self.net.loopback(is_v4(target) or self.family == socket.AF_INET)
-        if not self.net.is_local(target):
+        if route.wildcard:  # Linux connects "any" to the loopback address
+            target = net.loopback(route.v4 or self.family == socket.AF_INET)
+            route = net.route(target)
+        if not route.local:
             raise oserror(errno.ENETUNREACH)
         if self.binding is None:
-            # The route's source: lo's routes say 127.0.0.1 for all of 127/8; any other
-            # address of this network is reached from itself.
-            v4 = target.ipv4_mapped
-            loopback = v4 is not None and v4.is_loopback
-            self._claim(self.net.loopback(True) if loopback else target, 0, parity=0)
+            self._claim(route.source, 0, parity=0)
         self.shutdown = 0
         self.error = 0
         self.done = False
-        self.remote = Endpoint(target, where.port)
+        if target is where.ip and not where.flowinfo and not where.scope_id:
+            self.remote = where  # as Endpoint(target, where.port), without making one
+        else:
+            self.remote = Endpoint(target, where.port)
         self.sock_state = SS_CONNECTING
         self.state = SYN_SENT
         touched.append(self)
-        listener = self._find_listener(target, where.port)
+        listener = self._find_listener(target, where.port, route.v4)
         if listener is None:
             self._receive_reset(touched)  # the SYN is answered with a reset: refused
         elif len(listener.backlog) > listener.max_backlog:
@@ -216,11 +221,11 @@ class TcpSocket:
             raise oserror(code)
         self.sock_state = SS_CONNECTED
 
-    def _find_listener(self, ip, port: int) -> TcpSocket | None:
-        listeners = [b.owner for b in self.net.tcp.find(ip, port)
+    def _find_listener(self, ip, port: int, v4: bool) -> TcpSocket | None:
+        listeners = [b.owner for b in self.net.tcp.find(ip, port, v4)
                      if b.owner.state == LISTEN]
-        if not listeners:
-            return None
+        if len(listeners) < 2:
+            return listeners[0] if listeners else None
         exact = [s for s in listeners if s.local.ip == ip]
         group = exact or listeners
         if len(group) > 1:  # SO_REUSEPORT: spread connections by the client's port
@@ -230,8 +235,7 @@ class TcpSocket:
     def _join(self, listener: TcpSocket, touched: list) -> None:
         """The handshake completes: a new socket for the listener's backlog, sharing
         the listener's port (and its bind locks) as an accepted socket does on Linux."""
-        child = TcpSocket(self.net, listener.family)
-        child.opts.inherit(listener.opts)
+        child = TcpSocket(self.net, listener.family, listener.opts.copy())
         child.local = Endpoint(self.remote.ip, listener.local.port)
         child.remote = self.local
         child.state = ESTABLISHED
@@ -473,7 +477,7 @@ class TcpSocket:
         self.backlog = collections.deque()
         self.waiting = collections.deque()
         if self.binding is not None:
-            self.binding.listening = False
+            self.net.tcp.unlisten(self.binding, self.local.port)
 
     def close(self, touched: list, reset: bool = False) -> None:
         """close(2): a FIN (the socket lives on as an orphan in FIN_WAIT2 until the
