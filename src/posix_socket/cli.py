@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import bench, registry
+from . import run as runner
 
 __all__ = ["main"]
 
@@ -98,10 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
                               help="multiply every row's iterations (e.g. 0.1 for a quick look)")
     bench_parser.add_argument("--only", metavar="TEXT", help="run rows whose name contains TEXT")
     bench_parser.set_defaults(handler=run_bench)
+    # Listed for --help; its command line is parsed by run.main (see main below).
+    commands.add_parser(
+        "run", add_help=False, usage=runner.USAGE.removeprefix("usage: "),
+        help="run a Python program (script.py or -m module) with every socket patched")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        # The program's arguments must reach it untouched, so run parses its own line.
+        return runner.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -1,0 +1,229 @@
+"""``posix-socket run``: run a program as ``python`` would, with every socket patched.
+
+The program runs in this process, so it needs no change and no import of ours: the
+preset is registered (``use(net)``) and the stdlib patched (``patching.patch()``) before
+its first line.  Everything else is arranged to look as it does under ``python
+script.py`` / ``python -m module``, because programs look at it:
+
+- ``sys.argv`` is the program's (``argv[0]`` the script as given, or the module's file);
+- ``sys.path[0]`` is the script's directory (symlinks resolved) or, for ``-m``, the
+  current directory, in place of the directory of the ``posix-socket`` launcher
+  (nothing is put there under ``-P``/``-I``, as python does);
+- the program is the ``__main__`` module, with python's ``__file__``, ``__spec__`` and
+  ``__loader__``; for ``-m`` and for directories or zip files with a ``__main__.py``
+  the work is ``runpy``'s, the code python itself runs for them;
+- an uncaught exception goes to ``sys.excepthook`` with a traceback that starts where
+  python's would (none of this module's frames) and the status is python's: 1, or for
+  KeyboardInterrupt the interpreter's own SIGINT death; ``sys.exit`` codes pass through.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.machinery
+import os
+import runpy
+import sys
+import types
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import patching, registry
+
+__all__ = ["Options", "parse_args", "run", "main", "USAGE"]
+
+USAGE = "usage: posix-socket run [--net PRESET] (-m module | script.py) [args ...]"
+
+_HELP = f"""{USAGE}
+
+Run a Python program with the stdlib's sockets routed through the registry: the preset
+is registered and the stdlib patched before the program's first line.  Arguments after
+the script or module belong to the program.
+
+options:
+  -h, --help     show this help message and exit
+  --net PRESET   the drivers to run on: {{presets}} (default: virtual, an in-process
+                 network that never touches the kernel's TCP/IP)
+  -m module      run a library module as a script, like python -m
+"""
+
+
+@dataclass
+class Options:
+    """What ``posix-socket run`` was asked to do."""
+
+    target: str
+    args: list[str] = field(default_factory=list)
+    module: bool = False
+    net: str = "virtual"
+
+
+class UsageError(Exception):
+    """A malformed ``run`` command line (exit status 2, as argparse's)."""
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse ``run``'s own options, stopping at the script or module.
+
+    Parsed by hand, not with argparse: everything after the target must reach the
+    program untouched, even words that look like our options (argparse's REMAINDER
+    cannot start with an option-like word).
+    """
+    argv = list(argv)
+    net = "virtual"
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-h", "--help"):
+            raise _Help
+        if word == "--net" or word.startswith("--net="):
+            if word == "--net":
+                if i + 1 >= len(argv):
+                    raise UsageError("argument --net: expected one argument")
+                net, i = argv[i + 1], i + 2
+            else:
+                net, i = word.partition("=")[2], i + 1
+            if net not in registry.presets():
+                known = ", ".join(registry.presets())
+                raise UsageError(f"argument --net: invalid choice: {net!r} (choose from {known})")
+            continue
+        if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
+            module = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not module:
+                raise UsageError("argument -m: expected one argument")
+            rest = argv[i + (1 if word[2:] else 2):]
+            return Options(module, rest, module=True, net=net)
+        if word == "--":
+            i += 1
+            if i >= len(argv):
+                break
+            return Options(argv[i], argv[i + 1:], net=net)
+        if word.startswith("-") and word != "-":
+            raise UsageError(f"unrecognized option: {word}")
+        return Options(word, argv[i + 1:], net=net)
+    raise UsageError("a script or -m module is required")
+
+
+class _Help(Exception):
+    pass
+
+
+def main(argv: Sequence[str]) -> int:
+    """The ``run`` subcommand on its own command line (what follows ``run``)."""
+    try:
+        options = parse_args(argv)
+    except _Help:
+        print(_HELP.format(presets=", ".join(registry.presets())), end="")
+        return 0
+    except UsageError as exc:
+        print(f"{USAGE}\nposix-socket run: error: {exc}", file=sys.stderr)
+        return 2
+    return run(options.target, options.args, module=options.module, net=options.net)
+
+
+def run(target: str, args: Sequence[str] = (), *, module: bool = False,
+        net: str = "virtual") -> int:
+    """Run ``target`` (a script path, or a module name if ``module``) as ``__main__``.
+
+    Returns 0 when the program's code returns; ``sys.exit`` from the program propagates
+    as SystemExit.  An uncaught exception is reported through ``sys.excepthook`` and
+    re-raised with reporting silenced, so that the interpreter, not this function,
+    decides the status (1, or death by SIGINT for KeyboardInterrupt) after its usual
+    shutdown (non-daemon threads joined, atexit run, streams flushed).
+    """
+    if not module and not os.path.exists(target):
+        error = os.strerror(2)
+        print(f"posix-socket run: can't open file {os.path.abspath(target)!r}: "
+              f"[Errno 2] {error}", file=sys.stderr)
+        return 2
+    registry.use(net)
+    patching.patch()
+    main_module = types.ModuleType("__main__")
+    main_module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main_module
+    runpy_frames = module or os.path.isdir(target) or _is_zip(target)
+    try:
+        if module:
+            _set_path0(os.getcwd())
+            sys.argv = ["-m", *args]  # as python, until runpy finds the module's file
+            runpy._run_module_as_main(target, alter_argv=True)  # what python -m calls
+        elif os.path.isdir(target) or not _is_source(target):
+            # A directory or zip file holding __main__.py (or a compiled file): python
+            # itself hands these to runpy.
+            sys.argv = [target, *args]
+            if os.path.isdir(target) or _is_zip(target):
+                _set_path0(target)
+                runpy._run_module_as_main("__main__", alter_argv=False)
+            else:
+                _set_path0(os.path.dirname(os.path.realpath(target)))
+                runpy.run_path(target, run_name="__main__")
+        else:
+            sys.argv = [target, *args]
+            _set_path0(os.path.dirname(os.path.realpath(target)))
+            _run_source(target, main_module)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        _report_and_reraise(exc, runpy_frames=runpy_frames)
+    return 0
+
+
+def _set_path0(directory: str) -> None:
+    if sys.flags.safe_path:  # -P or -I: python puts nothing there either
+        return
+    if sys.path:
+        sys.path[0] = directory
+    else:
+        sys.path.insert(0, directory)
+
+
+def _is_source(path: str) -> bool:
+    return not _is_zip(path) and not path.endswith((".pyc", ".pyo"))
+
+
+def _is_zip(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _run_source(path: str, main_module: types.ModuleType) -> None:
+    """Execute a script file in the real ``__main__``, as python's own runner does.
+
+    Not ``runpy.run_path``: it runs the code in a temporary module that is taken out
+    of ``sys.modules`` when the code returns (threads and atexit handlers still
+    running would see the launcher as ``__main__``) and sets ``argv[0]`` to the path
+    it was given, where python keeps the command line's word and makes ``__file__``
+    absolute.
+    """
+    filename = os.path.abspath(path)
+    with open(filename, "rb") as source:  # bytes: compile() honours a coding cookie
+        code = compile(source.read(), filename, "exec", dont_inherit=True)
+    loader = importlib.machinery.SourceFileLoader("__main__", filename)
+    main_module.__dict__.update(__file__=filename, __cached__=None, __loader__=loader,
+                                __package__=None, __spec__=None)
+    exec(code, main_module.__dict__)
+
+
+def _report_and_reraise(exc: BaseException, *, runpy_frames: bool) -> None:
+    """Report ``exc`` as the interpreter would, then raise it on with reporting off."""
+    trimmed = exc.__traceback__
+    # The frames of this module are the launcher's, not the program's; so are runpy's
+    # when python would not have used it (its tracebacks show runpy only for -m, for
+    # directories and for zip files).
+    while trimmed is not None and (
+            trimmed.tb_frame.f_globals is globals()
+            or (not runpy_frames and trimmed.tb_frame.f_globals is vars(runpy))):
+        trimmed = trimmed.tb_next
+    exc.__traceback__ = trimmed
+    sys.excepthook(type(exc), exc, trimmed)
+    # The interpreter reports what reaches the top through sys.excepthook; it has been
+    # reported, so the hook says nothing more while the interpreter works out the status.
+    sys.excepthook = _silent
+    raise exc
+
+
+def _silent(*_args: object) -> None:
+    pass
