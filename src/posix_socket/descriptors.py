@@ -94,7 +94,9 @@ class _Adopted(OpenSocket):
 _files: dict[int, OpenSocket] = {}
 _lock = threading.RLock()
 _placeholder: socket.socket | None = None
+_placeholder_number = -1  # its number, once made: every reserve duplicates it
 _HOST = HostDriver()
+_dupfd = fcntl.fcntl
 
 
 def lookup(fd: int) -> OpenSocket | None:
@@ -117,12 +119,13 @@ def adopt(fd: int) -> OpenSocket:
 
 def placeholder_fd() -> int:
     """The shared socket unarmed numbers point at (made on first use)."""
-    global _placeholder
+    global _placeholder, _placeholder_number
     if _placeholder is None:
         with _lock:
             if _placeholder is None:
                 _placeholder = KernelSocket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    return _placeholder.fileno()
+                _placeholder_number = _placeholder.fileno()
+    return _placeholder_number
 
 
 def reserve(cloexec: bool) -> int:
@@ -133,8 +136,15 @@ def reserve(cloexec: bool) -> int:
     queued), and the number is the lowest free one even though a kernel driver's own
     socket takes a descriptor too.  Until ``install`` it names the placeholder.
     """
-    cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
-    return fcntl.fcntl(placeholder_fd(), cmd, 0)
+    placeholder = _placeholder_number
+    if placeholder < 0:
+        placeholder = placeholder_fd()
+    # One system call: F_DUPFD takes the lowest free number (no fstat, no
+    # get_inheritable: the command itself says close-on-exec or not).
+    return _dupfd(placeholder, _F_DUPFD_CLOEXEC if cloexec else _F_DUPFD, 0)
+
+
+_F_DUPFD, _F_DUPFD_CLOEXEC = fcntl.F_DUPFD, fcntl.F_DUPFD_CLOEXEC
 
 
 def unreserve(fd: int) -> None:
@@ -150,9 +160,10 @@ def install(f: OpenSocket, fd: int, *, watched: bool = True) -> None:
     """
     if f.kernel is not None:
         os.dup2(f.kernel, fd, inheritable=os.get_inheritable(fd))
-    with _lock:
-        _files[fd] = f
-        f.numbers.add(fd)
+    # No lock: ``f`` is new and ``fd`` is not in the table, so no other thread can reach
+    # either until the one store that publishes them, made last.
+    f.numbers.add(fd)
+    _files[fd] = f
     if watched and f.kernel is None and f.watch.mirror is None:
         try:
             arm(f)
@@ -194,18 +205,25 @@ def set_nonblocking(f: OpenSocket, on: bool) -> None:
 
 
 def close(fd: int) -> bool:
-    """Close a layer number.  False if the layer does not own ``fd``."""
+    """Close a layer number.  False if the layer does not own ``fd``.
+
+    The last number of a socket that is not in flight is released here, under the
+    same lock turn that removed the number (every socket's life ends this way).
+    """
     with _lock:
         f = _files.pop(fd, None)
         if f is None:
             return False
-        f.numbers.discard(fd)
-        last = not f.numbers
-        if last:
-            f.closed = True
+        numbers = f.numbers
+        numbers.discard(fd)
         os.close(fd)
-    if last:
-        _release(f)
+        if numbers:
+            return True
+        f.closed = True
+        if f.holds or f.released:
+            return True
+        f.released = True
+    _close_driver_socket(f)
     return True
 
 
@@ -263,6 +281,11 @@ def _release(f: OpenSocket) -> None:
         if f.numbers or f.holds or f.released:
             return
         f.released = True
+    _close_driver_socket(f)
+
+
+def _close_driver_socket(f: OpenSocket) -> None:
+    """The driver's close, once (``f.released`` was just set): waiters wake."""
     entry = f.watch
     if entry is not None:
         readiness.unwatch(f.sock)

@@ -92,7 +92,8 @@ class InetDriver(SocketDriver):
             with self.network.lock:
                 return sock.accept(touched)
         finally:
-            self._notify(touched)
+            for changed in touched:
+                self.notify(changed)
 
     # -- addressing and state ------------------------------------------------------
 
@@ -112,13 +113,14 @@ class InetDriver(SocketDriver):
             self._notify(touched)
 
     def connect(self, sock: Any, addr: Any) -> None:
-        where = self._where(sock, addr, "connect")
+        where = addresses.parse(sock.family, addr, "connect", self.network)
         touched: list = []
         try:
             with self.network.lock:
                 sock.connect(where, touched)
         finally:
-            self._notify(touched)
+            for changed in touched:  # inline: every connect raises through here
+                self.notify(changed)
 
     def shutdown(self, sock: Any, how: int) -> None:
         touched: list = []
@@ -277,4 +279,5 @@ class InetDriver(SocketDriver):
             with self.network.lock:
                 sock.close(touched)
         finally:
-            self._notify(touched)
+            for changed in touched:
+                self.notify(changed)

@@ -197,15 +197,15 @@ class TcpSocket:
             self.remote = Endpoint(target, where.port)
         self.sock_state = SS_CONNECTING
         self.state = SYN_SENT
-        touched.append(self)
         listener = self._find_listener(target, where.port, route.v4)
         if listener is None:
             self._receive_reset(touched)  # the SYN is answered with a reset: refused
         elif len(listener.backlog) > listener.max_backlog:
             self.listener = listener  # SYN_SENT until accept makes room
             listener.waiting.append(self)
+            touched.append(self)
         else:
-            self._join(listener, touched)
+            self._join(listener, touched)  # touches self too
         raise oserror(errno.EINPROGRESS)
 
     def _connect_again(self, touched: list) -> None:
