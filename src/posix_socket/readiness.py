@@ -315,6 +315,20 @@ class Interest:
                         self._ready[member] = None
         return found
 
+    def park(self, waiter: Waiter) -> bool:
+        """Have ``waiter.wake()`` called on the next change, for a caller that blocks
+        somewhere else (in the kernel, with kernel descriptors in the same wait).
+        False, and not parked, if something is queued already: look again first."""
+        with self._lock:
+            if self._ready:
+                return False
+            self._waiters.add(waiter)
+            return True
+
+    def unpark(self, waiter: Waiter) -> None:
+        with self._lock:
+            self._waiters.discard(waiter)
+
     def wait(self, timeout: float | None, maxevents: int = -1) -> list[tuple[object, int]]:
         """Block until something is ready or ``timeout`` seconds pass (None: forever)."""
         deadline = None if timeout is None else time.monotonic() + timeout

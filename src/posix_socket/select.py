@@ -1,0 +1,443 @@
+"""A drop-in for the stdlib ``select`` module over any mix of descriptors.
+
+``select()``, ``poll`` objects and ``epoll`` objects take layer numbers (virtual or
+kernel sockets of the registry), outside kernel sockets, pipes and files alike, with the
+stdlib's arguments, results and errors.  ``select`` and ``poll`` go to ``posix``, which
+asks virtual sockets directly and leaves the rest to the kernel's poll.
+
+``epoll`` keeps two interest lists: virtual sockets in a ``readiness.Interest`` (a wait
+costs what is ready, however many sockets are idle) and everything else in a kernel
+epoll.  A wait blocks in one place, the kernel's ``epoll_wait``: an eventfd registered
+there is written when a virtual socket in the interest list changes, so either kind of
+descriptor ends the wait.  The interest list is keyed by the open description, as the
+kernel's is, so a socket whose last number closes leaves it on its own.
+
+A drop-in socket (``posix_socket.socket.socket``) is found by its number without
+``fileno()``, which would arm the kernel mirror this module does not need.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import operator
+import os
+import select as _stdlib
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from . import descriptors, posix, readiness
+from . import socket as _dropin
+from .descriptors import OpenSocket
+from .errors import oserror
+
+__all__ = ["select", "poll", "epoll", "error",
+           *sorted(name for name in dir(_stdlib) if name.isupper())]
+
+# The constants are the kernel's (POLL* and EPOLL* bits are the same numbers on Linux).
+globals().update({name: getattr(_stdlib, name) for name in dir(_stdlib) if name.isupper()})
+
+error = OSError
+
+# Captured at import, before ``patch()`` can replace the stdlib module's names.
+_KernelEpoll = _stdlib.epoll
+_C_FILENO = _dropin._C.fileno
+_DROPIN_FILENO = _dropin.socket.fileno
+
+_EPOLLET = int(_stdlib.EPOLLET)
+_EPOLLONESHOT = int(_stdlib.EPOLLONESHOT)
+_EPOLLEXCLUSIVE = int(_stdlib.EPOLLEXCLUSIVE)
+_EPOLLWAKEUP = 1 << 29
+_EPOLL_FLAGS = _EPOLLET | _EPOLLONESHOT | _EPOLLEXCLUSIVE | _EPOLLWAKEUP
+# What Linux lets EPOLLEXCLUSIVE come with (EPOLLEXCLUSIVE_OK_BITS); more is EINVAL.
+_EXCLUSIVE_OK = (_stdlib.EPOLLIN | _stdlib.EPOLLOUT | _stdlib.EPOLLERR | _stdlib.EPOLLHUP
+                 | _EPOLLWAKEUP | _EPOLLET | _EPOLLEXCLUSIVE)
+_EPOLL_DEFAULT = _stdlib.EPOLLIN | _stdlib.EPOLLPRI | _stdlib.EPOLLOUT
+_POLL_DEFAULT = _stdlib.POLLIN | _stdlib.POLLPRI | _stdlib.POLLOUT
+_MAXEVENTS_DEFAULT = 1023  # FD_SETSIZE - 1, as the stdlib
+
+
+def _number(obj: Any) -> int:
+    """The descriptor number an argument names, with the stdlib's errors (an int, or
+    what ``fileno()`` returns; a drop-in socket's number is read without arming)."""
+    if isinstance(obj, int):
+        fd = obj
+    elif isinstance(obj, _dropin.socket) and type(obj).fileno is _DROPIN_FILENO:
+        fd = _C_FILENO(obj)
+    else:
+        try:
+            method = obj.fileno
+        except AttributeError:
+            raise TypeError("argument must be an int, or have a fileno() method.") from None
+        fd = method()
+        if not isinstance(fd, int):
+            raise TypeError("fileno() returned a non-integer")
+    fd = _c_int(fd)
+    if fd < 0:
+        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+    return fd
+
+
+def _c_int(value: int) -> int:
+    value = operator.index(value)
+    if not -(2**31) <= value < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    return value
+
+
+def _virtual(number: int) -> OpenSocket | None:
+    """The virtual socket a number names now, or None for anything the kernel serves."""
+    f = descriptors.lookup(number)
+    return f if f is not None and f.kernel is None else None
+
+
+# -- select ------------------------------------------------------------------------------
+
+def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
+           timeout: float | None = None) -> tuple[list, list, list]:
+    """select(2), as ``select.select``: the ready objects of each list, in order."""
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a float or None")
+        posix._check_timeout(timeout, 0)
+        if timeout < 0:
+            raise ValueError("timeout must be non-negative")
+    try:
+        groups = [list(rlist), list(wlist), list(xlist)]
+    except TypeError:
+        raise TypeError("arguments 1-3 must be sequences") from None
+    numbers = [[_select_number(obj) for obj in objs] for objs in groups]
+    ready = [set(found) for found in posix.select(*numbers, timeout)]
+    return tuple([obj for obj, fd in zip(objs, fds, strict=True) if fd in found]
+                 for objs, fds, found in zip(groups, numbers, ready, strict=True))
+
+
+def _select_number(obj: Any) -> int:
+    fd = _number(obj)
+    if fd >= posix.FD_SETSIZE:
+        raise ValueError("filedescriptor out of range in select()")
+    return fd
+
+
+# -- poll --------------------------------------------------------------------------------
+
+def _eventmask(value: Any) -> int:
+    """poll's event mask: an unsigned short, with the stdlib's errors."""
+    if not isinstance(value, int):
+        raise TypeError("an integer is required")
+    if value < 0:
+        raise ValueError("value must be positive")
+    if value > 0xFFFF:
+        raise OverflowError("Python int too large for C unsigned short")
+    return value
+
+
+class poll:
+    """A ``select.poll`` object: a set of ``(fd, events)`` that ``poll()`` hands to
+    ``posix.poll``, in registration order, as the stdlib builds its pollfd array."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._running = False
+
+    def register(self, fd: Any, eventmask: int = _POLL_DEFAULT, /) -> None:
+        """Watch ``fd`` for ``eventmask``; registering again replaces the mask."""
+        number, mask = _number(fd), _eventmask(eventmask)
+        self._fds[number] = mask
+
+    def modify(self, fd: Any, eventmask: int, /) -> None:
+        number, mask = _number(fd), _eventmask(eventmask)
+        if number not in self._fds:
+            raise oserror(errno.ENOENT)
+        self._fds[number] = mask
+
+    def unregister(self, fd: Any, /) -> None:
+        number = _number(fd)
+        try:
+            del self._fds[number]
+        except KeyError:
+            raise KeyError(number) from None
+
+    def poll(self, timeout: float | None = None, /) -> list[tuple[int, int]]:
+        """``[(fd, revents)]``; ``timeout`` in milliseconds, None or negative: forever."""
+        with self._lock:
+            if self._running:
+                raise RuntimeError("concurrent poll() invocation")
+            self._running = True
+        try:
+            return posix.poll(list(self._fds.items()), timeout)
+        finally:
+            self._running = False
+
+
+# -- epoll -------------------------------------------------------------------------------
+
+class _Wakeup:
+    """The eventfd in an epoll's kernel list that virtual sockets' changes write to."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._lock = threading.Lock()  # no write after close: the number may be reused
+
+    def wake(self) -> None:
+        with self._lock:
+            if self.fd >= 0:
+                try:
+                    os.eventfd_write(self.fd, 1)
+                except BlockingIOError:  # the counter is full: it is readable anyway
+                    pass
+
+    def drain(self) -> None:
+        with self._lock:
+            if self.fd >= 0:
+                try:
+                    os.eventfd_read(self.fd)
+                except BlockingIOError:
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    __del__ = close
+
+
+class _Parked:
+    """One blocked wait, parked in the interest list: its wake writes the eventfd.
+    One object per wait, so concurrent waits on one epoll do not unpark each other."""
+
+    __slots__ = ("wakeup",)
+
+    def __init__(self, wakeup: _Wakeup) -> None:
+        self.wakeup = wakeup
+
+    def wake(self) -> None:
+        self.wakeup.wake()
+
+
+def _epoll_timeout(timeout: Any) -> float | None:
+    """epoll.poll's timeout as the stdlib reads it: seconds, rounded up to whole
+    milliseconds; None or negative milliseconds block; also its errors."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)):
+        raise TypeError("timeout must be an integer or None")
+    posix._check_timeout(timeout, 0)
+    ms = math.ceil(timeout * 1000) if isinstance(timeout, float) else timeout * 1000
+    if not -(2**31) <= ms < 2**31:
+        raise OverflowError("timeout is too large")
+    return None if ms < 0 else ms / 1000
+
+
+class epoll:
+    """A ``select.epoll`` object over any mix of descriptors (see the module docstring).
+
+    Linux's rules apply to both halves: EEXIST registering twice, ENOENT for what is
+    not registered, EBADF for closed numbers, EINVAL for EPOLLEXCLUSIVE outside
+    ``register`` or with bits it does not allow; level-triggered by default,
+    EPOLLET and EPOLLONESHOT as the kernel does them.
+    """
+
+    def __init__(self, sizehint: int = -1, flags: int = 0) -> None:
+        self._start(_KernelEpoll(sizehint, flags))
+
+    @classmethod
+    def fromfd(cls, fd: int, /) -> epoll:
+        """An epoll object over an existing kernel epoll descriptor (which it owns)."""
+        self = cls.__new__(cls)
+        self._start(_KernelEpoll.fromfd(fd))
+        return self
+
+    def _start(self, kernel: Any) -> None:
+        self._kernel = kernel
+        self._interest = readiness.Interest()
+        self._virtual: dict[int, tuple[OpenSocket, int]] = {}  # fd -> (socket, eventmask)
+        self._kernel_fds: set[int] = set()  # may name closed ones: only to skip a call
+        self._wakeup: _Wakeup | None = None  # made with the first virtual registration
+        self._lock = threading.Lock()
+        self._kernel_first = False
+
+    # -- the object ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._kernel.closed
+
+    def fileno(self) -> int:
+        """The kernel epoll's descriptor (virtual sockets' readiness is not shown on
+        it: nest this object's waits, not its number)."""
+        return self._kernel.fileno()
+
+    def close(self) -> None:
+        with self._lock:
+            self._interest.close()
+            self._virtual.clear()
+            self._kernel_fds.clear()
+            self._kernel.close()
+            wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.close()
+
+    def __enter__(self) -> epoll:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        interest = getattr(self, "_interest", None)
+        if interest is not None:
+            interest.close()  # its registrations sit in the sockets' waiter sets
+
+    def _check_open(self) -> None:
+        if self._kernel.closed:
+            raise ValueError("I/O operation on closed epoll object")
+
+    # -- the interest list ---------------------------------------------------------------
+
+    def register(self, fd: Any, eventmask: int = _EPOLL_DEFAULT) -> None:
+        number, mask = _number(fd), operator.index(eventmask) & 0xFFFFFFFF
+        self._check_open()
+        with self._lock:
+            f = _virtual(number)
+            if f is None:
+                self._kernel.register(number, mask)
+                self._kernel_fds.add(number)
+                return
+            if mask & _EPOLLEXCLUSIVE and mask & ~_EXCLUSIVE_OK:
+                raise oserror(errno.EINVAL)
+            old = self._virtual.get(number)
+            if old is not None:
+                if old[0] is f:
+                    raise oserror(errno.EEXIST)
+                self._forget(number)  # a socket that closed; the number is reused
+            self._prune()
+            if self._wakeup is None:
+                self._add_wakeup()
+            self._interest.register(f.watch, mask & ~_EPOLL_FLAGS, number,
+                                    edge=bool(mask & _EPOLLET),
+                                    oneshot=bool(mask & _EPOLLONESHOT))
+            self._virtual[number] = (f, mask)
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        number, mask = _number(fd), operator.index(eventmask) & 0xFFFFFFFF
+        self._check_open()
+        with self._lock:
+            f = _virtual(number)
+            if f is None:
+                self._forget(number)
+                self._kernel.modify(number, mask)
+                return
+            if mask & _EPOLLEXCLUSIVE:
+                raise oserror(errno.EINVAL)
+            old = self._virtual.get(number)
+            if old is None or old[0] is not f:
+                raise oserror(errno.ENOENT)
+            if old[1] & _EPOLLEXCLUSIVE:
+                raise oserror(errno.EINVAL)  # Linux: an exclusive entry cannot change
+            self._interest.modify(f.watch, mask & ~_EPOLL_FLAGS, number,
+                                  edge=bool(mask & _EPOLLET),
+                                  oneshot=bool(mask & _EPOLLONESHOT))
+            self._virtual[number] = (f, mask)
+
+    def unregister(self, fd: Any) -> None:
+        number = _number(fd)
+        self._check_open()
+        with self._lock:
+            f = _virtual(number)
+            if f is None:
+                self._forget(number)
+                self._kernel.unregister(number)
+                self._kernel_fds.discard(number)
+                return
+            old = self._virtual.get(number)
+            if old is None or old[0] is not f:
+                self._forget(number)  # what the number named before, if anything
+                raise oserror(errno.ENOENT)
+            self._forget(number)
+
+    def _forget(self, number: int) -> None:
+        """Drop a virtual registration (its socket may have closed already)."""
+        old = self._virtual.pop(number, None)
+        if old is not None:
+            try:
+                self._interest.unregister(old[0].watch)
+            except KeyError:  # it left on its own when the socket closed
+                pass
+
+    def _prune(self) -> None:
+        """Forget registrations of sockets that closed (they left the interest list
+        themselves), once they are many, so churn stays cheap."""
+        if len(self._virtual) > 2 * len(self._interest) + 16:
+            for number, (f, _) in list(self._virtual.items()):
+                if f.closed:
+                    del self._virtual[number]
+
+    def _add_wakeup(self) -> None:
+        wakeup = _Wakeup()
+        self._kernel.register(wakeup.fd, _stdlib.EPOLLIN)
+        self._wakeup = wakeup
+        wakeup.wake()  # a wait already blocked in the kernel goes round and parks
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        """``[(fd, events)]`` ready now or within ``timeout`` seconds (None or
+        negative: forever), at most ``maxevents`` of them."""
+        if self._wakeup is None:  # only kernel descriptors were ever registered
+            return self._kernel.poll(timeout, maxevents)
+        maxevents = _c_int(maxevents)
+        self._check_open()
+        seconds = _epoll_timeout(timeout)
+        if maxevents == -1:
+            maxevents = _MAXEVENTS_DEFAULT
+        elif maxevents < 1:
+            raise ValueError(f"maxevents must be greater than 0, got {maxevents}")
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if self._kernel_first and self._kernel_fds:
+                found = self._kernel_events(0, maxevents)
+                if len(found) < maxevents:
+                    found += self._interest.ready(maxevents - len(found))
+            else:
+                found = self._interest.ready(maxevents)
+                if found and len(found) < maxevents and self._kernel_fds:
+                    found += self._kernel_events(0, maxevents - len(found))
+            if found:
+                self._kernel_first = not self._kernel_first  # neither half starves
+                return found
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            parked = _Parked(self._wakeup)
+            if not self._interest.park(parked):
+                continue  # something changed meanwhile: look again
+            try:
+                found = self._kernel_events(remaining, maxevents)
+            finally:
+                self._interest.unpark(parked)
+            if found:
+                room = maxevents - len(found)
+                if room:
+                    found += self._interest.ready(room)
+                return found
+            if remaining is not None and time.monotonic() >= deadline:
+                return found
+
+    def _kernel_events(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        """The kernel half's events, without the wake-up (drained when it is there)."""
+        wakeup = self._wakeup
+        events = self._kernel.poll(timeout, maxevents)
+        if wakeup is None:
+            return events
+        for index, (fd, _) in enumerate(events):
+            if fd == wakeup.fd:
+                wakeup.drain()
+                del events[index]
+                break
+        return events
+
