@@ -3,6 +3,7 @@ single calls with the kernel; these check what only many threads or networks sho
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import select
@@ -211,3 +212,74 @@ def test_the_virtual_network_works_where_the_kernel_has_no_network():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["kernel: 101", "virtual: b'tcp' b'udp'"]
+
+
+# -- the connect path: what the fast paths must not change --------------------------------
+
+@pytest.mark.parametrize("visible", [False, True])
+def test_connections_leave_no_reference_cycles(network, visible):
+    """A connection's objects are freed when its descriptors close, not left for the
+    garbage collector (each cycle would cost a collection's time on busy servers)."""
+    server = posix.socket(AF_INET, SOCK_STREAM, visible=visible)
+    posix.bind(server, ("127.0.0.1", 0))
+    posix.listen(server, 8)
+    address = posix.getsockname(server)
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(20):
+            client = posix.socket(AF_INET, SOCK_STREAM, visible=visible)
+            posix.connect(client, address)
+            accepted, _ = posix.accept(server, visible=visible)
+            posix.close(client)
+            posix.close(accepted)
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
+        posix.close(server)
+
+
+def test_cached_addresses_keep_the_stdlib_errors(network):
+    """Parsed addresses are remembered, but only for exactly (str, int): a float port
+    equal to a cached int one is still the stdlib's TypeError."""
+    server = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(server, ("127.0.0.1", 0))
+    posix.listen(server, 8)
+    host, port = posix.getsockname(server)
+    client = posix.socket(AF_INET, SOCK_STREAM)
+    try:
+        posix.connect(client, (host, port))  # now cached
+        other = posix.socket(AF_INET, SOCK_STREAM)
+        try:
+            with pytest.raises(TypeError, match="'float' object cannot be interpreted"):
+                posix.connect(other, (host, float(port)))
+            with pytest.raises(TypeError, match="str, bytes or bytearray expected"):
+                posix.connect(other, ([host], port))
+        finally:
+            posix.close(other)
+    finally:
+        posix.close(client)
+        posix.close(posix.accept(server)[0])
+        posix.close(server)
+
+
+def test_listeners_are_found_by_port_among_many_accepted_connections(network):
+    """A connect finds the listener of a port that also holds every accepted
+    connection; after the listener closes, the port refuses."""
+    server = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(server, ("0.0.0.0", 0))
+    posix.listen(server, 64)
+    port = posix.getsockname(server)[1]
+    opened = []
+    for _ in range(50):
+        client = posix.socket(AF_INET, SOCK_STREAM)
+        posix.connect(client, ("127.0.0.1", port))
+        opened += [client, posix.accept(server)[0]]
+    posix.close(server)
+    late = posix.socket(AF_INET, SOCK_STREAM)
+    with pytest.raises(ConnectionRefusedError):
+        posix.connect(late, ("127.0.0.1", port))
+    for fd in [late, *opened]:
+        posix.close(fd)

@@ -23,6 +23,7 @@ import os
 import socket
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 from . import readiness
@@ -62,20 +63,29 @@ class OpenSocket:
         self.kernel: int | None = kfd
         self.watch: readiness.Watch | None = None
         if kfd is None:
-            self.watch = readiness.watch(sock, self.revents)
+            # The watch asks the driver itself, not this object: a reference back to
+            # the description would make every virtual socket a reference cycle that
+            # only the garbage collector frees (some ten objects per socket), and on a
+            # connect-heavy path those collections cost more than the sockets' own work.
+            self.watch = readiness.watch(sock, partial(_poll, driver, sock))
 
     def revents(self) -> int:
-        try:
-            return self.driver.poll(self.sock)
-        except OSError:
-            raise
-        except Exception as exc:
-            raise DriverFailure(self.driver.name, "poll", exc) from exc
+        return _poll(self.driver, self.sock)
 
     def __repr__(self) -> str:
         kind = "kernel" if self.kernel is not None else "virtual"
         return (f"<OpenSocket {self.driver.name} {kind} family={self.family} "
                 f"type={self.type} numbers={sorted(self.numbers)}>")
+
+
+def _poll(driver: SocketDriver, sock: Any) -> int:
+    """A virtual socket's current revents; a driver's bug in poll is EIO."""
+    try:
+        return driver.poll(sock)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise DriverFailure(driver.name, "poll", exc) from exc
 
 
 class _Adopted(OpenSocket):

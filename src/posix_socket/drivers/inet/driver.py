@@ -280,4 +280,7 @@ class InetDriver(SocketDriver):
                 sock.close(touched)
         finally:
             for changed in touched:
-                self.notify(changed)
+                # A TCP socket its owner closed (this one, or an orphan finishing its
+                # connection) has no descriptor left: nobody can be watching it.
+                if not (type(changed) is TcpSocket and changed.orphan):
+                    self.notify(changed)

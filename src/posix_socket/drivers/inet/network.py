@@ -112,18 +112,35 @@ class PortTable:
         self.listeners: dict[int, list[Binding]] = {}
         self._next = random.randrange(len(EPHEMERAL_PORTS))
         self.time_wait = time_wait
-        self.waits: dict[int, collections.deque[Binding]] = {}
+        self.waits: dict[int, list[Binding]] = {}  # oldest first; rarely more than one
         self._expiry: collections.deque[tuple[Binding, int]] = collections.deque()
 
-    def hold_time_wait(self, binding: Binding, port: int) -> None:
+    def hold_time_wait(self, binding: Binding, port: int, leaving: bool = False) -> bool:
         """Leave a TIME_WAIT entry like ``binding`` on ``port`` (the end that closed
-        first), expiring ``time_wait`` seconds from now."""
+        first), expiring ``time_wait`` seconds from now.
+
+        ``leaving`` says the socket gives the port back right now: then ``binding``
+        itself leaves the table and becomes the entry (one object fewer for every
+        connection a program closes first).  Returns whether it did so.
+        """
         self._expire()
         if self.time_wait <= 0 or len(self._expiry) >= MAX_TIME_WAIT:
-            return
-        entry = binding.time_wait(time.monotonic() + self.time_wait)
-        self.waits.setdefault(port, collections.deque()).append(entry)
+            return False
+        expires = time.monotonic() + self.time_wait
+        if leaving:
+            self.unbind(binding, port)
+            binding.owner = None
+            binding.expires = expires
+            entry = binding
+        else:
+            entry = binding.time_wait(expires)
+        waits = self.waits.get(port)
+        if waits is None:
+            self.waits[port] = [entry]
+        else:
+            waits.append(entry)
         self._expiry.append((entry, port))
+        return leaving
 
     def _expire(self) -> None:
         """Drop TIME_WAIT entries whose time is up (oldest first: they expire in order,
@@ -136,7 +153,7 @@ class PortTable:
             entry, port = expiry.popleft()
             waits = self.waits.get(port)
             if waits and waits[0] is entry:  # else a connect took the port meanwhile
-                waits.popleft()
+                del waits[0]
                 if not waits:
                     del self.waits[port]
 
@@ -308,6 +325,8 @@ class VirtualNetwork:
             # lo's routes say 127.0.0.1 for all of 127/8; any other address of this
             # network is reached from itself.
             source = _LOOPBACK4_ADDRESS if v4 is not None and v4.is_loopback else ip
+            if source == ip:
+                source = ip  # the caller's own object: later lookups by it match by identity
             route = Route(v4 is not None, is_wildcard(ip), self.is_local(ip), source)
             if len(self._routes) >= 4096:
                 self._routes.clear()

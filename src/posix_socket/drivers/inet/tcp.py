@@ -236,7 +236,7 @@ class TcpSocket:
         """The handshake completes: a new socket for the listener's backlog, sharing
         the listener's port (and its bind locks) as an accepted socket does on Linux."""
         child = TcpSocket(self.net, listener.family, listener.opts.copy())
-        child.local = Endpoint(self.remote.ip, listener.local.port)
+        child.local = self.remote  # the address connected to: the listener's port
         child.remote = self.local
         child.state = ESTABLISHED
         child.sock_state = SS_CONNECTED
@@ -406,7 +406,9 @@ class TcpSocket:
             self.state = CLOSE_WAIT
         elif self.state == FIN_WAIT2:
             if self.binding is not None:
-                self.net.tcp.hold_time_wait(self.binding, self.local.port)
+                leaving = self.orphan or not self.userlocks & BINDPORT_LOCK  # _enter_close
+                if self.net.tcp.hold_time_wait(self.binding, self.local.port, leaving):
+                    self.binding = None
             self.shutdown = SHUTDOWN_MASK
             self.peer = None
             self._enter_close()
@@ -439,7 +441,7 @@ class TcpSocket:
         """sk_state becomes CLOSE: the port goes back unless bind() fixed it (and the
         socket is still open); the name stays, as getsockname shows on Linux."""
         self.state = CLOSE
-        if self.orphan or not self.userlocks & BINDPORT_LOCK:
+        if self.binding is not None and (self.orphan or not self.userlocks & BINDPORT_LOCK):
             self._release_port()
         if self.orphan:
             self.rx = None
@@ -484,7 +486,8 @@ class TcpSocket:
         peer's FIN), or a reset when data is left unread or SO_LINGER is {1, 0}."""
         if self.state == LISTEN:
             self._stop_listening(touched)
-        self._leave_waiting()
+        if self.listener is not None:
+            self._leave_waiting()
         self.orphan = True
         if self.peer is not None:
             if reset or self.rx or self.opts.linger == (1, 0):
