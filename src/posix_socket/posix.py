@@ -54,6 +54,7 @@ _SOCKLEN_T_LIMIT = 2**31 - 1  # the stdlib's cap on recvmsg's ancbufsize
 _EXPECTED = (OSError, TypeError, ValueError, OverflowError)
 
 _files = descriptors._files  # the hot path reads the table directly
+_KERNEL_POLL = _select.poll  # the kernel's: patch() puts the drop-in in the select module
 
 
 # -- argument checks: the stdlib's exceptions for the stdlib's mistakes ------------------
@@ -998,7 +999,7 @@ def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int
         return found
 
     def poll_kernel(wake_fd: int, timeout_ms: int) -> bool:
-        poller = _select.poll()
+        poller = _KERNEL_POLL()
         for fd, events in kernel.items():
             poller.register(fd, events)
         if wake_fd >= 0:
