@@ -3,6 +3,7 @@ single calls with the kernel; these check what only many threads or networks sho
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import hashlib
 import os
@@ -283,3 +284,43 @@ def test_listeners_are_found_by_port_among_many_accepted_connections(network):
         posix.connect(late, ("127.0.0.1", port))
     for fd in [late, *opened]:
         posix.close(fd)
+
+
+@pytest.mark.parametrize("flags", [0, socket.SOCK_NONBLOCK, socket.SOCK_CLOEXEC,
+                                   socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC])
+def test_a_visible_number_shows_the_kernel_its_flags_and_readiness(network, flags):
+    """The kernel mirror is made with the socket's O_NONBLOCK and the number keeps its
+    close-on-exec flag (neither is asked of the kernel first); it turns unwritable when
+    the peer's window fills and writable again when it drains."""
+    server = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(server, ("127.0.0.1", 0))
+    posix.listen(server, 8)
+    client = posix.socket(AF_INET, SOCK_STREAM | flags)
+    nonblocking = bool(flags & socket.SOCK_NONBLOCK)
+    try:
+        posix.connect(client, posix.getsockname(server))
+    except BlockingIOError:
+        assert nonblocking
+    accepted, _ = posix.accept4(server, flags & socket.SOCK_CLOEXEC)
+    try:
+        for fd in (client, accepted):
+            assert bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK) == (
+                nonblocking and fd == client)
+            assert os.get_inheritable(fd) == (not flags & socket.SOCK_CLOEXEC)
+        poller = select.poll()
+        poller.register(client, select.POLLOUT)
+        assert poller.poll(0)
+        posix.setsockopt(accepted, socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sent = 0
+        while True:
+            try:
+                sent += posix.send(client, bytes(4096), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        assert poller.poll(0) == []
+        while sent:
+            sent -= len(posix.recv(accepted, 65536))
+        assert poller.poll(0) == [(client, select.POLLOUT)]
+    finally:
+        for fd in (client, accepted, server):
+            posix.close(fd)

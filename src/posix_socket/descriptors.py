@@ -162,21 +162,24 @@ def unreserve(fd: int) -> None:
     os.close(fd)
 
 
-def install(f: OpenSocket, fd: int, *, watched: bool = True) -> None:
+def install(f: OpenSocket, fd: int, *, watched: bool = True,
+            cloexec: bool | None = None) -> None:
     """Make the reserved number ``fd`` name ``f``.
 
     ``watched`` says the number leaves the layer and may be handed to the kernel's
-    pollers, so a virtual socket needs its mirror armed.
+    pollers, so a virtual socket needs its mirror armed.  ``cloexec``, when the caller
+    knows it (it reserved ``fd`` so), spares asking the kernel (F_GETFD) before a dup2.
     """
     if f.kernel is not None:
-        os.dup2(f.kernel, fd, inheritable=os.get_inheritable(fd))
+        inheritable = os.get_inheritable(fd) if cloexec is None else not cloexec
+        os.dup2(f.kernel, fd, inheritable=inheritable)
     # No lock: ``f`` is new and ``fd`` is not in the table, so no other thread can reach
     # either until the one store that publishes them, made last.
     f.numbers.add(fd)
     _files[fd] = f
     if watched and f.kernel is None and f.watch.mirror is None:
         try:
-            arm(f)
+            arm(f, cloexec)
         except BaseException:
             with _lock:
                 _files.pop(fd, None)
@@ -184,23 +187,27 @@ def install(f: OpenSocket, fd: int, *, watched: bool = True) -> None:
             raise
 
 
-def arm(f: OpenSocket) -> None:
-    """Make a virtual socket's readiness visible to the kernel on all its numbers."""
+def arm(f: OpenSocket, cloexec: bool | None = None) -> None:
+    """Make a virtual socket's readiness visible to the kernel on all its numbers.
+    ``cloexec``: the close-on-exec flag of every number, if the caller knows it."""
     if f.kernel is not None:
         return
     entry = f.watch
     with _lock:
         if entry.mirror is not None or f.closed:
             return
-        mirror = readiness.Mirror()
+        nonblocking = f.nonblocking
+        mirror = readiness.Mirror(nonblocking)
         try:
             for fd in f.numbers:
-                os.dup2(mirror.outer.fileno(), fd, inheritable=os.get_inheritable(fd))
+                inheritable = os.get_inheritable(fd) if cloexec is None else not cloexec
+                os.dup2(mirror.outer.fileno(), fd, inheritable=inheritable)
         except BaseException:
             mirror.close()
             raise
         entry.mirror = mirror
-        mirror.set_nonblocking(f.nonblocking)
+        if f.nonblocking != nonblocking:  # changed meanwhile, before it could see mirror
+            mirror.set_nonblocking(f.nonblocking)
     mirror.show(entry.revents)
 
 

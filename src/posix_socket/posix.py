@@ -275,8 +275,9 @@ def _driver(family: int):
 
 
 def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
-          nonblocking: bool, visible: bool = True) -> None:
-    """Wrap a new driver socket in a description named by the reserved number ``fd``.
+          nonblocking: bool, visible: bool = True, cloexec: bool | None = None) -> None:
+    """Wrap a new driver socket in a description named by the reserved number ``fd``
+    (reserved close-on-exec or not as ``cloexec`` says, when given).
 
     On failure the driver's socket is closed; the number stays reserved for the caller
     to give back.
@@ -292,7 +293,7 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
     try:
         if nonblocking and f.kernel is not None:
             _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
-        descriptors.install(f, fd, watched=visible)
+        descriptors.install(f, fd, watched=visible, cloexec=cloexec)
     except BaseException:
         if f.watch is not None:
             readiness.unwatch(sock)
@@ -338,7 +339,7 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
             raise
         except Exception as exc:
             raise DriverFailure(driver.name, "create", exc) from exc
-        _open(driver, sock, fd, family, kind, proto, nonblocking, visible)
+        _open(driver, sock, fd, family, kind, proto, nonblocking, visible, cloexec)
     except BaseException:
         descriptors.unreserve(fd)
         raise
@@ -396,7 +397,8 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     The new number is taken before waiting, as Linux does: without one (EMFILE) the
     connection stays queued.  ``visible`` as for ``socket``.
     """
-    flags = _c_int(flags)
+    if not (flags.__class__ is int and 0 <= flags < _C_INT_LIMIT):
+        flags = _c_int(flags)
     if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
         raise oserror(errno.EINVAL)
     f = _get(fd)
@@ -415,7 +417,7 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
         except Exception as exc:
             raise _failure(f, "accept", exc) from exc
         _open(driver, sock, new, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK),
-              visible)
+              visible, bool(flags & SOCK_CLOEXEC))
     except BaseException:
         descriptors.unreserve(new)
         raise

@@ -101,16 +101,19 @@ class Mirror:
 
     BLOB = 1024
 
-    __slots__ = ("outer", "inner", "readable", "writable", "_lock")
+    __slots__ = ("outer", "inner", "readable", "writable", "_lock", "_small_sndbuf")
 
-    def __init__(self) -> None:
-        # The C-level pair: the stdlib's names may be patched onto the layer.
-        self.outer, self.inner = _socket.socketpair(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    def __init__(self, nonblocking: bool = True) -> None:
+        # The C-level pair: the stdlib's names may be patched onto the layer.  It is
+        # made with the socket's O_NONBLOCK, which ``outer`` must show, so that needs no
+        # call of its own; the pair's own calls never wait either way (a marker always
+        # has room, a blob is sent with MSG_DONTWAIT, reads find what was sent).
+        kind = socket.SOCK_DGRAM | (socket.SOCK_NONBLOCK if nonblocking else 0)
+        self.outer, self.inner = _socket.socketpair(socket.AF_UNIX, kind)
         self.readable = False
         self.writable = True
         self._lock = threading.Lock()
+        self._small_sndbuf = False  # shrunk before the first blob: most never need it
 
     def show(self, revents: Callable[[], int]) -> None:
         """Bring the kernel object in line with ``revents()``, read under the lock so
@@ -131,6 +134,9 @@ class Mirror:
                 if writable:
                     self.inner.recv(self.BLOB)
                 else:
+                    if not self._small_sndbuf:
+                        self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+                        self._small_sndbuf = True
                     self.outer.send(bytes(self.BLOB), _DONTWAIT)
                 self.writable = writable
 

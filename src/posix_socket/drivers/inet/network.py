@@ -123,10 +123,11 @@ class PortTable:
         itself leaves the table and becomes the entry (one object fewer for every
         connection a program closes first).  Returns whether it did so.
         """
-        self._expire()
+        now = time.monotonic()
+        self._expire(now)
         if self.time_wait <= 0 or len(self._expiry) >= MAX_TIME_WAIT:
             return False
-        expires = time.monotonic() + self.time_wait
+        expires = now + self.time_wait
         if leaving:
             self.unbind(binding, port)
             binding.owner = None
@@ -142,13 +143,14 @@ class PortTable:
         self._expiry.append((entry, port))
         return leaving
 
-    def _expire(self) -> None:
+    def _expire(self, now: float | None = None) -> None:
         """Drop TIME_WAIT entries whose time is up (oldest first: they expire in order,
         so each is also the oldest of its port)."""
         expiry = self._expiry
         if not expiry:
             return
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         while expiry and expiry[0][0].expires <= now:
             entry, port = expiry.popleft()
             waits = self.waits.get(port)
@@ -172,16 +174,20 @@ class PortTable:
         return port
 
     def _ephemeral(self, binding: Binding, parity: int | None) -> int:
-        span = len(EPHEMERAL_PORTS)
+        ports, waits = self.ports, self.waits
+        low, span = EPHEMERAL_PORTS.start, len(EPHEMERAL_PORTS)
         for_connect = parity == 0
-        for step in range(span):
-            port = EPHEMERAL_PORTS[(self._next + step) % span]
-            if (parity is None or port % 2 == parity) and port not in self.ports and (
-                    for_connect or port not in self.waits):
+        index = self._next  # where the last search stopped: the next port is usually free
+        for _ in range(span):
+            port = low + index
+            index = index + 1 if index + 1 < span else 0
+            if (parity is None or port % 2 == parity) and port not in ports and (
+                    for_connect or port not in waits):
                 # A connect may reuse a port only TIME_WAIT ends hold (tcp_tw_reuse).
-                self.waits.pop(port, None)
-                self._next = (self._next + step + 1) % span
-                self.ports[port] = {binding: None}
+                if port in waits:
+                    del waits[port]
+                self._next = index
+                ports[port] = {binding: None}
                 return port
         raise oserror(errno.EADDRINUSE)
 
