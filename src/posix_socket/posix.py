@@ -330,7 +330,9 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
     kind, nonblocking, cloexec = _check_type(type)
     if not (proto.__class__ is int and -_C_INT_LIMIT <= proto < _C_INT_LIMIT):
         proto = _c_int(proto)
-    driver = _driver(family)
+    driver = registry.driver_for(family)
+    if driver is None:
+        raise oserror(errno.EAFNOSUPPORT)
     fd = descriptors.reserve(cloexec)
     try:
         try:

@@ -222,8 +222,11 @@ class TcpSocket:
         self.sock_state = SS_CONNECTED
 
     def _find_listener(self, ip, port: int, v4: bool) -> TcpSocket | None:
-        listeners = [b.owner for b in self.net.tcp.find(ip, port, v4)
-                     if b.owner.state == LISTEN]
+        bindings = self.net.tcp.find(ip, port, v4)
+        if len(bindings) == 1:  # the usual case: one listener on the port
+            owner = bindings[0].owner
+            return owner if owner.state == LISTEN else None
+        listeners = [b.owner for b in bindings if b.owner.state == LISTEN]
         if len(listeners) < 2:
             return listeners[0] if listeners else None
         exact = [s for s in listeners if s.local.ip == ip]
@@ -256,7 +259,8 @@ class TcpSocket:
             raise oserror(errno.EAGAIN)
         child = self.backlog.popleft()
         touched.append(self)
-        self._admit(touched)
+        if self.waiting:
+            self._admit(touched)
         return child, to_tuple(self.family, child.remote)
 
     def window(self) -> int:
