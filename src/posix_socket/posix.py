@@ -260,7 +260,9 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
 # -- creation ----------------------------------------------------------------------------
 
 def _check_type(type: object) -> tuple[int, bool, bool]:
-    kind = type if type.__class__ is int and 0 <= type < _C_INT_LIMIT else _c_int(type)
+    kind = type if type.__class__ is int else operator.index(type)  # SOCK_* are IntEnums
+    if not 0 <= kind < _C_INT_LIMIT:
+        kind = _c_int(kind)
     if kind & ~(_SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC) or (
             (kind & _SOCK_TYPE_MASK) >= _SOCK_MAX):
         raise oserror(errno.EINVAL)
@@ -325,7 +327,9 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
     this saves the kernel mirror's two descriptors and a system call per readiness
     change.  The layer's own waits and polls see the socket either way.
     """
-    if not (family.__class__ is int and -_C_INT_LIMIT <= family < _C_INT_LIMIT):
+    if family.__class__ is not int:  # socket.AF_INET is an IntEnum: a C call, no frame
+        family = operator.index(family)
+    if not -_C_INT_LIMIT <= family < _C_INT_LIMIT:
         family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     if not (proto.__class__ is int and -_C_INT_LIMIT <= proto < _C_INT_LIMIT):
@@ -471,11 +475,15 @@ def connect(fd: int, addr: Any) -> None:
     if pending == errno.EINPROGRESS and not f.closed and (
             f.revents() & (POLLOUT | POLLERR | POLLHUP)):
         try:
-            _call(f, "connect", addr)
+            f.driver.connect(f.sock, addr)
             return
         except BlockingIOError as exc:
             if exc.errno != errno.EALREADY:
                 raise
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, "connect", exc) from exc
     return _connect_wait(f, addr, pending)
 
 
