@@ -296,10 +296,11 @@ class Interest:
             self._ready.clear()
         found: list[tuple[object, int]] = []
         keep: list[_Member] = []
+        unvisited: list[_Member] = []
         try:
             for position, member in enumerate(batch):
                 if len(found) == maxevents:
-                    keep.extend(batch[position:])
+                    unvisited = batch[position:]
                     break
                 if member.disabled or member.watch.closed:
                     continue
@@ -316,7 +317,7 @@ class Interest:
             raise
         finally:
             with self._lock:
-                for member in keep:  # reported ones go to the back, as in epoll
+                for member in unvisited + keep:  # reported ones go to the back, as in epoll
                     if self._members.get(member.watch) is member:
                         self._ready[member] = None
         return found

@@ -391,7 +391,14 @@ class epoll:
         """``[(fd, events)]`` ready now or within ``timeout`` seconds (None or
         negative: forever), at most ``maxevents`` of them."""
         if self._wakeup is None:  # only kernel descriptors were ever registered
-            return self._kernel.poll(timeout, maxevents)
+            events = self._kernel.poll(timeout, maxevents)
+            if self._wakeup is None or not self._without_wakeup(events):
+                return events
+            # The first virtual socket was registered during the wait and its wake-up
+            # ended it: wait again, for both kinds (the timeout starts over, once).
+        return self._wait(timeout, maxevents)
+
+    def _wait(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         maxevents = _c_int(maxevents)
         self._check_open()
         seconds = _epoll_timeout(timeout)
@@ -430,14 +437,18 @@ class epoll:
 
     def _kernel_events(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         """The kernel half's events, without the wake-up (drained when it is there)."""
-        wakeup = self._wakeup
         events = self._kernel.poll(timeout, maxevents)
-        if wakeup is None:
-            return events
-        for index, (fd, _) in enumerate(events):
-            if fd == wakeup.fd:
-                wakeup.drain()
-                del events[index]
-                break
+        self._without_wakeup(events)
         return events
+
+    def _without_wakeup(self, events: list[tuple[int, int]]) -> bool:
+        """Take the wake-up out of ``events`` (draining it); True if it was there."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            for index, (fd, _) in enumerate(events):
+                if fd == wakeup.fd:
+                    wakeup.drain()
+                    del events[index]
+                    return True
+        return False
 
