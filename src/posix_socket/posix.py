@@ -458,11 +458,14 @@ def connect(fd: int, addr: Any) -> None:
     the driver's EINPROGRESS, a look at the socket's readiness (already writable: no
     wait is set up), and the second connect that collects the outcome.
     """
-    f = _get(fd)
+    f = _files.get(fd)
+    if f is None or fd.__class__ is not int:
+        f = _foreign(fd)
     if f.kernel is not None:
         return _call(f, "connect", addr)
+    driver = f.driver
     try:
-        f.driver.connect(f.sock, addr)
+        driver.connect(f.sock, addr)
         return
     except BlockingIOError as exc:
         if f.nonblocking:
@@ -475,7 +478,7 @@ def connect(fd: int, addr: Any) -> None:
     if pending == errno.EINPROGRESS and not f.closed and (
             f.revents() & (POLLOUT | POLLERR | POLLHUP)):
         try:
-            f.driver.connect(f.sock, addr)
+            driver.connect(f.sock, addr)
             return
         except BlockingIOError as exc:
             if exc.errno != errno.EALREADY:
