@@ -32,18 +32,8 @@ CLASSES = ["DefaultSelectorTestCase", "SelectSelectorTestCase", "PollSelectorTes
 # (preset, what socketpair() gives) per run.
 RUNS = {"host": ("host", "kernel"), "virtual": ("virtual", "virtual")}
 
-_REUSE = ("test_unregister_after_fd_close_and_reuse: the test closes with os.close() a "
-          "number it believes free, but rd2.fileno() armed rd2's kernel mirror just after "
-          "rd was closed, and the mirror's socketpair took that lowest free number; the "
-          "mirror then fails to close (EBADF).  Needs the mirror's descriptors moved to "
-          "high numbers (readiness.Mirror), which another change owns")
-
 # {test id: reason} per run.
-KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    "host": {},
-    "virtual": {f"test.test_selectors.{name}.test_unregister_after_fd_close_and_reuse": _REUSE
-                for name in CLASSES},
-}
+KNOWN_FAILURES: dict[str, dict[str, str]] = {"host": {}, "virtual": {}}
 
 
 def _start(run: str) -> subprocess.Popen:

@@ -15,7 +15,9 @@ Two audiences watch a socket that lives in Python (a "virtual" socket):
 from __future__ import annotations
 
 import _socket
+import fcntl
 import os
+import resource
 import select
 import socket
 import threading
@@ -109,7 +111,8 @@ class Mirror:
         # call of its own; the pair's own calls never wait either way (a marker always
         # has room, a blob is sent with MSG_DONTWAIT, reads find what was sent).
         kind = socket.SOCK_DGRAM | (socket.SOCK_NONBLOCK if nonblocking else 0)
-        self.outer, self.inner = _socket.socketpair(socket.AF_UNIX, kind)
+        outer, inner = _socket.socketpair(socket.AF_UNIX, kind)
+        self.outer, self.inner = _lifted(outer), _lifted(inner)
         self.readable = False
         self.writable = True
         self._lock = threading.Lock()
@@ -151,6 +154,25 @@ class Mirror:
         with self._lock:
             self.outer.close()
             self.inner.close()
+
+
+# Where a mirror's own descriptors go: above the numbers programs use.  A mirror is
+# armed late (by ``fileno()``), and a program may well believe the lowest free numbers
+# are still free then (CPython's test_selectors dup2()s over them and closes them).
+_MIRROR_FLOOR = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
+
+
+def _lifted(sock: _socket.socket) -> _socket.socket:
+    """``sock`` moved to a number from ``_MIRROR_FLOOR`` up, if one is free there."""
+    try:
+        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, _MIRROR_FLOOR)
+    except OSError:  # nothing free up there: keep the low number
+        return sock
+    lifted = _socket.socket(sock.family, sock.type, sock.proto, fd)
+    if lifted.gettimeout() != sock.gettimeout():
+        lifted.settimeout(sock.gettimeout())
+    sock.close()
+    return lifted
 
 
 class Watch:
