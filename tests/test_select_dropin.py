@@ -64,6 +64,19 @@ class KernelSide:
         self.objects[r] = self.objects[w] = None
         return r, w
 
+    def listener(self) -> int | None:
+        return None if self.server is None else self.server.fileno()
+
+    def connect(self) -> int:
+        client = socket.create_connection(self.server.getsockname()[:2])
+        self.objects[client.fileno()] = client
+        return client.fileno()
+
+    def accept(self) -> int:
+        sock, _ = self.server.accept()
+        self.objects[sock.fileno()] = sock
+        return sock.fileno()
+
     def send(self, fd: int, data: bytes) -> None:
         os.write(fd, data)
 
@@ -144,6 +157,20 @@ class LayerSide:
 
     def pipe(self) -> tuple[int, int]:
         return self.kernel.pipe()
+
+    def listener(self) -> int | None:
+        return self.server
+
+    def connect(self) -> int:
+        client = posix.socket(self.family, socket.SOCK_STREAM, visible=False)
+        posix.connect(client, posix.getsockname(self.server)[:2])
+        self.layer.add(client)
+        return client
+
+    def accept(self) -> int:
+        sock, _ = posix.accept(self.server, visible=False)
+        self.layer.add(sock)
+        return sock
 
     def send(self, fd: int, data: bytes) -> None:
         posix.write(fd, data)
@@ -408,6 +435,24 @@ def epoll_pipes_with_sockets(side, log: Log) -> None:
     ep.close()
 
 
+def epoll_listener(side, log: Log) -> None:
+    server = side.listener()
+    if server is None:  # an AF_UNIX side has pairs only
+        return
+    log.name(server, "server")
+    ep = side.module.epoll()
+    log.record(lambda: ep.register(server, IN | OUT))
+    log.record(lambda: ep.poll(0))
+    log.name(side.connect(), "client")
+    log.record(lambda: ep.poll(0))
+    accepted = side.accept()
+    log.name(accepted, "accepted")
+    log.record(lambda: ep.poll(0))
+    log.record(lambda: ep.register(accepted, IN | OUT | RDHUP))
+    log.record(lambda: ep.poll(0))
+    ep.close()
+
+
 # -- poll and select scenarios ---------------------------------------------------------
 
 def poll_objects(side, log: Log) -> None:
@@ -459,7 +504,8 @@ def select_calls(side, log: Log) -> None:
 
 SCENARIOS = [epoll_level_triggered, epoll_edge_triggered, epoll_oneshot, epoll_exclusive,
              epoll_errors, epoll_close_leaves_the_list, epoll_hangups_and_writable,
-             epoll_maxevents, epoll_pipes_with_sockets, poll_objects, select_calls]
+             epoll_maxevents, epoll_pipes_with_sockets, epoll_listener, poll_objects,
+             select_calls]
 
 
 def _run(scenario, side) -> list:
@@ -620,6 +666,22 @@ def test_ctrl_c_interrupts_a_wait(what: str) -> None:
         assert time.monotonic() - start < JOIN / 2
     finally:
         side.finish()
+
+
+def test_timeouts_wait_as_long_as_asked(side) -> None:
+    _, b = side.pair()
+    r, _ = side.pipe()
+    ep = side.module.epoll()
+    ep.register(b, IN)
+    ep.register(r, IN)
+    p = side.module.poll()
+    p.register(b, select.POLLIN)
+    for wait in (lambda: ep.poll(0.05), lambda: ep.poll(0.05, 1), lambda: p.poll(50),
+                 lambda: p.poll(50.0), lambda: side.module.select([b, r], [], [], 0.05)):
+        start = time.monotonic()
+        assert wait() in ([], ([], [], []))
+        assert 0.045 <= time.monotonic() - start < 2
+    ep.close()
 
 
 def test_concurrent_poll_on_one_poll_object_is_refused_as_the_stdlib_does(side) -> None:
