@@ -3,9 +3,11 @@ single calls with the kernel; these check what only many threads or networks sho
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import hashlib
+import ipaddress
 import os
 import select
 import shutil
@@ -19,6 +21,8 @@ import pytest
 import posix_socket as ps
 from posix_socket import descriptors, posix
 from posix_socket.drivers.inet import InetDriver, VirtualNetwork
+from posix_socket.drivers.inet import network as netmod
+from posix_socket.drivers.inet.addresses import mapped
 
 AF_INET, SOCK_STREAM = socket.AF_INET, socket.SOCK_STREAM
 
@@ -324,3 +328,33 @@ def test_a_visible_number_shows_the_kernel_its_flags_and_readiness(network, flag
     finally:
         for fd in (client, accepted, server):
             posix.close(fd)
+
+
+def test_time_wait_entries_hold_a_port_for_binds_until_they_expire(monkeypatch):
+    """The end that closed first leaves a TIME_WAIT entry: binds of its port fail
+    until it expires; one whose socket keeps the port is a copy."""
+    now = [1000.0]
+    monkeypatch.setattr(netmod.time, "monotonic", lambda: now[0])
+    table = netmod.PortTable(tcp=True, time_wait=60.0)
+    ip = mapped(ipaddress.IPv4Address("127.0.0.1"))
+
+    def binding() -> netmod.Binding:
+        return netmod.Binding(object(), ip, False, False, False)
+
+    closing = binding()
+    table.bind(closing, 40000)
+    assert table.hold_time_wait(closing, 40000, leaving=True)
+    assert 40000 not in table.ports and closing.owner is None
+    with pytest.raises(OSError) as info:
+        table.bind(binding(), 40000)
+    assert info.value.errno == errno.EADDRINUSE
+    kept = binding()
+    table.bind(kept, 40002)
+    assert not table.hold_time_wait(kept, 40002)  # a copy: the socket keeps its port
+    assert kept in table.ports[40002] and table.waits[40002][0] is not kept
+    now[0] += 59.0
+    with pytest.raises(OSError):
+        table.bind(binding(), 40000)
+    now[0] += 1.0
+    assert table.bind(binding(), 40000) == 40000  # expired
+    assert 40002 not in table.waits

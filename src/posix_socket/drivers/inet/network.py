@@ -45,7 +45,7 @@ class Binding:
     """What a bound socket claims in a port table (Linux's bind-conflict inputs)."""
 
     __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening", "expires",
-                 "wildcard")
+                 "port", "wildcard")
 
     def __init__(self, owner: Any, ip: ipaddress.IPv6Address, v6only: bool,
                  reuseaddr: bool, reuseport: bool) -> None:
@@ -56,6 +56,7 @@ class Binding:
         self.reuseport = reuseport
         self.listening = False
         self.expires: float | None = None  # set while it stands for a TIME_WAIT end
+        self.port = 0  # the port of a TIME_WAIT entry (live bindings are filed by port)
         # While listening: (reaches all of IPv4, reaches all of IPv6), worked out once
         # in ``PortTable.listen`` so that each connect's lookup compares no addresses.
         self.wildcard: tuple[bool, bool] = (False, False)
@@ -113,7 +114,7 @@ class PortTable:
         self._next = random.randrange(len(EPHEMERAL_PORTS))
         self.time_wait = time_wait
         self.waits: dict[int, list[Binding]] = {}  # oldest first; rarely more than one
-        self._expiry: collections.deque[tuple[Binding, int]] = collections.deque()
+        self._expiry: collections.deque[Binding] = collections.deque()  # oldest first
 
     def hold_time_wait(self, binding: Binding, port: int, leaving: bool = False) -> bool:
         """Leave a TIME_WAIT entry like ``binding`` on ``port`` (the end that closed
@@ -135,12 +136,13 @@ class PortTable:
             entry = binding
         else:
             entry = binding.time_wait(expires)
+        entry.port = port
         waits = self.waits.get(port)
         if waits is None:
             self.waits[port] = [entry]
         else:
             waits.append(entry)
-        self._expiry.append((entry, port))
+        self._expiry.append(entry)
         return leaving
 
     def _expire(self, now: float | None = None) -> None:
@@ -151,8 +153,9 @@ class PortTable:
             return
         if now is None:
             now = time.monotonic()
-        while expiry and expiry[0][0].expires <= now:
-            entry, port = expiry.popleft()
+        while expiry and expiry[0].expires <= now:
+            entry = expiry.popleft()
+            port = entry.port
             waits = self.waits.get(port)
             if waits and waits[0] is entry:  # else a connect took the port meanwhile
                 del waits[0]

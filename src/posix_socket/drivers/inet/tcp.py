@@ -519,8 +519,10 @@ class TcpSocket:
         if state != SYN_SENT:
             if self.rx:
                 mask |= POLLIN_SET
-            if self.shutdown & SEND_SHUTDOWN or self.peer is None or (
-                    self.peer.rx_size < self.peer.window()):
+            peer = self.peer
+            # An empty queue always has room (a window is never 0): no window() call.
+            if self.shutdown & SEND_SHUTDOWN or peer is None or not peer.rx_size or (
+                    peer.rx_size < peer.window()):
                 mask |= POLLOUT_SET
         if self.error:
             mask |= select.POLLERR
