@@ -204,7 +204,11 @@ class _Wakeup:
         if fd >= 0:
             os.close(fd)
 
-    __del__ = close
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to tell
+            pass
 
 
 class _Parked:
