@@ -63,11 +63,7 @@ class OpenSocket:
         self.kernel: int | None = kfd
         self.watch: readiness.Watch | None = None
         if kfd is None:
-            # The watch asks the driver itself, not this object: a reference back to
-            # the description would make every virtual socket a reference cycle that
-            # only the garbage collector frees (some ten objects per socket), and on a
-            # connect-heavy path those collections cost more than the sockets' own work.
-            self.watch = readiness.watch(sock, partial(_poll, driver, sock))
+            self.watch = readiness.watch(sock, self.revents)
 
     def revents(self) -> int:
         return _poll(self.driver, self.sock)
@@ -306,6 +302,12 @@ def _close_driver_socket(f: OpenSocket) -> None:
     entry = f.watch
     if entry is not None:
         readiness.unwatch(f.sock)
+        # The watch held ``f.revents``, a reference back to ``f``: the two were a
+        # reference cycle, which only the garbage collector would free (some ten
+        # objects per socket; on a connect-heavy path those collections cost more than
+        # the sockets' own work).  Asking the driver directly breaks it, and answers
+        # the same to anyone still polling the watch.
+        entry.revents = partial(_poll, f.driver, f.sock)
     try:
         f.driver.close(f.sock)
     except Exception as exc:  # the number is already gone; report, do not raise
