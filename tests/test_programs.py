@@ -288,3 +288,37 @@ def test_python_dash_m_posix_socket_run_is_the_same(scripts):
                         cwd=scripts)
     via_script = online([*command(), "run", "probe.py", "z"], cwd=scripts)
     assert split_probe(via_module) == split_probe(via_script)
+
+
+# -- the shipped example (the README's main command) -------------------------------------
+
+EXAMPLE = ROOT / "examples" / "virtual_city.py"
+EXAMPLE_OUTPUT = """\
+town            the town hall and the weather station are open
+town hall       registered ada in north
+ada             is citizen number 1
+weather         asked about north
+ada             hears the north forecast: sunny, 21 C
+town hall       registered grace in harbour
+grace           is citizen number 2
+weather         asked about harbour
+grace           hears the harbour forecast: windy, 17 C
+town hall       registered linus in old town
+linus           is citizen number 3
+weather         asked about old town
+linus           hears the old town forecast: rain, 15 C
+town hall       GET /census
+mayor           the census counts 3: ada, grace, linus
+market          200 shoppers at once, 200 sales
+town            closed for the night
+"""
+
+
+def test_the_example_tells_its_story_offline():
+    result = offline([*command(), "run", str(EXAMPLE)], cwd=ROOT)
+    assert (result.returncode, result.stdout) == (0, EXAMPLE_OUTPUT), result.stderr
+
+
+def test_the_example_tells_the_same_story_on_the_kernel():
+    result = online([sys.executable, str(EXAMPLE)], cwd=ROOT)
+    assert (result.returncode, result.stdout) == (0, EXAMPLE_OUTPUT), result.stderr
