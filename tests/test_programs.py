@@ -270,11 +270,36 @@ def test_a_missing_script_or_module_fails_as_python_does(tmp_path):
     ([], "a script or -m module is required"), (["--net"], "expected one argument"),
     (["--net", "nowhere", "x.py"], "invalid choice: 'nowhere'"), (["-m"], "expected one"),
     (["--frobnicate", "x.py"], "unrecognized option: --frobnicate"),
+    (["--host", "db", "x.py"], "expected NAME=ADDRESS, not 'db'"),
+    (["--host", "db=nowhere", "x.py"], "'nowhere' is not an IP address"),
 ])
 def test_run_usage_errors(args, message):
     result = online([*command(), "run", *args])
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.startswith("usage: posix-socket run")
+
+
+def test_named_hosts_given_on_the_command_line_are_on_the_virtual_network(tmp_path):
+    (tmp_path / "prog.py").write_text(textwrap.dedent("""\
+        import socket
+        server = socket.create_server(("db.internal", 5432))
+        client = socket.create_connection(("db", 5432))
+        conn, peer = server.accept()
+        print(server.getsockname(), peer[0], socket.gethostbyaddr("10.0.0.2")[0],
+              socket.getaddrinfo("cache", 1, type=socket.SOCK_STREAM)[0][4])
+    """))
+    result = offline([*command(), "run", "--host", "db.internal,db=10.0.0.2",
+                      "--host=cache=10.0.0.3,fd00::3", "prog.py"], cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "('10.0.0.2', 5432) 10.0.0.2 db.internal ('fd00::3', 1, 0, 0)\n"
+
+
+def test_named_hosts_need_a_virtual_network(tmp_path):
+    (tmp_path / "prog.py").write_text("print('never')\n")
+    result = online([*command(), "run", "--net", "host", "--host", "a=10.0.0.2", "prog.py"],
+                    cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "--host needs a virtual network" in result.stderr
 
 
 def test_run_help_lists_the_presets():

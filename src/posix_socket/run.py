@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import builtins
 import importlib.machinery
+import ipaddress
 import os
 import runpy
+import socket
 import sys
 import types
 import zipfile
@@ -33,7 +35,8 @@ from . import patching, registry
 
 __all__ = ["Options", "parse_args", "run", "main", "USAGE"]
 
-USAGE = "usage: posix-socket run [--net PRESET] (-m module | script.py) [args ...]"
+USAGE = ("usage: posix-socket run [--net PRESET] [--host NAME=ADDRESS ...] "
+         "(-m module | script.py) [args ...]")
 
 _HELP = f"""{USAGE}
 
@@ -45,6 +48,10 @@ options:
   -h, --help     show this help message and exit
   --net PRESET   the drivers to run on: {{presets}} (default: virtual, an in-process
                  network that never touches the kernel's TCP/IP)
+  --host NAME[,NAME...]=ADDRESS[,ADDRESS...]
+                 add a host to the virtual network before the program starts: the
+                 names resolve to the addresses, and sockets may bind to them
+                 (repeatable; e.g. --host db.internal=10.0.0.2)
   -m module      run a library module as a script, like python -m
 """
 
@@ -57,6 +64,7 @@ class Options:
     args: list[str] = field(default_factory=list)
     module: bool = False
     net: str = "virtual"
+    hosts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (names, addresses)
 
 
 class UsageError(Exception):
@@ -71,38 +79,62 @@ def parse_args(argv: Sequence[str]) -> Options:
     cannot start with an option-like word).
     """
     argv = list(argv)
-    net = "virtual"
+    options = Options("")
     i = 0
     while i < len(argv):
         word = argv[i]
         if word in ("-h", "--help"):
             raise _Help
-        if word == "--net" or word.startswith("--net="):
-            if word == "--net":
+        option, equals, value = word.partition("=")
+        if option in ("--net", "--host"):
+            if not equals:
                 if i + 1 >= len(argv):
-                    raise UsageError("argument --net: expected one argument")
-                net, i = argv[i + 1], i + 2
+                    raise UsageError(f"argument {option}: expected one argument")
+                value, i = argv[i + 1], i + 1
+            i += 1
+            if option == "--net":
+                options.net = _preset(value)
             else:
-                net, i = word.partition("=")[2], i + 1
-            if net not in registry.presets():
-                known = ", ".join(registry.presets())
-                raise UsageError(f"argument --net: invalid choice: {net!r} (choose from {known})")
+                options.hosts.append(_host(value))
             continue
         if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
-            module = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
-            if not module:
+            options.target = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not options.target:
                 raise UsageError("argument -m: expected one argument")
-            rest = argv[i + (1 if word[2:] else 2):]
-            return Options(module, rest, module=True, net=net)
+            options.args = argv[i + (1 if word[2:] else 2):]
+            options.module = True
+            return options
         if word == "--":
             i += 1
             if i >= len(argv):
                 break
-            return Options(argv[i], argv[i + 1:], net=net)
-        if word.startswith("-") and word != "-":
+            word = argv[i]
+        elif word.startswith("-") and word != "-":
             raise UsageError(f"unrecognized option: {word}")
-        return Options(word, argv[i + 1:], net=net)
+        options.target, options.args = word, argv[i + 1:]
+        return options
     raise UsageError("a script or -m module is required")
+
+
+def _preset(name: str) -> str:
+    if name not in registry.presets():
+        known = ", ".join(registry.presets())
+        raise UsageError(f"argument --net: invalid choice: {name!r} (choose from {known})")
+    return name
+
+
+def _host(value: str) -> tuple[list[str], list[str]]:
+    names_text, _, addresses_text = value.rpartition("=")
+    names = [name for name in names_text.split(",") if name]
+    addresses = [address for address in addresses_text.split(",") if address]
+    if not names or not addresses:
+        raise UsageError(f"argument --host: expected NAME=ADDRESS, not {value!r}")
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UsageError(f"argument --host: {address!r} is not an IP address") from None
+    return names, addresses
 
 
 class _Help(Exception):
@@ -119,25 +151,38 @@ def main(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"{USAGE}\nposix-socket run: error: {exc}", file=sys.stderr)
         return 2
-    return run(options.target, options.args, module=options.module, net=options.net)
+    return run(options.target, options.args, module=options.module, net=options.net,
+               hosts=options.hosts)
 
 
 def run(target: str, args: Sequence[str] = (), *, module: bool = False,
-        net: str = "virtual") -> int:
+        net: str = "virtual", hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = ()
+        ) -> int:
     """Run ``target`` (a script path, or a module name if ``module``) as ``__main__``.
 
-    Returns 0 when the program's code returns; ``sys.exit`` from the program propagates
-    as SystemExit.  An uncaught exception is reported through ``sys.excepthook`` and
-    re-raised with reporting silenced, so that the interpreter, not this function,
-    decides the status (1, or death by SIGINT for KeyboardInterrupt) after its usual
-    shutdown (non-daemon threads joined, atexit run, streams flushed).
+    ``hosts`` are ``(names, addresses)`` added to the preset's virtual network first.
+    Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
+    from the program propagates as SystemExit.  An uncaught exception is reported
+    through ``sys.excepthook`` and re-raised with reporting silenced, so that the
+    interpreter, not this function, decides the status (1, or death by SIGINT for
+    KeyboardInterrupt) after its usual shutdown (non-daemon threads joined, atexit
+    run, streams flushed).
     """
     if not module and not os.path.exists(target):
         error = os.strerror(2)
         print(f"posix-socket run: can't open file {os.path.abspath(target)!r}: "
               f"[Errno 2] {error}", file=sys.stderr)
         return 2
-    registry.use(net)
+    preset = registry.use(net)
+    if hosts:
+        network = getattr(preset.drivers.get(socket.AF_INET), "network", None)
+        if network is None:
+            preset.restore()
+            print(f"posix-socket run: --host needs a virtual network; the {net!r} preset "
+                  "has none", file=sys.stderr)
+            return 2
+        for names, addresses in hosts:
+            network.add_host(*addresses, names=names)
     patching.patch()
     main_module = types.ModuleType("__main__")
     main_module.__builtins__ = builtins  # type: ignore[attr-defined]
