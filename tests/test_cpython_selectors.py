@@ -8,7 +8,8 @@ many-descriptors test of the scalable ones) run in child processes, at the same 
   and select objects on kernel descriptors (the harness must pass here);
 * ``virtual``: the tests' ``socketpair`` is replaced by drop-in sockets over the
   virtual preset's ``posix.socketpair(AF_UNIX, ...)``, so every descriptor watched is
-  a virtual socket.
+  a virtual socket;
+* ``tcp``: the same with connected TCP pairs on the virtual network.
 
 Each run's failures must be exactly the ones listed, each with its reason: fixing one
 turns the test red until the list is updated.  Known failures run last in their child
@@ -30,10 +31,11 @@ CLASSES = ["DefaultSelectorTestCase", "SelectSelectorTestCase", "PollSelectorTes
            "EpollSelectorTestCase"]
 
 # (preset, what socketpair() gives) per run.
-RUNS = {"host": ("host", "kernel"), "virtual": ("virtual", "virtual")}
+RUNS = {"host": ("host", "kernel"), "virtual": ("virtual", "virtual"),
+        "tcp": ("virtual", "tcp")}
 
 # {test id: reason} per run.
-KNOWN_FAILURES: dict[str, dict[str, str]] = {"host": {}, "virtual": {}}
+KNOWN_FAILURES: dict[str, dict[str, str]] = {"host": {}, "virtual": {}, "tcp": {}}
 
 
 def _start(run: str) -> subprocess.Popen:
@@ -45,7 +47,7 @@ def _start(run: str) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict]:
-    """Both runs at once: they wait on timers and alarms much more than they compute."""
+    """All runs at once: they wait on timers and alarms much more than they compute."""
     children = {run: _start(run) for run in RUNS}
     found = {}
     for run, child in children.items():

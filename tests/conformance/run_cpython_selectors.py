@@ -4,7 +4,8 @@ Usage: python run_cpython_selectors.py PRESET PAIRS [--last TEST_ID]... CLASS...
 PAIRS says what the
 tests' ``socketpair()`` gives: ``kernel`` (the patched ``socket.socketpair``, which is
 always a kernel AF_UNIX pair) or ``virtual`` (drop-in sockets over the preset's own
-``posix.socketpair(AF_UNIX, ...)``, numbers kept inside the layer).  Prints one JSON
+``posix.socketpair(AF_UNIX, ...)``, numbers kept inside the layer) or ``tcp`` (a
+connected TCP pair through the preset's network).  Prints one JSON
 object: the number of tests run and the ids of those that failed, errored or were
 skipped.  A separate process, because the CPython tests change process-wide state.
 """
@@ -34,8 +35,25 @@ def layer_socketpair(family=socket.AF_UNIX, type=socket.SOCK_STREAM, proto=0):
             socket.socket(family, type, proto, fileno=b))
 
 
+_listeners: list = []
+
+
+def tcp_socketpair(family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0):
+    """A connected TCP pair on the preset's network, as drop-in socket objects.  One
+    listener serves them all: the many-descriptors test makes ~10,000 pairs, and a
+    listener each would use up the ephemeral ports (closed ones wait in TIME_WAIT)."""
+    if not _listeners:
+        _listeners.append(socket.create_server(("127.0.0.1", 0), backlog=8))
+    listener = _listeners[0]
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    return client, accepted
+
+
 if pairs == "virtual":
     test_selectors.socketpair = layer_socketpair
+elif pairs == "tcp":
+    test_selectors.socketpair = tcp_socketpair
 
 # Tests given with --last (known failures that leave damage behind, such as closed
 # numbers the layer still owns) run after all the others, so it cannot spread.
