@@ -453,6 +453,33 @@ def epoll_listener(side, log: Log) -> None:
     ep.close()
 
 
+def epoll_nested(side, log: Log) -> None:
+    """An epoll's own number in the kernel's epoll: readable while it has events.
+    (The drop-in's stays readable after the data is read until it is polled itself,
+    which a nested poller does next anyway; this scenario polls it first.)"""
+    [(a, b)] = _pairs(side, log, 1)
+    inner = side.module.epoll()
+    outer = select.epoll()
+    log.record(lambda: inner.register(b, IN))
+    log.name(inner.fileno(), "inner")
+    log.record(lambda: outer.register(inner.fileno(), IN))
+    log.record(lambda: outer.poll(0))
+    side.send(a, b"x")
+    log.record(lambda: outer.poll(0))
+    log.record(lambda: inner.poll(0))
+    log.record(lambda: outer.poll(0))  # level-triggered: still there
+    side.recv(b, 10)
+    log.record(lambda: inner.poll(0))
+    log.record(lambda: outer.poll(0))
+    waiter = threading.Timer(0.05, side.send, (a, b"y"))
+    waiter.start()
+    log.record(lambda: outer.poll(JOIN))  # woken by a change in another thread
+    waiter.join()
+    log.record(lambda: inner.poll(0))
+    outer.close()
+    inner.close()
+
+
 # -- poll and select scenarios ---------------------------------------------------------
 
 def poll_objects(side, log: Log) -> None:
@@ -504,8 +531,8 @@ def select_calls(side, log: Log) -> None:
 
 SCENARIOS = [epoll_level_triggered, epoll_edge_triggered, epoll_oneshot, epoll_exclusive,
              epoll_errors, epoll_close_leaves_the_list, epoll_hangups_and_writable,
-             epoll_maxevents, epoll_pipes_with_sockets, epoll_listener, poll_objects,
-             select_calls]
+             epoll_maxevents, epoll_pipes_with_sockets, epoll_listener, epoll_nested,
+             poll_objects, select_calls]
 
 
 def _run(scenario, side) -> list:

@@ -358,6 +358,22 @@ class Interest:
         with self._lock:
             self._waiters.discard(waiter)
 
+    def subscribe(self, waiter: Waiter) -> None:
+        """Have ``waiter.wake()`` called on every change from now on, until
+        ``unpark`` (for a kernel object that shows this list's readiness)."""
+        with self._lock:
+            self._waiters.add(waiter)
+
+    def peek(self) -> bool:
+        """Whether a queued socket is ready now, without reporting it (``ready`` would
+        use up edge-triggered and one-shot events).  Polls outside the lock, as
+        ``ready`` does."""
+        with self._lock:
+            batch = list(self._ready)
+        return any(not member.disabled and not member.watch.closed
+                   and member.watch.revents() & (member.events | POLLERR | POLLHUP)
+                   for member in batch)
+
     def wait(self, timeout: float | None, maxevents: int = -1) -> list[tuple[object, int]]:
         """Block until something is ready or ``timeout`` seconds pass (None: forever)."""
         deadline = None if timeout is None else time.monotonic() + timeout

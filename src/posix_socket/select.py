@@ -9,8 +9,11 @@ asks virtual sockets directly and leaves the rest to the kernel's poll.
 costs what is ready, however many sockets are idle) and everything else in a kernel
 epoll.  A wait blocks in one place, the kernel's ``epoll_wait``: an eventfd registered
 there is written when a virtual socket in the interest list changes, so either kind of
-descriptor ends the wait.  The interest list is keyed by the open description, as the
-kernel's is, so a socket whose last number closes leaves it on its own.
+descriptor ends the wait.  Once ``fileno()`` has handed out the kernel epoll's number
+(to nest it in another poller), every change writes the eventfd, so that number is
+readable while a virtual socket may be ready, as a nested epoll's is.  The interest
+list is keyed by the open description, as the kernel's is, so a socket whose last
+number closes leaves it on its own.
 
 A drop-in socket (``posix_socket.socket.socket``) is found by its number without
 ``fileno()``, which would arm the kernel mirror this module does not need.
@@ -265,6 +268,8 @@ class epoll:
         self._wakeup: _Wakeup | None = None  # made with the first virtual registration
         self._lock = threading.Lock()
         self._kernel_first = False
+        self._kernel_waits = 0  # waits in the kernel-only fast path
+        self._shown: _Parked | None = None  # subscribed once fileno() was handed out
 
     # -- the object ------------------------------------------------------------------
 
@@ -273,9 +278,18 @@ class epoll:
         return self._kernel.closed
 
     def fileno(self) -> int:
-        """The kernel epoll's descriptor (virtual sockets' readiness is not shown on
-        it: nest this object's waits, not its number)."""
-        return self._kernel.fileno()
+        """The kernel epoll's descriptor, from now on readable whenever a virtual
+        socket in the list may be ready too (it may be nested in another poller)."""
+        fd = self._kernel.fileno()
+        with self._lock:
+            if self._shown is None:
+                if self._wakeup is None:
+                    self._add_wakeup()
+                self._shown = _Parked(self._wakeup)
+                self._interest.subscribe(self._shown)
+                if self._interest.peek():
+                    self._wakeup.wake()
+        return fd
 
     def close(self) -> None:
         with self._lock:
@@ -387,7 +401,8 @@ class epoll:
         wakeup = _Wakeup()
         self._kernel.register(wakeup.fd, _stdlib.EPOLLIN)
         self._wakeup = wakeup
-        wakeup.wake()  # a wait already blocked in the kernel goes round and parks
+        if self._kernel_waits:
+            wakeup.wake()  # a wait already blocked in the kernel goes round and parks
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -395,7 +410,11 @@ class epoll:
         """``[(fd, events)]`` ready now or within ``timeout`` seconds (None or
         negative: forever), at most ``maxevents`` of them."""
         if self._wakeup is None:  # only kernel descriptors were ever registered
-            events = self._kernel.poll(timeout, maxevents)
+            self._kernel_waits += 1
+            try:
+                events = self._kernel.poll(timeout, maxevents)
+            finally:
+                self._kernel_waits -= 1
             if self._wakeup is None or not self._without_wakeup(events):
                 return events
             # The first virtual socket was registered during the wait and its wake-up
@@ -440,9 +459,12 @@ class epoll:
                 return found
 
     def _kernel_events(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
-        """The kernel half's events, without the wake-up (drained when it is there)."""
+        """The kernel half's events, without the wake-up (drained when it is there;
+        written again if the number is shown and a virtual socket is still ready)."""
         events = self._kernel.poll(timeout, maxevents)
-        self._without_wakeup(events)
+        if (self._without_wakeup(events) and self._shown is not None
+                and self._interest.peek()):
+            self._wakeup.wake()
         return events
 
     def _without_wakeup(self, events: list[tuple[int, int]]) -> bool:
