@@ -32,7 +32,7 @@ __all__ = [
     "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "shutdown",
     "getsockname", "getpeername", "getsockopt", "setsockopt", "send", "sendto", "sendmsg",
     "recv", "recvfrom", "recvmsg", "read", "write", "close", "ioctl", "dup", "dup2",
-    "fcntl", "poll", "select", "make_visible",
+    "fcntl", "poll", "select", "make_visible", "sendfile",
 ]
 
 # Plain ints: the socket module's enums make every ``flags & X`` a slow Python call.
@@ -898,6 +898,41 @@ def read(fd: int, n: int) -> bytes:
     op = f.driver.read
     return _receive(f, "read", 0, n, lambda size: op(f.sock, size))
 
+
+
+# Per call, as Linux caps one sendfile(2) at 0x7ffff000 bytes; callers loop anyway.
+_SENDFILE_CHUNK = 1 << 20
+
+
+def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+    """sendfile(2), as ``os.sendfile``: ``count`` bytes of the file ``in_fd`` from
+    ``offset`` (None: its position, which then moves) to the socket ``out_fd``.
+
+    A virtual socket's number names no kernel file that could take the bytes, so for
+    it the file is read and the data sent through the driver, with send's blocking
+    and O_NONBLOCK; every other ``out_fd`` is the kernel's call.
+    """
+    f = _files.get(out_fd) if type(out_fd) is int else None
+    if f is None or f.kernel is not None:
+        return os.sendfile(out_fd, in_fd, offset, count)
+    count = operator.index(count)
+    if not -(2**63) <= count < 2**63:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    if offset is not None:
+        offset = operator.index(offset)
+    mode = os.fstat(in_fd).st_mode  # EBADF for a closed number
+    if not stat.S_ISREG(mode) and not stat.S_ISBLK(mode):
+        raise oserror(errno.EINVAL)  # Linux reads only from mmap-able files
+    if count < 0 or (offset is not None and offset < 0):
+        raise oserror(errno.EINVAL)
+    position = os.lseek(in_fd, 0, os.SEEK_CUR) if offset is None else offset
+    data = os.pread(in_fd, min(count, _SENDFILE_CHUNK), position)
+    if not data:
+        return 0
+    sent = send(out_fd, data)
+    if offset is None:
+        os.lseek(in_fd, position + sent, os.SEEK_SET)
+    return sent
 
 # -- descriptors -------------------------------------------------------------------------
 
