@@ -64,6 +64,16 @@ class KernelSide:
         self.objects[r] = self.objects[w] = None
         return r, w
 
+    def dup(self, fd: int) -> int:
+        new = os.dup(fd)
+        self.objects[new] = None
+        return new
+
+    def dup2(self, fd: int, fd2: int) -> None:
+        assert fd2 not in self.objects  # only over closed numbers, to keep count
+        os.dup2(fd, fd2)
+        self.objects[fd2] = None
+
     def listener(self) -> int | None:
         return None if self.server is None else self.server.fileno()
 
@@ -157,6 +167,22 @@ class LayerSide:
 
     def pipe(self) -> tuple[int, int]:
         return self.kernel.pipe()
+
+    def dup(self, fd: int) -> int:
+        new = posix.dup(fd)
+        if fd in self.layer:
+            self.layer.add(new)
+        else:
+            self.kernel.objects[new] = None
+        return new
+
+    def dup2(self, fd: int, fd2: int) -> None:
+        assert fd2 not in self.layer and fd2 not in self.kernel.objects
+        posix.dup2(fd, fd2)
+        if fd in self.layer:
+            self.layer.add(fd2)
+        else:
+            self.kernel.objects[fd2] = None
 
     def listener(self) -> int | None:
         return self.server
@@ -435,6 +461,41 @@ def epoll_pipes_with_sockets(side, log: Log) -> None:
     ep.close()
 
 
+def epoll_duplicate_numbers(side, log: Log) -> None:
+    """Linux keys entries by file and number: two numbers of one socket are two
+    entries, and one whose number was closed while a duplicate keeps the socket open
+    is still reported, and can no longer be removed."""
+    [(a, b), (c, d)] = _pairs(side, log, 2)
+    twin = side.dup(b)
+    log.name(twin, "twin")
+    ep = side.module.epoll()
+    log.record(lambda: ep.register(b, IN))
+    log.record(lambda: ep.register(twin, IN | ET))
+    log.record(lambda: ep.register(twin, IN))
+    side.send(a, b"x")
+    log.record(lambda: ep.poll(0))
+    log.record(lambda: ep.poll(0))
+    log.record(lambda: ep.unregister(twin))
+    log.record(lambda: ep.register(twin, IN))
+    side.close(b)  # the socket stays open: twin names it
+    log.record(lambda: ep.poll(0))
+    log.record(lambda: ep.unregister(b))  # EBADF: and the entry stays
+    log.record(lambda: ep.poll(0))
+    side.dup2(d, b)  # b names another socket now: the old entry still reports as b
+    log.record(lambda: ep.modify(b, IN))
+    log.record(lambda: ep.poll(0))
+    side.close(b)
+    side.dup2(twin, b)  # b names the first socket again: its entry is there
+    log.record(lambda: ep.register(b, IN))
+    log.record(lambda: ep.unregister(b))
+    log.record(lambda: ep.poll(0))
+    side.close(twin)
+    side.close(b)
+    side.close(c)
+    log.record(lambda: ep.poll(0))
+    ep.close()
+
+
 def epoll_listener(side, log: Log) -> None:
     server = side.listener()
     if server is None:  # an AF_UNIX side has pairs only
@@ -531,7 +592,8 @@ def select_calls(side, log: Log) -> None:
 
 SCENARIOS = [epoll_level_triggered, epoll_edge_triggered, epoll_oneshot, epoll_exclusive,
              epoll_errors, epoll_close_leaves_the_list, epoll_hangups_and_writable,
-             epoll_maxevents, epoll_pipes_with_sockets, epoll_listener, epoll_nested,
+             epoll_maxevents, epoll_pipes_with_sockets, epoll_duplicate_numbers,
+             epoll_listener, epoll_nested,
              poll_objects, select_calls]
 
 

@@ -211,12 +211,14 @@ class _Member:
     """One socket's registration in an ``Interest``; it sits in the socket's waiters,
     so the socket's ``changed`` queues it on the interest's ready list."""
 
-    __slots__ = ("interest", "watch", "events", "data", "edge", "oneshot", "disabled")
+    __slots__ = ("interest", "watch", "slot", "events", "data", "edge", "oneshot",
+                 "disabled")
 
-    def __init__(self, interest: Interest, watch: Watch, events: int, data: object,
-                 edge: bool, oneshot: bool) -> None:
+    def __init__(self, interest: Interest, watch: Watch, key: object, events: int,
+                 data: object, edge: bool, oneshot: bool) -> None:
         self.interest = interest
         self.watch = watch
+        self.slot = (watch, key)  # where the interest list keeps it
         self.events = events
         self.data = data
         self.edge = edge
@@ -238,43 +240,44 @@ class Interest:
     Level-triggered by default: a socket reported ready stays listed until a wait
     finds it not ready.  ``edge`` reports it again only after its next change;
     ``oneshot`` disables it after one report until ``modify``.  A socket whose last
-    descriptor closes leaves every list on its own.
+    descriptor closes leaves every list on its own.  One socket may be registered
+    more than once under different ``key``s (epoll keys by description and number).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._members: dict[Watch, _Member] = {}
+        self._members: dict[tuple[Watch, object], _Member] = {}
         self._ready: dict[_Member, None] = {}  # insertion-ordered set
         self._waiters: set[Waiter] = set()
 
     def __len__(self) -> int:
         return len(self._members)
 
-    def register(self, entry: Watch, events: int, data: object, *,
+    def register(self, entry: Watch, events: int, data: object, *, key: object = None,
                  edge: bool = False, oneshot: bool = False) -> None:
         """Watch ``entry`` for ``events``; waits report ``(data, revents)``.
-        KeyError if it is registered already (epoll says EEXIST)."""
+        KeyError if it is registered already under ``key`` (epoll says EEXIST)."""
         with self._lock:
-            if entry in self._members:
+            if (entry, key) in self._members:
                 raise KeyError(data)
-            member = _Member(self, entry, events, data, edge, oneshot)
-            self._members[entry] = member
+            member = _Member(self, entry, key, events, data, edge, oneshot)
+            self._members[member.slot] = member
             entry.waiters.add(member)
             self._ready[member] = None  # its current state counts, as in epoll_ctl
         self._wake_waiters()
 
-    def modify(self, entry: Watch, events: int, data: object, *,
+    def modify(self, entry: Watch, events: int, data: object, *, key: object = None,
                edge: bool = False, oneshot: bool = False) -> None:
         with self._lock:
-            member = self._members[entry]
+            member = self._members[entry, key]
             member.events, member.data = events, data
             member.edge, member.oneshot, member.disabled = edge, oneshot, False
             self._ready[member] = None
         self._wake_waiters()
 
-    def unregister(self, entry: Watch) -> None:
+    def unregister(self, entry: Watch, *, key: object = None) -> None:
         with self._lock:
-            member = self._members.pop(entry)
+            member = self._members.pop((entry, key))
             self._ready.pop(member, None)
         entry.waiters.discard(member)
 
@@ -290,11 +293,11 @@ class Interest:
     def _queue(self, member: _Member) -> None:
         with self._lock:
             if member.watch.closed:  # the socket is gone: it leaves the list
-                if self._members.get(member.watch) is member:
-                    del self._members[member.watch]
+                if self._members.get(member.slot) is member:
+                    del self._members[member.slot]
                 self._ready.pop(member, None)
                 return
-            if self._members.get(member.watch) is not member:
+            if self._members.get(member.slot) is not member:
                 return
             self._ready[member] = None
             waiters = tuple(self._waiters)
@@ -340,7 +343,7 @@ class Interest:
         finally:
             with self._lock:
                 for member in unvisited + keep:  # reported ones go to the back, as in epoll
-                    if self._members.get(member.watch) is member:
+                    if self._members.get(member.slot) is member:
                         self._ready[member] = None
         return found
 

@@ -12,8 +12,9 @@ there is written when a virtual socket in the interest list changes, so either k
 descriptor ends the wait.  Once ``fileno()`` has handed out the kernel epoll's number
 (to nest it in another poller), every change writes the eventfd, so that number is
 readable while a virtual socket may be ready, as a nested epoll's is.  The interest
-list is keyed by the open description, as the kernel's is, so a socket whose last
-number closes leaves it on its own.
+list is keyed by the open description and the number, as the kernel's is: a socket
+whose last number closes leaves it on its own, and one registered under a number
+that was closed while a duplicate keeps it open is still reported under that number.
 
 A drop-in socket (``posix_socket.socket.socket``) is found by its number without
 ``fileno()``, which would arm the kernel mirror this module does not need.
@@ -334,13 +335,17 @@ class epoll:
             if old is not None:
                 if old[0] is f:
                     raise oserror(errno.EEXIST)
-                self._forget(number)  # a socket that closed; the number is reused
+                del self._virtual[number]  # the number names another socket now
             self._prune()
             if self._wakeup is None:
                 self._add_wakeup()
-            self._interest.register(f.watch, mask & ~_EPOLL_FLAGS, number,
-                                    edge=bool(mask & _EPOLLET),
-                                    oneshot=bool(mask & _EPOLLONESHOT))
+            try:
+                self._interest.register(f.watch, mask & ~_EPOLL_FLAGS, number, key=number,
+                                        edge=bool(mask & _EPOLLET),
+                                        oneshot=bool(mask & _EPOLLONESHOT))
+            except KeyError:  # it kept its registration while the number named another
+                self._virtual[number] = (f, 0)
+                raise oserror(errno.EEXIST) from None
             self._virtual[number] = (f, mask)
 
     def modify(self, fd: Any, eventmask: int) -> None:
@@ -349,7 +354,7 @@ class epoll:
         with self._lock:
             f = _virtual(number)
             if f is None:
-                self._forget(number)
+                self._virtual.pop(number, None)  # the number names another file now
                 self._kernel.modify(number, mask)
                 return
             if mask & _EPOLLEXCLUSIVE:
@@ -359,7 +364,7 @@ class epoll:
                 raise oserror(errno.ENOENT)
             if old[1] & _EPOLLEXCLUSIVE:
                 raise oserror(errno.EINVAL)  # Linux: an exclusive entry cannot change
-            self._interest.modify(f.watch, mask & ~_EPOLL_FLAGS, number,
+            self._interest.modify(f.watch, mask & ~_EPOLL_FLAGS, number, key=number,
                                   edge=bool(mask & _EPOLLET),
                                   oneshot=bool(mask & _EPOLLONESHOT))
             self._virtual[number] = (f, mask)
@@ -370,22 +375,27 @@ class epoll:
         with self._lock:
             f = _virtual(number)
             if f is None:
-                self._forget(number)
+                self._virtual.pop(number, None)  # the number names another file now
                 self._kernel.unregister(number)
                 self._kernel_fds.discard(number)
                 return
             old = self._virtual.get(number)
             if old is None or old[0] is not f:
-                self._forget(number)  # what the number named before, if anything
+                self._virtual.pop(number, None)  # what it named before, if anything
                 raise oserror(errno.ENOENT)
             self._forget(number)
 
     def _forget(self, number: int) -> None:
-        """Drop a virtual registration (its socket may have closed already)."""
+        """Unregister the virtual socket registered under ``number``.
+
+        Only ``unregister`` does: when the number names another file (or nothing)
+        now, the record is dropped but a registration whose socket is still open
+        stays, reported under the number until the socket closes, as in Linux's
+        epoll, which finds entries by file and number."""
         old = self._virtual.pop(number, None)
         if old is not None:
             try:
-                self._interest.unregister(old[0].watch)
+                self._interest.unregister(old[0].watch, key=number)
             except KeyError:  # it left on its own when the socket closed
                 pass
 
