@@ -728,6 +728,51 @@ def test_two_threads_waiting_on_one_epoll_each_get_an_edge(side) -> None:
     ep.close()
 
 
+def test_registrations_from_many_threads_while_others_wait() -> None:
+    """No deadlock, no lost or foreign event: each worker churns its own sockets in
+    one epoll (virtual and kernel), two threads keep waiting on it."""
+    side = LayerSide(socket.AF_UNIX, ("virtual", "outside"))
+    try:
+        pairs = [side.pair() for _ in range(8)]
+        ep = dropin.epoll()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        mine = {b for _, b in pairs}
+
+        def wait() -> None:
+            while not stop.is_set():
+                for fd, _ in ep.poll(0.01):
+                    if fd not in mine:
+                        errors.append(AssertionError(f"foreign {fd}"))
+
+        def churn(a: int, b: int) -> None:
+            try:
+                for _ in range(150):
+                    ep.register(b, IN)
+                    side.send(a, b"x")
+                    ep.modify(b, IN | ET)
+                    side.recv(b, 1)
+                    ep.unregister(b)
+            except BaseException as exc:
+                errors.append(exc)
+
+        waiters = [threading.Thread(target=wait) for _ in range(2)]
+        workers = [threading.Thread(target=churn, args=pair) for pair in pairs]
+        for thread in waiters + workers:
+            thread.start()
+        for thread in workers:
+            thread.join(JOIN * 3)
+        stop.set()
+        for thread in waiters:
+            thread.join(JOIN)
+        assert not errors
+        assert not any(thread.is_alive() for thread in waiters + workers)
+        assert ep.poll(0) == []
+        ep.close()
+    finally:
+        side.finish()
+
+
 @pytest.mark.parametrize("what", ["epoll", "epoll-mixed", "poll", "select"])
 def test_ctrl_c_interrupts_a_wait(what: str) -> None:
     side = LayerSide(socket.AF_UNIX)
