@@ -12,6 +12,13 @@ and EMFILE come from the kernel, and ``os.fstat`` works.  What the number points
   socket, which costs one cheap ``dup`` instead of a socketpair.  ``arm`` swaps in a
   mirror (``dup2`` over every number) the moment that changes.
 
+A number handed out of the layer (``expose``) may be given to the kernel's pollers, so
+it is armed at once, unless ``patch()`` has found that no poller outside the layer is
+left to watch it (every select/poll/epoll/selector in the program is the drop-in's):
+then it is only marked, and armed if that stops being true (``outside_pollers(True)``).
+A mirror costs a system call per readiness change, so that is what asyncio and
+socketserver pay, or not, for every event.
+
 Numbers that share an ``OpenSocket`` (dup, dup2, fcntl F_DUPFD) share its flags and its
 reference count; the driver's ``close`` runs once, when the last number goes.
 """
@@ -31,7 +38,8 @@ from .driver import SocketDriver
 from .drivers.host import HostDriver, KernelSocket
 from .errors import DriverFailure
 
-__all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "open_numbers"]
+__all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "expose",
+           "outside_pollers", "open_numbers"]
 
 
 class OpenSocket:
@@ -39,7 +47,7 @@ class OpenSocket:
 
     __slots__ = ("driver", "sock", "family", "type", "proto", "kernel", "nonblocking",
                  "numbers", "closed", "rcvtimeo", "sndtimeo", "watch", "send", "recv",
-                 "holds", "released")
+                 "holds", "released", "exposed")
 
     def __init__(self, driver: SocketDriver, sock: Any, family: int, type: int, proto: int,
                  nonblocking: bool = False) -> None:
@@ -56,6 +64,7 @@ class OpenSocket:
         self.closed = False
         self.holds = 0  # SCM_RIGHTS messages carrying it: they keep it open, as numbers do
         self.released = False
+        self.exposed = False  # handed out of the layer while no kernel poller could watch
         self.rcvtimeo: float | None = None  # seconds; None blocks forever
         self.sndtimeo: float | None = None
         kfd = driver.fileno(sock)
@@ -175,7 +184,7 @@ def install(f: OpenSocket, fd: int, *, watched: bool = True,
     _files[fd] = f
     if watched and f.kernel is None and f.watch.mirror is None:
         try:
-            arm(f, cloexec)
+            expose(f, cloexec)
         except BaseException:
             with _lock:
                 _files.pop(fd, None)
@@ -205,6 +214,35 @@ def arm(f: OpenSocket, cloexec: bool | None = None) -> None:
         if f.nonblocking != nonblocking:  # changed meanwhile, before it could see mirror
             mirror.set_nonblocking(f.nonblocking)
     mirror.show(entry.revents)
+
+
+# May kernel pollers outside the layer watch the numbers it hands out?  See the
+# module docstring; ``patch()`` decides.
+_outside_pollers = True
+
+
+def expose(f: OpenSocket, cloexec: bool | None = None) -> None:
+    """``f``'s numbers leave the layer (``fileno()``, a visible ``posix`` number, an
+    SCM_RIGHTS receive): arm its mirror, or only mark it while no outside poller
+    exists."""
+    if f.kernel is not None:
+        return
+    f.exposed = True
+    if _outside_pollers:
+        arm(f, cloexec)
+
+
+def outside_pollers(present: bool) -> None:
+    """Tell the layer whether pollers outside it (the kernel's select/poll/epoll, the
+    stdlib's selectors) may watch its numbers.  Turned on, every socket handed out
+    meanwhile is armed now."""
+    global _outside_pollers
+    with _lock:
+        _outside_pollers = present
+        waiting = {id(f): f for f in _files.values()
+                   if present and f.exposed and f.kernel is None}
+    for f in waiting.values():
+        arm(f)
 
 
 def set_nonblocking(f: OpenSocket, on: bool) -> None:
@@ -360,7 +398,7 @@ def give_number(f: OpenSocket, cloexec: bool) -> int:
         f.numbers.add(fd)
         f.closed = False
     if mirror is None:
-        arm(f)  # whoever receives a descriptor may hand it to the kernel's pollers
+        expose(f)  # whoever receives a descriptor may hand it to the kernel's pollers
     return fd
 
 

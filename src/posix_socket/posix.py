@@ -385,8 +385,8 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
         _open(driver, second, fd2, family, kind, proto, nonblocking, visible=False)
         opened.append(fd2)
         if visible:
-            descriptors.arm(_files[fd1])
-            descriptors.arm(_files[fd2])
+            descriptors.expose(_files[fd1])
+            descriptors.expose(_files[fd2])
     except BaseException:
         for fd in (fd1, fd2):
             if fd in opened:
@@ -437,8 +437,9 @@ def accept(fd: int, *, visible: bool = True) -> tuple[int, Any]:
 
 def make_visible(fd: int) -> None:
     """Show a virtual socket's readiness to the kernel's pollers on all its numbers,
-    from now on (a no-op for kernel sockets and for numbers already visible)."""
-    descriptors.arm(_get(fd))
+    from now on (a no-op for kernel sockets and for numbers already visible), or as
+    soon as such pollers may exist: see ``descriptors.expose``."""
+    descriptors.expose(_get(fd))
 
 
 # -- addressing and state ----------------------------------------------------------------
