@@ -21,6 +21,8 @@ import fcntl as _fcntl
 import io as _io
 import os as _os
 import socket as _stdlib
+import struct as _struct
+import threading as _threading
 import time as _time
 import warnings as _warnings
 from collections.abc import Iterable
@@ -319,7 +321,18 @@ class socket(_stdlib.socket):
 
     def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
                 address: Any = None) -> int:
-        return self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
+        entry = _descriptors.lookup(self._number())
+        if entry is None or entry.kernel is None or not ancdata:
+            return self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
+        ancdata = list(ancdata)
+        passing = _virtual_rights_out(ancdata)
+        try:
+            sent = self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
+        except BaseException:
+            _virtual_rights_dropped(passing)
+            raise
+        _virtual_rights_sent(passing)
+        return sent
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         return self._call(_POLLIN, _posix.recv, bufsize, flags)
@@ -329,7 +342,13 @@ class socket(_stdlib.socket):
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0,
                 flags: int = 0) -> tuple[bytes, list, int, Any]:
-        return self._call(_POLLIN, _posix.recvmsg, bufsize, ancbufsize, flags)
+        data, ancdata, msg_flags, address = self._call(
+            _POLLIN, _posix.recvmsg, bufsize, ancbufsize, flags)
+        if ancdata and _passed:
+            entry = _descriptors.lookup(self._number())
+            if entry is not None and entry.kernel is not None:
+                ancdata = _virtual_rights_in(ancdata, flags)
+        return data, ancdata, msg_flags, address
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = _writable(buffer, "recv_into")
@@ -405,6 +424,107 @@ class socket(_stdlib.socket):
         finally:
             if total > 0 and hasattr(file, "seek"):
                 file.seek(offset + total)
+
+
+# -- virtual sockets passed through kernel AF_UNIX sockets ---------------------------
+#
+# socketpair() gives kernel pairs (see there), and programs pass sockets over them
+# (send_fds, multiprocessing.reduction, a server handing connections to workers).
+# The kernel can only carry a kernel object: for a virtual socket that is its mirror,
+# the socketpair end its numbers name once armed.  So the sender arms the mirror and
+# holds the socket (the message keeps it open, as on Linux, even if the sender closes
+# its number); a receiver that gets a descriptor of that mirror is given a number of
+# the virtual socket instead.  Within this process only: another process gets the
+# bare mirror.  A message never received keeps its sockets open.
+
+_passed: dict[tuple[int, int], list[Any]] = {}  # mirror's (st_dev, st_ino) -> held
+_passed_lock = _threading.Lock()
+_INT = _struct.calcsize("@i")
+
+
+def _identity(number: int) -> tuple[int, int]:
+    status = _os.fstat(number)
+    return status.st_dev, status.st_ino
+
+
+def _rights_numbers(ancdata: list) -> list[int]:
+    numbers: list[int] = []
+    for item in ancdata:
+        try:
+            level, kind, data = item
+        except (TypeError, ValueError):
+            continue  # posix.sendmsg raises the stdlib's error for it
+        if level == _stdlib.SOL_SOCKET and kind == _stdlib.SCM_RIGHTS:
+            view = memoryview(data).cast("B")
+            count = len(view) // _INT
+            numbers += _struct.unpack(f"@{count}i", view[:count * _INT])
+    return numbers
+
+
+def _virtual_rights_out(ancdata: list) -> list[tuple[tuple[int, int], Any]]:
+    """Arm and hold each virtual socket in the SCM_RIGHTS items (see above)."""
+    passing: list[tuple[tuple[int, int], Any]] = []
+    try:
+        for number in _rights_numbers(ancdata):
+            entry = _descriptors.lookup(number)
+            if entry is None or entry.kernel is not None:
+                continue  # the kernel's own: it passes as it is
+            _posix.make_visible(number)
+            _descriptors.hold(entry)
+            passing.append((_identity(number), entry))
+    except BaseException:
+        _virtual_rights_dropped(passing)
+        raise
+    return passing
+
+
+def _virtual_rights_sent(passing: list[tuple[tuple[int, int], Any]]) -> None:
+    """The kernel took the message: its holds wait for the receiver."""
+    with _passed_lock:
+        for key, entry in passing:
+            _passed.setdefault(key, []).append(entry)
+
+
+def _virtual_rights_dropped(passing: list[tuple[tuple[int, int], Any]]) -> None:
+    """The message was not sent: give back its holds."""
+    for _key, entry in passing:
+        _descriptors.drop(entry)
+
+
+def _virtual_rights_in(ancdata: list, flags: int) -> list:
+    """Swap each received descriptor of a passed virtual socket's mirror for a number
+    of the virtual socket (same place in the list; MSG_PEEK leaves the hold)."""
+    cloexec = bool(flags & _MSG_CMSG_CLOEXEC)
+    peek = bool(flags & _stdlib.MSG_PEEK)
+    items = []
+    for level, kind, data in ancdata:
+        if level != _stdlib.SOL_SOCKET or kind != _stdlib.SCM_RIGHTS:
+            items.append((level, kind, data))
+            continue
+        count = len(data) // _INT
+        numbers = list(_struct.unpack(f"@{count}i", data[:count * _INT]))
+        for index, number in enumerate(numbers):
+            try:
+                key = _identity(number)
+            except OSError:
+                continue
+            with _passed_lock:
+                held = _passed.get(key)
+                if not held:
+                    continue
+                entry = held[0] if peek else held.pop(0)
+                if not held:
+                    del _passed[key]
+            _os.close(number)  # the bare mirror: its number goes to the socket
+            numbers[index] = _descriptors.give_number(entry, cloexec)
+            if not peek:
+                _descriptors.drop(entry)
+        items.append((level, kind, _struct.pack(f"@{count}i", *numbers)
+                      + data[count * _INT:]))
+    return items
+
+
+_MSG_CMSG_CLOEXEC = getattr(_stdlib, "MSG_CMSG_CLOEXEC", 0x40000000)
 
 
 def _set_nonblocking(number: int, on: bool) -> None:
