@@ -1,0 +1,480 @@
+"""TLS on virtual sockets: ``ssl.SSLContext.wrap_socket`` for drop-in sockets.
+
+The stdlib's ``SSLSocket`` hands ``fileno()`` to OpenSSL, which then reads and writes
+that number with the kernel.  A virtual socket's number names a kernel object that
+carries no data (only a mirror of readiness), so a handshake over it waits forever.
+
+This module's ``SSLSocket`` subclasses the stdlib's (``isinstance`` holds, and every
+method the stdlib defines keeps its exact behaviour: argument checks, ragged-EOF
+suppression, ``sendall``, ``sendfile``, ``makefile``, ``unwrap``, the queries).  What it
+changes is the object those methods call for TLS: instead of OpenSSL's C object bound to
+a descriptor, a ``_TLSChannel`` -- an ``ssl.SSLObject`` over two ``ssl.MemoryBIO`` s --
+which moves ciphertext through the drop-in socket's own ``send``/``recv``, so the
+layer's blocking, timeouts, non-blocking mode and wake-ups apply.  The channel keeps
+the C object's contract: blocking calls finish, a timeout bounds each operation
+(``TimeoutError("The read operation timed out")`` and its siblings), and a
+non-blocking socket gets ``SSLWantReadError``/``SSLWantWriteError`` where OpenSSL
+would give them.
+
+``SSLSocket._create`` is what ``SSLContext.wrap_socket`` calls (through the settable
+``SSLContext.sslsocket_class``); for anything but a virtual drop-in socket it returns
+the stdlib's own ``ssl.SSLSocket``, so kernel sockets (the host preset, kernel
+socketpairs) are untouched.  ``replacements()`` says what ``patch()`` sets.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import threading
+import time
+import weakref
+from typing import Any
+
+from . import descriptors as _descriptors
+from . import posix as _posix
+from .socket import socket as _DropIn
+
+try:
+    import ssl as _ssl
+except ImportError:  # Python built without OpenSSL: nothing to patch
+    _ssl = None  # type: ignore[assignment]
+
+__all__ = ["SSLSocket", "is_virtual", "replacements"]
+
+_POLLIN, _POLLOUT = 1, 4
+_HEADER = 5  # a TLS record header: type, version (2 bytes), length (2 bytes)
+_RECORD = 16384  # the most plaintext one TLS record carries
+
+
+def is_virtual(sock: object) -> bool:
+    """Whether ``sock`` is a drop-in socket whose number the kernel cannot serve I/O
+    on (a virtual driver's), so OpenSSL must not be given it."""
+    if not isinstance(sock, _DropIn):
+        return False
+    number = _socket.socket.fileno(sock)  # the C base's: does not arm the kernel mirror
+    entry = _descriptors.lookup(number) if number >= 0 else None
+    return entry is not None and entry.kernel is None
+
+
+def replacements() -> list[tuple[object, str, object]]:
+    """``(object, attribute, value)`` for ``patch()`` to set and later restore:
+    ``ssl.SSLContext.sslsocket_class``, read by ``SSLContext.wrap_socket`` (and so by
+    ``ssl.wrap_socket``, http.client, urllib, ...) at each call."""
+    if _ssl is None:
+        return []
+    return [(_ssl.SSLContext, "sslsocket_class", SSLSocket)]
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000 + 0.999))
+
+
+def _want_write() -> Exception:
+    exc = _ssl.SSLWantWriteError(_ssl.SSL_ERROR_WANT_WRITE,
+                                 "The operation did not complete (write)")
+    exc.library = None
+    exc.reason = None
+    return exc
+
+
+class _Deadline:
+    """One operation's time budget, as the C object's: the socket's timeout at the
+    start bounds the whole operation (handshake, read, write or shutdown)."""
+
+    __slots__ = ("timeout", "end")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.end = None if not timeout else time.monotonic() + timeout
+
+    def wait(self, number: int, events: int, what: str) -> None:
+        """For a socket with a timeout: wait until ready or raise the timeout."""
+        remaining = self.end - time.monotonic() if self.end is not None else 0.0
+        if remaining <= 0 or not _posix.poll([(number, events)], _ms(remaining)):
+            raise TimeoutError(f"The {what} operation timed out")
+
+
+class _TLSChannel:
+    """What ``ssl.SSLSocket``'s methods call as ``self._sslobj``: the C object's
+    methods, done by an ``ssl.SSLObject`` whose ciphertext goes through the owner's
+    drop-in ``send``/``recv``.
+
+    Reads take one TLS record at a time (its 5-byte header, then exactly its body), as
+    OpenSSL does on a descriptor, so nothing past the TLS stream is ever consumed:
+    after ``unwrap()`` the plaintext that follows the peer's close_notify is still in
+    the socket.  Writes encrypt one record at a time and send it before the next, so
+    at most one record waits in memory when the socket pushes back.
+    """
+
+    def __init__(self, owner: SSLSocket, server_side: bool, server_hostname: str | None,
+                 session: Any) -> None:
+        self._owner = weakref.ref(owner)
+        self._incoming = _ssl.MemoryBIO()
+        self._outgoing = _ssl.MemoryBIO()
+        self._tls = owner._context.wrap_bio(self._incoming, self._outgoing,
+                                            server_side=server_side,
+                                            server_hostname=server_hostname,
+                                            session=session)
+        # Callbacks (SNI, message tracing) receive the C object's owner: make it the
+        # SSLSocket, as on a descriptor, so ``ssl_sock.context = ...`` in an SNI
+        # callback reaches the socket.
+        inner = getattr(self._tls, "_sslobj", None)
+        if inner is not None and hasattr(inner, "owner"):
+            inner.owner = owner
+        self._state = threading.Lock()  # the SSLObject and BIOs: one thread at a time
+        self._sending = threading.Lock()  # ciphertext leaves in the order it was made
+        self._receiving = threading.Lock()  # one reader walks the record framing
+        self._unsent = b""
+        self._header = b""  # the part of the next record's header read so far
+        self._body_left = 0  # bytes of the current record's body not yet read
+        self._written = 0  # plaintext taken by a write that then had to give up
+
+    # -- moving ciphertext ----------------------------------------------------------
+
+    def _sock(self) -> SSLSocket:
+        owner = self._owner()
+        if owner is None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return owner
+
+    def _flush(self, deadline: _Deadline, what: str, wait: bool = True) -> bool:
+        """Send all ciphertext made so far; False if a non-blocking socket is full.
+
+        With ``wait`` false (a reader), ciphertext another thread is already sending
+        is left to that thread: a reader must not queue behind a writer the peer is
+        not reading from, or neither would move.  The sender checks again after
+        letting go, so nothing made meanwhile is stranded.
+        """
+        while self._unsent or self._outgoing.pending:
+            if not self._sending.acquire(blocking=wait):
+                return True
+            try:
+                if not self._send_all(deadline, what):
+                    return False
+            finally:
+                self._sending.release()
+        return True
+
+    def _send_all(self, deadline: _Deadline, what: str) -> bool:
+        sock = self._sock()
+        while True:
+            if not self._unsent:
+                with self._state:
+                    self._unsent = self._outgoing.read()
+                if not self._unsent:
+                    return True
+            if deadline.end is not None:
+                deadline.wait(_DropIn._number(sock), _POLLOUT, what)
+            try:
+                sent = _DropIn.send(sock, self._unsent)
+            except BlockingIOError:
+                return False
+            except TimeoutError:
+                raise TimeoutError(f"The {what} operation timed out") from None
+            self._unsent = self._unsent[sent:]
+
+    def _flush_quietly(self, deadline: _Deadline, what: str) -> None:
+        """Send what OpenSSL wrote before failing (an alert), so the peer learns why."""
+        try:
+            self._flush(deadline, what)
+        except OSError:
+            pass
+
+    def _fill(self, deadline: _Deadline, what: str, want_read: Exception) -> None:
+        """Read the next piece of the current TLS record into the incoming BIO;
+        on a non-blocking socket with nothing there, raise ``want_read``."""
+        sock = self._sock()
+        with self._receiving:
+            wanted = self._body_left or _HEADER - len(self._header)
+            if deadline.end is not None:
+                deadline.wait(_DropIn._number(sock), _POLLIN, what)
+            try:
+                data = _DropIn.recv(sock, wanted)
+            except BlockingIOError:
+                raise want_read from None
+            except TimeoutError:
+                raise TimeoutError(f"The {what} operation timed out") from None
+            with self._state:
+                if not data:
+                    self._incoming.write_eof()
+                    return
+                self._incoming.write(data)
+            if self._body_left:
+                self._body_left -= len(data)
+                return
+            self._header += data
+            if len(self._header) == _HEADER:
+                self._body_left = int.from_bytes(self._header[3:5], "big")
+                self._header = b""
+
+    def _run(self, what: str, op: Any, *args: Any, reading: bool = False) -> Any:
+        """``op(*args)`` on the SSLObject until it stops asking for ciphertext.
+
+        What the op makes is sent before waiting for the peer; a writer (handshake,
+        shutdown) that cannot send it on a non-blocking socket gets SSLWantWriteError,
+        a reader leaves it for the next call (see ``_flush``).
+        """
+        deadline = _Deadline(self._sock().gettimeout())
+        while True:
+            if not self._flush(deadline, what, wait=not reading) and not reading:
+                raise _want_write()
+            try:
+                with self._state:
+                    result = op(*args)
+            except _ssl.SSLWantReadError as exc:
+                want_read = exc
+            except _ssl.SSLError:
+                self._flush_quietly(deadline, what)
+                raise
+            else:
+                if not self._flush(deadline, what, wait=not reading) and not reading:
+                    raise _want_write()
+                return result
+            if not self._flush(deadline, what, wait=not reading) and not reading:
+                raise _want_write()
+            self._fill(deadline, what, want_read)
+
+    # -- the C object's I/O methods ---------------------------------------------------
+
+    def do_handshake(self) -> None:
+        self._run("handshake", self._tls.do_handshake)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        if buffer is None:
+            return self._run("read", self._tls.read, len, reading=True)
+        return self._run("read", self._tls.read, len, buffer, reading=True)
+
+    def write(self, data: Any) -> int:
+        """All of ``data``, as OpenSSL without partial writes: when the socket pushes
+        back, SSLWantWriteError (non-blocking) or the timeout, and the caller's retry
+        with the same data carries on where this one stopped."""
+        with memoryview(data) as view, view.cast("B") as octets:
+            total = len(octets)
+            if not total:
+                return self._run("write", self._tls.write, b"")
+            deadline = _Deadline(self._sock().gettimeout())
+            done = min(self._written, total)
+            self._written = 0
+            while True:
+                try:
+                    flushed = self._flush(deadline, "write")
+                except TimeoutError:
+                    self._written = done
+                    raise
+                if not flushed:
+                    self._written = done
+                    raise _want_write()
+                if done == total:
+                    return total
+                with self._state:
+                    done += self._tls.write(octets[done:done + _RECORD])
+
+    def shutdown(self) -> SSLSocket:
+        """Send close_notify and wait for the peer's (``unwrap``); the socket."""
+        sock = self._sock()
+        deadline = _Deadline(sock.gettimeout())
+        while True:
+            if not self._flush(deadline, "write"):
+                raise _want_write()
+            try:
+                with self._state:
+                    self._tls.unwrap()
+            except _ssl.SSLWantReadError as exc:
+                if not self._flush(deadline, "write"):
+                    raise _want_write() from None
+                self._fill(deadline, "read", exc)
+                continue
+            except _ssl.SSLError:
+                self._flush_quietly(deadline, "write")
+                raise
+            if not self._flush(deadline, "write"):
+                raise _want_write()
+            return sock
+
+    def verify_client_post_handshake(self) -> None:
+        with self._state:
+            self._tls.verify_client_post_handshake()
+
+    # -- queries: the SSLObject answers them -----------------------------------------
+
+    def pending(self) -> int:
+        return self._tls.pending()
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._tls.getpeercert(binary_form)
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._tls.cipher()
+
+    def shared_ciphers(self) -> list[tuple[str, str, int]] | None:
+        return self._tls.shared_ciphers()
+
+    def compression(self) -> str | None:
+        return self._tls.compression()
+
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._tls.selected_alpn_protocol()
+
+    def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
+        return self._tls.get_channel_binding(cb_type)
+
+    @property
+    def context(self) -> Any:
+        return self._tls.context
+
+    @context.setter
+    def context(self, ctx: Any) -> None:
+        self._tls.context = ctx
+
+    @property
+    def session(self) -> Any:
+        return self._tls.session
+
+    @session.setter
+    def session(self, session: Any) -> None:
+        self._tls.session = session
+
+    @property
+    def session_reused(self) -> bool:
+        return self._tls.session_reused
+
+    @property
+    def server_side(self) -> bool:
+        return self._tls.server_side
+
+    @property
+    def server_hostname(self) -> str | None:
+        return self._tls.server_hostname
+
+    def __getattr__(self, name: str) -> Any:
+        # Queries later Pythons add to the C object (get_verified_chain, ...).
+        return getattr(self._tls, name)
+
+
+if _ssl is not None:
+
+    class SSLSocket(_ssl.SSLSocket, _DropIn):
+        """``ssl.SSLSocket`` on a virtual drop-in socket (see the module docstring).
+
+        Only what would hand the number to OpenSSL is redefined: making the TLS
+        object (``_create``, connecting an unconnected socket) and ``accept``, whose
+        connections are drop-in sockets wrapped in turn.
+        """
+
+        @classmethod
+        def _create(cls, sock: Any, server_side: bool = False,
+                    do_handshake_on_connect: bool = True, suppress_ragged_eofs: bool = True,
+                    server_hostname: str | None = None, context: Any = None,
+                    session: Any = None) -> Any:
+            if not is_virtual(sock):
+                return _ssl.SSLSocket._create(
+                    sock, server_side=server_side,
+                    do_handshake_on_connect=do_handshake_on_connect,
+                    suppress_ragged_eofs=suppress_ragged_eofs,
+                    server_hostname=server_hostname, context=context, session=session)
+            if sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_TYPE) != _socket.SOCK_STREAM:
+                raise NotImplementedError("only stream sockets are supported")
+            if server_side and server_hostname:
+                raise ValueError("server_hostname can only be specified in client mode")
+            if server_side and session is not None:
+                raise ValueError("session can only be specified in client mode")
+            if context.check_hostname and not server_hostname:
+                raise ValueError("check_hostname requires server_hostname")
+
+            number = _DropIn._number(sock)
+            self = cls.__new__(cls)
+            _DropIn.__init__(self, sock.family, sock.type, sock.proto, fileno=number)
+            timeout = sock.gettimeout()
+            sock.detach()
+            self._context = context
+            self._session = session
+            self._closed = False
+            self._sslobj = None
+            self.server_side = server_side
+            self.server_hostname = context._encode_hostname(server_hostname)
+            self.do_handshake_on_connect = do_handshake_on_connect
+            self.suppress_ragged_eofs = suppress_ragged_eofs
+            connected = self._connected_now()
+            self.settimeout(timeout)
+            self._connected = connected
+            if connected:
+                try:
+                    self._sslobj = _TLSChannel(self, server_side, self.server_hostname,
+                                               session)
+                    if do_handshake_on_connect:
+                        if timeout == 0.0:
+                            raise ValueError("do_handshake_on_connect should not be "
+                                             "specified for non-blocking sockets")
+                        self.do_handshake()
+                except (OSError, ValueError):
+                    self.close()
+                    raise
+            return self
+
+        def _connected_now(self) -> bool:
+            """Whether the socket has a peer.  An unconnected one must not have bytes
+            waiting (left by a connection that closed before the handshake): they
+            would pass for TLS-protected data, so that is an SSLError, as in CPython."""
+            try:
+                self.getpeername()
+                return True
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise
+            blocking = self.getblocking()
+            self.setblocking(False)
+            try:
+                early = _DropIn.recv(self, 1)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTCONN, errno.EINVAL):
+                    raise
+                early = b""
+            finally:
+                self.setblocking(blocking)
+            if early:
+                reason = "Closed before TLS handshake with data in recv buffer."
+                error = _ssl.SSLError(errno.ENOTCONN, reason)
+                error.reason = reason
+                error.library = None
+                try:
+                    self.close()
+                except OSError:
+                    pass
+                raise error
+            return False
+
+        def _real_connect(self, addr: Any, connect_ex: bool) -> int | None:
+            if self.server_side:
+                raise ValueError("can't connect in server-side mode")
+            if self._connected or self._sslobj is not None:
+                raise ValueError("attempt to connect already-connected SSLSocket!")
+            self._sslobj = _TLSChannel(self, False, self.server_hostname, self._session)
+            try:
+                if connect_ex:
+                    code = _DropIn.connect_ex(self, addr)
+                else:
+                    _DropIn.connect(self, addr)
+                    code = None
+                if not code:
+                    self._connected = True
+                    if self.do_handshake_on_connect:
+                        self.do_handshake()
+                return code
+            except (OSError, ValueError):
+                self._sslobj = None
+                raise
+
+        def accept(self) -> tuple[Any, Any]:
+            """A connection as a drop-in socket, wrapped server-side like this one."""
+            number, address = self._accept()
+            conn = _DropIn(self.family, self.type, self.proto, fileno=number)
+            if _socket.getdefaulttimeout() is None and self.gettimeout():
+                conn.setblocking(True)
+            wrapped = self.context.wrap_socket(
+                conn, do_handshake_on_connect=self.do_handshake_on_connect,
+                suppress_ragged_eofs=self.suppress_ragged_eofs, server_side=True)
+            return wrapped, address
