@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from posix_socket import bench, cli
+from posix_socket import bench, cli, run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -72,3 +72,17 @@ def test_readme_examples_run_and_print_what_they_say():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "b'hello'\n10.0.0.2 b'select 1'\n"
+
+
+def test_help_lists_run_and_run_takes_its_own_command_line(capsys, tmp_path, monkeypatch):
+    try:
+        cli.main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "run a Python program" in capsys.readouterr().out
+    # Words after the script are the program's, even ones that look like ours.
+    assert run.parse_args(["--net", "host", "x.py", "--net", "-m", "y"]) == run.Options(
+        "x.py", ["--net", "-m", "y"], net="host")
+    assert run.parse_args(["-mpkg.mod", "-h"]) == run.Options("pkg.mod", ["-h"], module=True)
+    assert run.parse_args(["--host=a,b=10.0.0.2,fd00::2", "--", "-odd.py"]) == run.Options(
+        "-odd.py", [], hosts=[(["a", "b"], ["10.0.0.2", "fd00::2"])])
