@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import pytest
 
@@ -205,13 +206,25 @@ def test_the_script_directory_is_sys_path_0_through_a_symlink(scripts, tmp_path_
     ("import atexit, threading, time\n"
      "threading.Thread(target=lambda: (time.sleep(0.2), print('thread'))).start()\n"
      "atexit.register(print, 'atexit')\nraise KeyError(1)", 1),
+    ("def broken(:\n    pass", 1),
+    ("try:\n    {}['key']\nexcept KeyError as e:\n    raise RuntimeError('wrapped') from e", 1),
 ], ids=["end", "exit", "exit-3", "exit-text", "exit-263", "exception", "excepthook",
-        "threads-and-atexit"])
+        "threads-and-atexit", "syntax-error", "chained"])
 def test_exit_status_and_traceback_are_pythons(tmp_path, code, status):
     (tmp_path / "prog.py").write_text(code + "\n")
     python, run = both(["prog.py"], tmp_path)
     assert python.returncode == status
     assert (run.returncode, run.stdout, run.stderr) == (status, python.stdout, python.stderr)
+
+
+def test_a_directory_or_zip_with_main_runs_as_python_runs_it(scripts):
+    (scripts / "app").mkdir()
+    (scripts / "app" / "__main__.py").write_text(PROBE)
+    with zipfile.ZipFile(scripts / "app.zip", "w") as archive:
+        archive.writestr("__main__.py", PROBE)
+    for target in ("app", "app.zip"):
+        python, run = both([target, "arg"], scripts)
+        assert split_probe(run)[0] == split_probe(python)[0]
 
 
 def test_a_module_traceback_shows_runpy_as_python_does(scripts):

@@ -187,30 +187,29 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     main_module = types.ModuleType("__main__")
     main_module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main_module
-    runpy_frames = module or os.path.isdir(target) or _is_zip(target)
+    # Python itself hands modules, directories and zip files (holding __main__.py) to
+    # runpy, and its tracebacks then show runpy's frames; it runs a script file itself.
+    packaged = not module and (os.path.isdir(target) or _is_zip(target))
     try:
         if module:
             _set_path0(os.getcwd())
             sys.argv = ["-m", *args]  # as python, until runpy finds the module's file
             runpy._run_module_as_main(target, alter_argv=True)  # what python -m calls
-        elif os.path.isdir(target) or not _is_source(target):
-            # A directory or zip file holding __main__.py (or a compiled file): python
-            # itself hands these to runpy.
+        elif packaged:
             sys.argv = [target, *args]
-            if os.path.isdir(target) or _is_zip(target):
-                _set_path0(target)
-                runpy._run_module_as_main("__main__", alter_argv=False)
-            else:
-                _set_path0(os.path.dirname(os.path.realpath(target)))
-                runpy.run_path(target, run_name="__main__")
+            _set_path0(os.path.abspath(target))
+            runpy._run_module_as_main("__main__", alter_argv=False)
         else:
             sys.argv = [target, *args]
             _set_path0(os.path.dirname(os.path.realpath(target)))
-            _run_source(target, main_module)
+            if target.endswith((".pyc", ".pyo")):
+                runpy.run_path(target, run_name="__main__")  # compiled: runpy reads it
+            else:
+                _run_source(target, main_module)
     except SystemExit:
         raise
     except BaseException as exc:
-        _report_and_reraise(exc, runpy_frames=runpy_frames)
+        _report_and_reraise(exc, runpy_frames=module or packaged)
     return 0
 
 
@@ -221,10 +220,6 @@ def _set_path0(directory: str) -> None:
         sys.path[0] = directory
     else:
         sys.path.insert(0, directory)
-
-
-def _is_source(path: str) -> bool:
-    return not _is_zip(path) and not path.endswith((".pyc", ".pyo"))
 
 
 def _is_zip(path: str) -> bool:
