@@ -33,6 +33,7 @@ from typing import Any
 
 from . import descriptors as _descriptors
 from . import posix as _posix
+from . import socket as _dropin_module
 from .socket import socket as _DropIn
 
 try:
@@ -59,11 +60,16 @@ def is_virtual(sock: object) -> bool:
 
 def replacements() -> list[tuple[object, str, object]]:
     """``(object, attribute, value)`` for ``patch()`` to set and later restore:
-    ``ssl.SSLContext.sslsocket_class``, read by ``SSLContext.wrap_socket`` (and so by
-    ``ssl.wrap_socket``, http.client, urllib, ...) at each call."""
+
+    * ``ssl.SSLContext.sslsocket_class``, read by ``SSLContext.wrap_socket`` (and so by
+      ``ssl.wrap_socket``, http.client, urllib, ...) at each call;
+    * ``ssl.create_connection``, which ``ssl`` imported from ``socket`` by name, so
+      ``ssl.get_server_certificate`` connects on the registered drivers too.
+    """
     if _ssl is None:
         return []
-    return [(_ssl.SSLContext, "sslsocket_class", SSLSocket)]
+    return [(_ssl.SSLContext, "sslsocket_class", SSLSocket),
+            (_ssl, "create_connection", _dropin_module.create_connection)]
 
 
 def _ms(seconds: float) -> int:
