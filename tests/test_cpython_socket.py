@@ -12,10 +12,11 @@ failure that hid.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -60,33 +61,50 @@ CLASSES = [
 ]
 PRESETS = ("host", "virtual")
 
+# Other interpreters to run the same classes with (their own test_socket, this
+# package from src/), e.g. POSIX_SOCKET_TEST_PYTHONS="python3.12 python3.13".
+PYTHONS = [sys.executable, *os.environ.get("POSIX_SOCKET_TEST_PYTHONS", "").split()]
+SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+
 # {test id: reason} per preset.
 KNOWN_FAILURES: dict[str, dict[str, str]] = {"host": {}, "virtual": {}}
+
+Run = tuple[subprocess.Popen, pathlib.Path, pathlib.Path]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[dict[str, tuple[subprocess.Popen, pathlib.Path, pathlib.Path]]]:
-    """Both presets' runs, started together (they mostly wait on each other's
-    threads, so two at once take about as long as one); output goes to files so
-    neither child can stall on a full pipe."""
+         ) -> Iterator[Callable[[str, str], Run]]:
+    """``run(python, preset)``: that child, started the first time one of its
+    interpreter's presets is asked for, together with the other preset (they mostly
+    wait on their own threads, so two at once take about as long as one).  Output
+    goes to files, so no child can stall on a full pipe."""
     folder = tmp_path_factory.mktemp("cpython_socket")
-    children = {}
-    for preset in PRESETS:
-        out, err = folder / f"{preset}.out", folder / f"{preset}.err"
-        with open(out, "w") as stdout, open(err, "w") as stderr:  # the child keeps them
-            child = subprocess.Popen([sys.executable, str(RUNNER), preset, *CLASSES],
-                                     stdout=stdout, stderr=stderr)
-        children[preset] = (child, out, err)
-    yield children
+    children: dict[tuple[str, str], Run] = {}
+    environment = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [
+                       str(SRC), os.environ.get("PYTHONPATH")]))}
+
+    def run(python: str, preset: str) -> Run:
+        if (python, preset) not in children:
+            for each in PRESETS:
+                name = f"{pathlib.Path(python).name}-{each}"
+                out, err = folder / f"{name}.out", folder / f"{name}.err"
+                with open(out, "w") as stdout, open(err, "w") as stderr:  # the child keeps them
+                    child = subprocess.Popen([python, str(RUNNER), each, *CLASSES],
+                                             stdout=stdout, stderr=stderr, env=environment)
+                children[python, each] = (child, out, err)
+        return children[python, preset]
+
+    yield run
     for child, _, _ in children.values():
         if child.poll() is None:
             child.kill()
         child.wait()
 
 
-def _result(runs: dict, preset: str) -> dict:
-    child, out, err = runs[preset]
+def _result(run: Run) -> dict:
+    child, out, err = run
     try:
         code = child.wait(timeout=600)
     except subprocess.TimeoutExpired:
@@ -97,9 +115,13 @@ def _result(runs: dict, preset: str) -> dict:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("preset", PRESETS)
-def test_cpython_test_socket_passes_on_the_patched_stdlib(runs: dict, preset: str) -> None:
-    result = _result(runs, preset)
+@pytest.mark.parametrize(("python", "preset"), [
+    pytest.param(python, preset,
+                 id=preset if python == sys.executable else f"{python}-{preset}")
+    for python in PYTHONS for preset in PRESETS])
+def test_cpython_test_socket_passes_on_the_patched_stdlib(
+        runs: Callable[[str, str], Run], python: str, preset: str) -> None:
+    result = _result(runs(python, preset))
     unexpected = {t: result["details"][t] for t in result["failed"]
                   if t not in KNOWN_FAILURES[preset]}
     assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
@@ -107,6 +129,6 @@ def test_cpython_test_socket_passes_on_the_patched_stdlib(runs: dict, preset: st
     assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
     assert result["run"] > 450
     if preset != "host":
-        host = _result(runs, "host")
+        host = _result(runs(python, "host"))
         assert result["skipped"] == host["skipped"]
         assert result["classes"] == host["classes"]

@@ -435,7 +435,8 @@ class socket(_stdlib.socket):
 # holds the socket (the message keeps it open, as on Linux, even if the sender closes
 # its number); a receiver that gets a descriptor of that mirror is given a number of
 # the virtual socket instead.  Within this process only: another process gets the
-# bare mirror.  A message never received keeps its sockets open.
+# bare mirror.  A message never received keeps its sockets open, and so do descriptors
+# the kernel dropped because the receiver's ancillary buffer was too small for them.
 
 _passed: dict[tuple[int, int], list[Any]] = {}  # mirror's (st_dev, st_ino) -> held
 _passed_lock = _threading.Lock()
@@ -455,7 +456,10 @@ def _rights_numbers(ancdata: list) -> list[int]:
         except (TypeError, ValueError):
             continue  # posix.sendmsg raises the stdlib's error for it
         if level == _stdlib.SOL_SOCKET and kind == _stdlib.SCM_RIGHTS:
-            view = memoryview(data).cast("B")
+            try:
+                view = memoryview(data).cast("B")
+            except TypeError:
+                continue  # likewise
             count = len(view) // _INT
             numbers += _struct.unpack(f"@{count}i", view[:count * _INT])
     return numbers
