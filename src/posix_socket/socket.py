@@ -473,7 +473,11 @@ def _virtual_rights_out(ancdata: list) -> list[tuple[tuple[int, int], Any]]:
             entry = _descriptors.lookup(number)
             if entry is None or entry.kernel is not None:
                 continue  # the kernel's own: it passes as it is
-            _posix.make_visible(number)
+            # Its own kernel object, whatever patch() decided about mirrors: the
+            # receiver finds the socket by it.
+            _descriptors.arm(entry)
+            if entry.watch.mirror is None:
+                continue  # closed meanwhile: the kernel passes what the number names
             _descriptors.hold(entry)
             passing.append((_identity(number), entry))
     except BaseException:
