@@ -16,7 +16,10 @@ run takes longer than WATCHDOG_SECONDS: a hang then says where it is and why.
 
 import faulthandler
 import json
+import os
+import shutil
 import sys
+import tempfile
 import traceback
 import unittest
 from typing import Any
@@ -28,6 +31,11 @@ WATCHDOG_SECONDS = 480
 
 ps.use(sys.argv[1])
 patch()
+
+# CPython's tests make their files (AF_UNIX socket paths among them) in the current
+# directory, as regrtest runs them in a scratch one: so do we.
+scratch = tempfile.mkdtemp(prefix="cpython_socket_")
+os.chdir(scratch)
 
 from test import test_socket  # noqa: E402  (must see the patched stdlib)
 
@@ -71,6 +79,8 @@ for name in sys.argv[2:]:
     suite.run(result)
     classes[name] = result
 faulthandler.cancel_dump_traceback_later()
+os.chdir("/")
+shutil.rmtree(scratch, ignore_errors=True)
 
 
 def ids(pairs: list) -> list:
