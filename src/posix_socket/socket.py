@@ -324,7 +324,10 @@ class socket(_stdlib.socket):
         entry = _descriptors.lookup(self._number())
         if entry is None or entry.kernel is None or not ancdata:
             return self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
-        ancdata = list(ancdata)
+        try:
+            ancdata = list(ancdata)
+        except TypeError:  # posix.sendmsg raises the stdlib's error for it
+            return self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
         passing = _virtual_rights_out(ancdata)
         try:
             sent = self._call(_POLLOUT, _posix.sendmsg, buffers, ancdata, flags, address)
