@@ -300,3 +300,78 @@ def test_patch_inside_a_child_routes_a_program_unchanged() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONWARNINGS": "error"})
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# With patch(kernel_pollers=None), what a program captured before patching decides
+# whether numbers handed out by fileno() are still shown to the kernel: each case runs
+# in a fresh interpreter.
+_CAPTURES = {
+    "nothing": "",
+    "a module global": "from select import epoll as captured\n",
+    "a class attribute": "import selectors\nclass Server:\n"
+                         "    selector = selectors.PollSelector\n",
+    "a selector object": "import selectors\nkept = selectors.DefaultSelector()\n",
+    "a subclass": "import selectors\nclass Mine(selectors.EpollSelector): pass\n",
+    "an epoll object": "import select\nkept = select.epoll()\n",
+}
+_CHILD = """
+import posix_socket as ps
+from posix_socket import descriptors, posix
+from posix_socket.patching import patch
+import select, socket
+{capture}
+def main():
+    with ps.use("virtual"), patch(kernel_pollers=None):
+        a, b = socket.socketpair()  # kernel pairs: make a virtual one
+        a.close(); b.close()
+        left, right = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=n)
+                       for n in posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM,
+                                                 visible=False))
+        number = left.fileno()
+        armed = descriptors.lookup(number).watch.mirror is not None
+        right.send(b"x")
+        seen = select.select([left], [], [], 0)[0] == [left]  # the drop-in: always
+        left.close(); right.close()
+    print(armed, seen)
+main()
+"""
+
+
+@pytest.mark.parametrize("capture", list(_CAPTURES))
+def test_numbers_are_shown_to_the_kernel_only_while_something_may_poll_them(
+        capture: str) -> None:
+    import subprocess
+    done = subprocess.run([sys.executable, "-c", _CHILD.format(capture=_CAPTURES[capture])],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    armed, seen = done.stdout.split()
+    assert seen == "True"
+    assert armed == str(capture != "nothing")
+
+
+def test_by_default_numbers_handed_out_are_shown_to_the_kernel() -> None:
+    with ps.use("virtual"), patch():
+        a, b = (dropin_socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=n)
+                for n in posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM, visible=False))
+        with a, b:
+            assert descriptors.lookup(a.fileno()).watch.mirror is not None
+
+
+def test_restore_shows_what_was_handed_out_meanwhile() -> None:
+    import subprocess
+    code = (
+        "import posix_socket as ps, select, socket\n"
+        "from posix_socket import descriptors, posix\n"
+        "from posix_socket.patching import patch\n"
+        "with ps.use('virtual'):\n"
+        "    p = patch(kernel_pollers=False)\n"
+        "    a, b = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=n) for n in\n"
+        "            posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM, visible=False))\n"
+        "    fd = a.fileno()\n"
+        "    before = descriptors.lookup(fd).watch.mirror is not None\n"
+        "    p.restore()\n"
+        "    b.send(b'x')\n"
+        "    print(before, select.select([fd], [], [], 1)[0] == [fd])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["False", "True"], done.stderr[-2000:]
