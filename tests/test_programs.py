@@ -36,7 +36,8 @@ HANG = 10  # how long a program known to hang (see VIRTUAL_XFAIL) is given
 # What each program prints when all its checks passed (the same on every network).
 EXPECTED = {
     "http_server_clients.py":
-        "ok http: urllib 3 requests, http.client 20 requests on 1 connection, 1 MiB bodies",
+        "ok http: urllib 3 requests and 128 from 16 threads, http.client 20 requests on "
+        "1 connection, 1 MiB bodies",
     "socketserver_tcp_udp.py":
         "ok socketserver: 20 TCP clients x 50 lines (sha256 f970ca6dc2ae0d4d), "
         "200 UDP datagrams",

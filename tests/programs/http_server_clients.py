@@ -8,6 +8,7 @@ import http.client
 import http.server
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -52,6 +53,18 @@ with urllib.request.urlopen(request, timeout=30) as response:
 with urllib.request.urlopen(f"http://localhost:{port}/by-name", timeout=30) as response:
     assert response.read() == b"path=/by-name"
 
+
+
+# Many threads at once, each its own connections.
+def fetch(n):
+    with urllib.request.urlopen(f"{base}/thread/{n}", timeout=30) as response:
+        return response.read()
+
+
+with ThreadPoolExecutor(16) as pool:
+    answers = list(pool.map(fetch, range(128)))
+assert answers == [f"path=/thread/{n}".encode() for n in range(128)]
+
 # http.client: many requests on one kept-alive connection.
 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 client_ports = set()
@@ -75,4 +88,5 @@ connection.close()
 
 server.shutdown()
 server.server_close()
-print("ok http: urllib 3 requests, http.client 20 requests on 1 connection, 1 MiB bodies")
+print("ok http: urllib 3 requests and 128 from 16 threads, http.client 20 requests on "
+      "1 connection, 1 MiB bodies")
