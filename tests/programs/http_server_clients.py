@@ -54,7 +54,6 @@ with urllib.request.urlopen(f"http://localhost:{port}/by-name", timeout=30) as r
     assert response.read() == b"path=/by-name"
 
 
-
 # Many threads at once, each its own connections.
 def fetch(n):
     with urllib.request.urlopen(f"{base}/thread/{n}", timeout=30) as response:
