@@ -59,7 +59,9 @@ CLASSES = [
     *ACCEPTANCE, "GeneralModuleTests", "TestExceptions", "SendRecvFdsTests", "CmsgMacroTests",
     "BufferIOTest", "TCPCloserTest", "NonblockConstantTest",
 ]
-PRESETS = ("host", "virtual")
+# "virtual-unshown": patch(kernel_pollers=False), numbers never shown to the kernel's
+# pollers (what `posix-socket run` gives when nothing else could poll them).
+PRESETS = ("host", "virtual", "virtual-unshown")
 
 # Other interpreters to run the same classes with (their own test_socket, this
 # package from src/), e.g. POSIX_SOCKET_TEST_PYTHONS="python3.12 python3.13".
@@ -67,7 +69,7 @@ PYTHONS = [sys.executable, *os.environ.get("POSIX_SOCKET_TEST_PYTHONS", "").spli
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 
 # {test id: reason} per preset.
-KNOWN_FAILURES: dict[str, dict[str, str]] = {"host": {}, "virtual": {}}
+KNOWN_FAILURES: dict[str, dict[str, str]] = {preset: {} for preset in PRESETS}
 
 Run = tuple[subprocess.Popen, pathlib.Path, pathlib.Path]
 
@@ -76,7 +78,7 @@ Run = tuple[subprocess.Popen, pathlib.Path, pathlib.Path]
 def runs(tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Callable[[str, str], Run]]:
     """``run(python, preset)``: that child, started the first time one of its
-    interpreter's presets is asked for, together with the other preset (they mostly
+    interpreter's presets is asked for, together with the other presets (they mostly
     wait on their own threads, so two at once take about as long as one).  Output
     goes to files, so no child can stall on a full pipe."""
     folder = tmp_path_factory.mktemp("cpython_socket")

@@ -295,7 +295,7 @@ def forget(fd: int) -> None:
 def dup(fd: int, f: OpenSocket, lowest: int, cloexec: bool) -> int:
     cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
     with _lock:
-        new = fcntl.fcntl(fd, cmd, lowest)
+        new = _dupfd(fd, cmd, lowest)
         _files[new] = f
         f.numbers.add(new)
     return new

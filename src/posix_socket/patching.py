@@ -1,4 +1,5 @@
-"""``patch()``: route the stdlib's socket, select and selectors modules through the registry.
+"""``patch()``: route the stdlib's socket, select and selectors (and the os and fcntl
+calls programs make on a socket's number) through the registry.
 
 Replaces, in the stdlib modules, the names that make, name or wait on sockets with the
 drop-ins' (``posix_socket.socket``, ``.select``, ``.selectors``):
@@ -10,6 +11,9 @@ drop-ins' (``posix_socket.socket``, ``.select``, ``.selectors``):
 * ``selectors``: the selector classes and ``DefaultSelector``.  asyncio's selector
   event loop looks ``selectors.DefaultSelector`` up when a loop is made, so new loops
   wait on virtual sockets through the layer's interest lists.
+* ``os`` (read, write, close, sendfile) and ``fcntl`` (fcntl, ioctl): on a virtual
+  socket's number they go to ``posix`` (see ``fd_calls``), because programs do I/O and
+  read flags on ``fileno()`` directly (multiprocessing.connection, asyncio's sendfile).
 * the stdlib modules that choose a selector class at their import, if imported
   already: ``socketserver._ServerSelector``, ``subprocess._PopenSelector``,
   ``multiprocessing.connection._WaitSelector``.  Imported while patched, they pick the
@@ -27,9 +31,11 @@ change, which asyncio and socketserver then pay for every event):
   live selector objects; closures and C code are not looked into);
 * ``False``: never.
 
-Not shown, a number names a placeholder in the kernel, so kernel calls on it other than
-polling (``fcntl.fcntl`` flags, ``os.read``) do not reach the socket either; that is
-why it is not the default.  ``restore()`` shows what was handed out meanwhile.
+Not shown, a number names a placeholder in the kernel: the patched ``os`` and ``fcntl``
+calls still reach the socket, but C code doing I/O or polling on the number does not,
+which is why it is not the default (``posix-socket run`` patches with ``None`` before
+the program's first line, when nothing can have been captured yet).  ``restore()``
+shows what was handed out meanwhile.
 
 Code that looks names up at call time (``socket.socket(...)``, asyncio, socketserver,
 http.client) then gets sockets of the registered drivers and waits through the layer.
@@ -43,7 +49,9 @@ outermost restores.  Used as a context manager it restores exactly what it repla
 
 from __future__ import annotations
 
+import fcntl as _fcntl_module
 import gc
+import os as _os_module
 import select as _select_module
 import selectors as _selectors_module
 import socket as _socket_module
@@ -51,7 +59,7 @@ import sys
 import threading
 from types import ModuleType
 
-from . import descriptors
+from . import descriptors, fd_calls
 from . import select as dropin_select
 from . import selectors as dropin_selectors
 from . import socket as dropin
@@ -96,7 +104,9 @@ def _replacements() -> list[tuple[ModuleType, str, object]]:
              for module, source, names in ((_socket_module, dropin, SOCKET_NAMES),
                                            (_select_module, dropin_select, SELECT_NAMES),
                                            (_selectors_module, dropin_selectors,
-                                            SELECTORS_NAMES))
+                                            SELECTORS_NAMES),
+                                           (_os_module, fd_calls, fd_calls.OS_NAMES),
+                                           (_fcntl_module, fd_calls, fd_calls.FCNTL_NAMES))
              for name in names if hasattr(module, name)]
     for module_name, name in CHOSEN_SELECTORS:
         module = sys.modules.get(module_name)

@@ -1,6 +1,6 @@
 """Run CPython's own test_socket classes with the stdlib patched onto a preset.
 
-Usage: python run_cpython_socket.py PRESET CLASS...  Prints one JSON object: the
+Usage: python run_cpython_socket.py PRESET[-unshown] CLASS...  Prints one JSON object: the
 number of tests run, the ids of those that failed, errored or were skipped, and per
 class how many ran, passed and were skipped.  A separate process, because the
 CPython tests change process-wide state.  Any interpreter with this package on its
@@ -29,8 +29,11 @@ from posix_socket.patching import patch
 
 WATCHDOG_SECONDS = 480
 
-ps.use(sys.argv[1])
-patch()
+# PRESET, or PRESET-unshown: patched with kernel_pollers=False, so numbers handed out
+# by fileno() are never shown to the kernel's pollers.
+preset, unshown, _ = sys.argv[1].partition("-unshown")
+ps.use(preset)
+patch(kernel_pollers=not unshown)
 
 # CPython's tests make their files (AF_UNIX socket paths among them) in the current
 # directory, as regrtest runs them in a scratch one: so do we.
