@@ -56,15 +56,10 @@ EXPECTED = {
         "ok requests: GET and POST of 1 MiB, 404, 30 queries, a streamed download, by name",
 }
 
-# Programs a known bug of the layer stops on the virtual network (see each reason).
-VIRTUAL_XFAIL = {
-    "mp_connection.py":
-        "multiprocessing.connection.Connection does its I/O with os.read/os.write and "
-        "closes with os.close on the detached number (bound at import as default "
-        "arguments of _send/_recv/_close); patch() does not route os-level calls through "
-        "posix, so on a virtual socket the bytes go to the number's kernel mirror and "
-        "the peer never sees them (Linux: read/write on a socket are recv/send)",
-}
+# Programs a known bug of the layer stops on the virtual network: name -> the bug, for
+# xfail(strict=True).  (multiprocessing.connection was here until patch() routed
+# os.read/os.write/os.close on virtual numbers to posix.)
+VIRTUAL_XFAIL: dict[str, str] = {}
 
 
 def command() -> list[str]:
