@@ -930,6 +930,20 @@ def scenario_closed_peer_reads_eof_then_send_breaks(api: Recorder, env: Env) -> 
     api.recv(second, 10)
 
 
+@scenario(STREAM, needs=(SOCKOPTS,))
+def scenario_send_to_a_closed_peer_takes_what_the_send_buffer_holds(api: Recorder,
+                                                                    env: Env) -> None:
+    """The one send TCP accepts after the peer closed is bounded by SO_SNDBUF, not
+    swallowed whole (asyncio's sendfile then sees the reset on its next call)."""
+    first, second = connected_pair(api, env)
+    api.setsockopt(second, SOL_SOCKET, _socket.SO_SNDBUF, 65536)
+    api.close(first)
+    api.recv(second, 10)
+    api.send(second, b"x" * 253953, _socket.MSG_NOSIGNAL | _socket.MSG_DONTWAIT)
+    api.poll([(second, 0)], WAIT_MS)  # wait for the reset
+    api.send(second, b"x" * 10, _socket.MSG_NOSIGNAL)
+
+
 @scenario(STREAM)
 def scenario_close_with_unread_data_resets_peer(api: Recorder, env: Env) -> None:
     """Closing with data still unread resets the connection: the peer's next read is

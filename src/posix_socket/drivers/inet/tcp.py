@@ -285,8 +285,10 @@ class TcpSocket:
         peer = self.peer
         if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state == FIN_WAIT2):
             # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
+            # What the call queued before the reset came back is what the send buffer
+            # took, as on Linux.
             self._send_reset(touched)
-            return len(data)
+            return min(len(data), self.opts.sndbuf)
         size = len(data)
         window = peer.window()
         room = window - peer.rx_size
