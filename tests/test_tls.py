@@ -783,11 +783,33 @@ def test_kernel_sockets_keep_the_stdlib_sslsocket(cert: Certificate) -> None:
             assert pair_handshake(client, conn) == (ssl.SSLSocket, ssl.SSLSocket)
 
 
-def test_replacements_name_what_wrap_socket_reads() -> None:
-    assert (ssl.SSLContext, "sslsocket_class", tls.SSLSocket) in tls.replacements()
+def test_the_hook_replaces_wrap_socket_and_restores_it() -> None:
+    stdlib = ssl.SSLContext.wrap_socket
+    assert (ssl.SSLContext, "wrap_socket", tls.wrap_socket) in tls.replacements()
     with tls_hook():
-        assert ssl.SSLContext.sslsocket_class is tls.SSLSocket
-    assert ssl.SSLContext.sslsocket_class is ssl.SSLSocket
+        assert ssl.SSLContext.wrap_socket is tls.wrap_socket
+        assert ssl.SSLContext.sslsocket_class is ssl.SSLSocket
+    assert ssl.SSLContext.wrap_socket is stdlib
+
+
+def test_a_programs_own_sslsocket_class_is_kept_on_virtual_sockets(cert: Certificate) -> None:
+    class MySSLSocket(ssl.SSLSocket):
+        def hello(self) -> str:
+            return "mine"
+
+    context = cert.server_context()
+    context.sslsocket_class = MySSLSocket
+    with network("virtual"):
+        with context.wrap_socket(socket.socket(), server_side=True) as s:
+            assert isinstance(s, MySSLSocket) and isinstance(s, tls.SSLSocket)
+            assert type(s).__name__ == "MySSLSocket" and s.hello() == "mine"
+        assert tls.virtual_class(MySSLSocket) is type(s)
+        server = Server(lambda conn, trace: trace.append(
+            ("got", context.wrap_socket(conn, server_side=True).recv(2))))
+        with cert.client_context().wrap_socket(
+                socket.create_connection((HOST, server.port)), server_hostname=NAME) as c:
+            c.sendall(b"ok")
+        assert server.join() == [("got", b"ok")]
 
 
 def test_no_descriptor_is_left_open(cert: Certificate) -> None:

@@ -16,10 +16,11 @@ the C object's contract: blocking calls finish, a timeout bounds each operation
 non-blocking socket gets ``SSLWantReadError``/``SSLWantWriteError`` where OpenSSL
 would give them.
 
-``SSLSocket._create`` is what ``SSLContext.wrap_socket`` calls (through the settable
-``SSLContext.sslsocket_class``); for anything but a virtual drop-in socket it returns
-the stdlib's own ``ssl.SSLSocket``, so kernel sockets (the host preset, kernel
-socketpairs) are untouched.  ``replacements()`` says what ``patch()`` sets.
+``replacements()`` says what ``patch()`` sets: ``SSLContext.wrap_socket`` becomes
+``wrap_socket`` below, which hands anything but a virtual drop-in socket to the
+stdlib's own (kernel sockets -- the host preset, kernel socketpairs -- get the stdlib's
+``ssl.SSLSocket``, untouched) and wraps a virtual one with ``virtual_class()`` of the
+context's ``sslsocket_class``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ try:
 except ImportError:  # Python built without OpenSSL: nothing to patch
     _ssl = None  # type: ignore[assignment]
 
-__all__ = ["SSLSocket", "is_virtual", "replacements"]
+__all__ = ["SSLSocket", "wrap_socket", "virtual_class", "is_virtual", "replacements"]
 
 _POLLIN, _POLLOUT = 1, 4
 _HEADER = 5  # a TLS record header: type, version (2 bytes), length (2 bytes)
@@ -61,15 +62,57 @@ def is_virtual(sock: object) -> bool:
 def replacements() -> list[tuple[object, str, object]]:
     """``(object, attribute, value)`` for ``patch()`` to set and later restore:
 
-    * ``ssl.SSLContext.sslsocket_class``, read by ``SSLContext.wrap_socket`` (and so by
-      ``ssl.wrap_socket``, http.client, urllib, ...) at each call;
+    * ``ssl.SSLContext.wrap_socket`` (so ``ssl.wrap_socket``, http.client, urllib,
+      asyncio's blocking callers ... too): ``wrap_socket`` below;
     * ``ssl.create_connection``, which ``ssl`` imported from ``socket`` by name, so
       ``ssl.get_server_certificate`` connects on the registered drivers too.
     """
     if _ssl is None:
         return []
-    return [(_ssl.SSLContext, "sslsocket_class", SSLSocket),
+    return [(_ssl.SSLContext, "wrap_socket", wrap_socket),
             (_ssl, "create_connection", _dropin_module.create_connection)]
+
+
+def wrap_socket(self: Any, sock: Any, server_side: bool = False,
+                do_handshake_on_connect: bool = True, suppress_ragged_eofs: bool = True,
+                server_hostname: str | None = None, session: Any = None) -> Any:
+    """``SSLContext.wrap_socket``: the stdlib's own for anything but a virtual
+    socket; for a virtual one, the context's ``sslsocket_class`` made to work on it
+    (``virtual_class``), so a program's own SSLSocket subclass stays its class."""
+    if not is_virtual(sock):
+        return _STDLIB_WRAP_SOCKET(self, sock, server_side, do_handshake_on_connect,
+                                   suppress_ragged_eofs, server_hostname, session)
+    return virtual_class(self.sslsocket_class)._create(
+        sock=sock, server_side=server_side, do_handshake_on_connect=do_handshake_on_connect,
+        suppress_ragged_eofs=suppress_ragged_eofs, server_hostname=server_hostname,
+        context=self, session=session)
+
+
+_combined: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def virtual_class(cls: type) -> type:
+    """The class to wrap a virtual socket with, for a context's ``sslsocket_class``.
+
+    The stdlib's ``SSLSocket`` becomes this module's.  A program's subclass ``C`` of
+    it becomes a class deriving from both ``C`` and this module's, named as ``C``:
+    ``C``'s methods come first and ``isinstance(s, C)`` holds, while the socket's TLS
+    goes through the drop-in.  (CPython's test_ssl sets such a class.)
+    """
+    if cls is _ssl.SSLSocket or not issubclass(cls, _ssl.SSLSocket):
+        return SSLSocket if cls is _ssl.SSLSocket else cls
+    if issubclass(cls, SSLSocket):
+        return cls
+    found = _combined.get(cls)
+    if found is None:
+        try:
+            found = type(cls.__name__, (cls, SSLSocket),
+                         {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                          "__doc__": cls.__doc__})
+        except TypeError:  # its __slots__ cannot sit beside the drop-in's
+            found = SSLSocket
+        _combined[cls] = found
+    return found
 
 
 def _ms(seconds: float) -> int:
@@ -362,6 +405,7 @@ class _TLSChannel:
 
 
 if _ssl is not None:
+    _STDLIB_WRAP_SOCKET = _ssl.SSLContext.wrap_socket
 
     class SSLSocket(_ssl.SSLSocket, _DropIn):
         """``ssl.SSLSocket`` on a virtual drop-in socket (see the module docstring).
