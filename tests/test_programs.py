@@ -48,7 +48,7 @@ EXPECTED = {
         "400 messages each, 1 MiB, wrong key refused",
     "asyncio_streams.py":
         "ok asyncio streams: 300 concurrent clients x 10 lines over TCP and AF_UNIX "
-        "(sha256 daedf64bc4f8bac4)",
+        "(sha256 daedf64bc4f8bac4), loop.sendfile of 1048576 bytes",
     "asyncio_datagrams.py":
         "ok asyncio datagrams: 50 endpoints x 20 datagrams over IPv4 and IPv6, "
         "unreachable port -> ConnectionRefusedError",

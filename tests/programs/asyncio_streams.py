@@ -44,6 +44,29 @@ async def exercise(start, connect):
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
+async def send_a_file(directory):
+    """loop.sendfile: a file of 1 MiB from the server's transport (os.sendfile on Linux)."""
+    path = os.path.join(directory, "payload")
+    with open(path, "wb") as f:
+        f.write(bytes(range(256)) * 4096)
+
+    async def serve(reader, writer):
+        with open(path, "rb") as f:
+            await asyncio.get_running_loop().sendfile(writer.transport, f)
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        received = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+    with open(path, "rb") as f:
+        assert received == f.read(), len(received)
+    return len(received)
+
+
 async def main():
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -59,10 +82,11 @@ async def main():
         unix = await exercise(
             lambda: asyncio.start_unix_server(handle, path, backlog=CLIENTS),
             lambda: asyncio.open_unix_connection(path))
+        sent = await send_a_file(directory)
     assert tcp == unix
-    return tcp
+    return tcp, sent
 
 
-digest = asyncio.run(main())
+digest, sent = asyncio.run(main())
 print(f"ok asyncio streams: {CLIENTS} concurrent clients x {LINES} lines over TCP and "
-      f"AF_UNIX (sha256 {digest[:16]})")
+      f"AF_UNIX (sha256 {digest[:16]}), loop.sendfile of {sent} bytes")
