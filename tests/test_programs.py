@@ -244,14 +244,30 @@ def test_an_uncaught_keyboard_interrupt_exits_by_sigint_as_python_does(tmp_path)
     assert run.stderr == python.stderr
 
 
-@pytest.mark.parametrize("net", ["virtual", "host"])
-def test_ctrl_c_interrupts_a_blocked_program_and_exits_by_sigint(tmp_path, net):
-    (tmp_path / "prog.py").write_text(textwrap.dedent("""\
+BLOCKED = {
+    "accept": """\
         import socket
         server = socket.create_server(("127.0.0.1", 0))
         print("waiting", flush=True)
         server.accept()
-    """))
+    """,
+    "asyncio": """\
+        import asyncio
+
+        async def main():
+            server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+            print("waiting", flush=True)
+            await server.serve_forever()
+
+        asyncio.run(main())
+    """,
+}
+
+
+@pytest.mark.parametrize("net", ["virtual", "host"])
+@pytest.mark.parametrize("blocked", sorted(BLOCKED))
+def test_ctrl_c_interrupts_a_blocked_program_and_exits_by_sigint(tmp_path, net, blocked):
+    (tmp_path / "prog.py").write_text(textwrap.dedent(BLOCKED[blocked]))
     process = subprocess.Popen([*command(), "run", "--net", net, "prog.py"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_reset_sigint)
