@@ -15,6 +15,9 @@ script.py`` / ``python -m module``, because programs look at it:
 - an uncaught exception goes to ``sys.excepthook`` with a traceback that starts where
   python's would (none of this module's frames) and the status is python's: 1, or for
   KeyboardInterrupt the interpreter's own SIGINT death; ``sys.exit`` codes pass through.
+
+``--host NAME=ADDRESS`` adds named hosts to the virtual network first, the one thing a
+program that knows nothing of posix-socket cannot do for itself.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 
 from . import patching, registry
 
-__all__ = ["Options", "parse_args", "run", "main", "USAGE"]
+__all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
 USAGE = ("usage: posix-socket run [--net PRESET] [--host NAME=ADDRESS ...] "
          "(-m module | script.py) [args ...]")
@@ -69,6 +72,10 @@ class Options:
 
 class UsageError(Exception):
     """A malformed ``run`` command line (exit status 2, as argparse's)."""
+
+
+class _Help(Exception):
+    """``-h``/``--help`` before the target: ``main`` prints the help."""
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -135,10 +142,6 @@ def _host(value: str) -> tuple[list[str], list[str]]:
         except ValueError:
             raise UsageError(f"argument --host: {address!r} is not an IP address") from None
     return names, addresses
-
-
-class _Help(Exception):
-    pass
 
 
 def main(argv: Sequence[str]) -> int:
