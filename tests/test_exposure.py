@@ -51,3 +51,23 @@ def test_marked_numbers_are_armed_when_outside_pollers_return(virtual_pair):
     descriptors.outside_pollers(True)
     assert _armed(a) and not _armed(b)  # b never left the layer
     assert select.select([a], [], [], 0)[0] == [a]
+
+
+def test_a_drained_tcp_socket_stops_looking_readable_to_the_kernel() -> None:
+    """A receive only fades its own socket's readiness (notify_faded): nobody is
+    woken for that, but the kernel mirror must follow it."""
+    with ps.use("virtual"):
+        server = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        posix.bind(server, ("127.0.0.1", 0))
+        posix.listen(server, 1)
+        client = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        posix.connect(client, posix.getsockname(server))
+        accepted, _ = posix.accept(server)
+    try:
+        posix.send(client, b"x")
+        assert select.select([accepted], [], [], 0)[0] == [accepted]
+        assert posix.recv(accepted, 10) == b"x"
+        assert select.select([accepted], [], [], 0)[0] == []
+    finally:
+        for fd in (server, client, accepted):
+            posix.close(fd)

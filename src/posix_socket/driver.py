@@ -96,6 +96,9 @@ class SocketDriver:
     # notify(sock): report that ``poll(sock)`` may have changed; cheap when nobody
     # is watching.  The core's function itself, so that drivers pay no extra frame.
     notify = staticmethod(readiness.changed)
+    # notify_faded(sock): ``poll(sock)`` can only have lost bits (data read, an error
+    # taken): kernel mirrors follow, nobody is woken.  ``notify`` is always correct too.
+    notify_faded = staticmethod(readiness.faded)
 
     def fileno(self, sock: Any) -> int | None:
         """The kernel descriptor that *is* this socket, for drivers over kernel sockets.

@@ -24,7 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["Watch", "Mirror", "Waiter", "Interest", "changed", "watch", "unwatch", "wait"]
+__all__ = ["Watch", "Mirror", "Waiter", "Interest", "changed", "faded", "watch", "unwatch",
+           "wait"]
 
 POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = (
     select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP, select.POLLNVAL)
@@ -409,6 +410,15 @@ def changed(sock: object) -> None:
     entry = _watches.get(id(sock))
     if entry is not None and (entry.waiters or entry.mirror is not None):
         entry.changed()
+
+
+def faded(sock: object) -> None:
+    """A driver's notification that ``poll(sock)`` can only have lost bits (its data
+    was read, its error taken).  Losing readiness wakes nobody: waiters and interest
+    lists look again before they report.  Only a kernel mirror must follow it."""
+    entry = _watches.get(id(sock))
+    if entry is not None and entry.mirror is not None:
+        entry.mirror.show(entry.revents)
 
 
 def watch(sock: object, revents: Callable[[], int]) -> Watch:

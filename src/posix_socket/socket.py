@@ -54,6 +54,7 @@ _NONBLOCKING_TYPE = int(_stdlib.SOCK_NONBLOCK)
 _CLOEXEC = int(_stdlib.SOCK_CLOEXEC)
 _SOCK_TYPE_MASK = 0xF
 _C = _stdlib._socket.socket  # the C base: holds the number, family, type and proto
+_fileno = _C.fileno  # the number as the C base holds it, without arming anything
 _KERNEL = _HostDriver()
 
 
@@ -284,8 +285,13 @@ class socket(_stdlib.socket):
 
     # -- data ---------------------------------------------------------------------------
 
+    # send and recv are the hot path: without a timeout they are one posix call (a
+    # closed socket's number is -1, which posix answers with EBADF as _number does).
+
     def send(self, data: Any, flags: int = 0) -> int:
-        return self._call(_POLLOUT, _posix.send, data, flags)
+        if self._timeout:
+            return self._call(_POLLOUT, _posix.send, data, flags)
+        return _posix.send(_fileno(self), data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send everything; a timeout bounds the whole call, as in CPython."""
@@ -338,7 +344,9 @@ class socket(_stdlib.socket):
         return sent
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._call(_POLLIN, _posix.recv, bufsize, flags)
+        if self._timeout:
+            return self._call(_POLLIN, _posix.recv, bufsize, flags)
+        return _posix.recv(_fileno(self), bufsize, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         return self._call(_POLLIN, _posix.recvfrom, bufsize, flags)

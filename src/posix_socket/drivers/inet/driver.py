@@ -223,7 +223,11 @@ class InetDriver(SocketDriver):
                 return sock.recvfrom(bufsize, flags, touched)[0]
         finally:
             for changed in touched:  # inline: this is every receive's path
-                self.notify(changed)
+                if changed is sock and type(sock) is TcpSocket:
+                    # A TCP receive only takes from its own socket (data, an error).
+                    self.notify_faded(changed)
+                else:
+                    self.notify(changed)
 
     def recvfrom(self, sock: Any, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if type(sock) is TcpSocket:
