@@ -400,8 +400,16 @@ class _TLSChannel:
         return self._tls.server_hostname
 
     def __getattr__(self, name: str) -> Any:
-        # Queries later Pythons add to the C object (get_verified_chain, ...).
-        return getattr(self._tls, name)
+        # What the C object offers beyond SSLObject's public surface (3.11's
+        # get_verified_chain, which test_ssl calls through ``_sslobj``), or what later
+        # Pythons add: the C object under the SSLObject answers, if it can.
+        inner = self.__dict__.get("_tls")
+        if inner is None:
+            raise AttributeError(name)
+        try:
+            return getattr(inner, name)
+        except AttributeError:
+            return getattr(inner._sslobj, name)
 
 
 if _ssl is not None:
