@@ -26,13 +26,18 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
     },
     "test_streams": {},
 }
+# Failures that pass when run again alone are reported by the runner as races and
+# shown here, not failed: the test server of test_ssl stops at the first reset, and a
+# TLS 1.3 client closing right after its handshake resets the connection whenever the
+# server's session tickets arrive first (the kernel nearly always wins that race, the
+# virtual network, instant and switching threads on the GIL, loses it now and then).
 RACES: dict[str, dict[str, str]] = {
     "test_ssl": {
         "test.test_ssl.ThreadedTests.test_wrong_cert_tls13":
             "the server rejects the client certificate and closes with the client's "
             "last records unread (a reset); if the reset beats the client's first "
             "write, the write raises ConnectionResetError where 3.11's test wants the "
-            "alert (later CPythons accept both); on loaded machines it happens here",
+            "alert (later CPythons accept both)",
     },
     "test_streams": {},
 }
@@ -62,3 +67,5 @@ def test_cpython_tls_tests_pass_on_the_virtual_network(run: str, results) -> Non
     fixed = set(KNOWN_FAILURES[run]) - set(result["failed"])
     assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
     assert result["run"] >= {"test_ssl": 150, "test_streams": 60}[run]
+    if result["races"]:
+        print(f"{run}: lost races (passed when run again): {result['races']}")

@@ -447,7 +447,11 @@ if _ssl is not None:
             self = cls.__new__(cls)
             _DropIn.__init__(self, sock.family, sock.type, sock.proto, fileno=number)
             timeout = sock.gettimeout()
-            sock.detach()
+            # The C base's detach: the number moves to this object without arming
+            # the kernel mirror (the drop-in's detach arms it, for owners outside the
+            # layer); ``fileno()`` arms it when a poller outside may watch it.
+            _socket.socket.detach(sock)
+            sock._closed = True
             self._context = context
             self._session = session
             self._closed = False
