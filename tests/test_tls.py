@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import os
 import select
+import signal
 import socket
 import ssl
 import threading
@@ -721,6 +722,61 @@ def get_server_certificate(cert: Certificate) -> dict[str, Any]:
     trace = Trace([("der", digest(ssl.PEM_cert_to_DER_cert(pem)))])
     server.join()
     return {"client": trace}
+
+
+@scenario
+def client_certificates(cert: Certificate) -> dict[str, Any]:
+    server_context = cert.server_context(verify_mode=ssl.CERT_REQUIRED)
+    server_context.load_verify_locations(cert.cafile)
+
+    def handler(conn: Any, trace: Trace) -> None:
+        exc = trace.call("wrap", lambda: server_context.wrap_socket(conn, server_side=True),
+                         lambda s: s.getpeercert()["subject"])
+        if isinstance(exc, ssl.SSLSocket):
+            with exc:
+                trace.call("echo", lambda: exc.sendall(exc.recv(10)))
+        else:
+            trace.append(("reason", getattr(exc, "reason", None)))
+
+    server = Server(handler, connections=2)
+    trace = Trace()
+    context = cert.client_context()
+    context.load_cert_chain(cert.certfile, cert.keyfile)
+    with context.wrap_socket(socket.create_connection((HOST, server.port)),
+                             server_hostname=NAME) as s:
+        trace.call("echo", lambda: (s.sendall(b"cc"), s.recv(10)))
+    with cert.client_context().wrap_socket(socket.create_connection((HOST, server.port)),
+                                           server_hostname=NAME) as s:
+        # TLS 1.3: the client's handshake ends first; the server's refusal comes after.
+        trace.call("refused", lambda: s.recv(10))
+    return {"client": trace, "server": server.join()}
+
+
+@scenario
+def ctrl_c_interrupts_a_blocked_recv(cert: Certificate) -> dict[str, Any]:
+    release = threading.Event()
+
+    def handler(conn: Any, trace: Trace) -> None:
+        with cert.server_context().wrap_socket(conn, server_side=True) as s:
+            release.wait(20)
+            trace.call("send", lambda: s.sendall(b"after"))
+            trace.call("eof", lambda: s.recv(1))
+
+    server = Server(handler)
+    trace = Trace()
+    with cert.client_context().wrap_socket(socket.create_connection((HOST, server.port)),
+                                           server_hostname=NAME) as s:
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            s.recv(10)
+            trace.append(("recv", "returned"))
+        except KeyboardInterrupt:
+            trace.append(("recv", "KeyboardInterrupt"))
+        timer.join()
+        release.set()
+        trace.call("then", lambda: recv_exactly(s, 5))
+    return {"client": trace, "server": server.join()}
 
 
 # -- the oracle ----------------------------------------------------------------------
