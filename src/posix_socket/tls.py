@@ -47,6 +47,9 @@ __all__ = ["SSLSocket", "wrap_socket", "virtual_class", "is_virtual", "replaceme
 _POLLIN, _POLLOUT = 1, 4
 _HEADER = 5  # a TLS record header: type, version (2 bytes), length (2 bytes)
 _RECORD = 16384  # the most plaintext one TLS record carries
+# Plaintext encrypted per send: a few records, so bulk writes make few sends while
+# at most this much (and its record overhead) waits in memory when the socket is full.
+_WRITE_BATCH = 4 * _RECORD
 
 
 def is_virtual(sock: object) -> bool:
@@ -231,31 +234,43 @@ class _TLSChannel:
             pass
 
     def _fill(self, deadline: _Deadline, what: str, want_read: Exception) -> None:
-        """Read the next piece of the current TLS record into the incoming BIO;
-        on a non-blocking socket with nothing there, raise ``want_read``."""
+        """Read the rest of the current TLS record (its header, then its body) into
+        the incoming BIO, and no further.  A non-blocking socket with nothing there
+        raises ``want_read``; one that runs dry part way returns what it got."""
         sock = self._sock()
+        progress = False
         with self._receiving:
-            wanted = self._body_left or _HEADER - len(self._header)
-            if deadline.end is not None:
-                deadline.wait(_DropIn._number(sock), _POLLIN, what)
-            try:
-                data = _DropIn.recv(sock, wanted)
-            except BlockingIOError:
-                raise want_read from None
-            except TimeoutError:
-                raise TimeoutError(f"The {what} operation timed out") from None
-            with self._state:
-                if not data:
-                    self._incoming.write_eof()
-                    return
-                self._incoming.write(data)
-            if self._body_left:
-                self._body_left -= len(data)
-                return
-            self._header += data
-            if len(self._header) == _HEADER:
-                self._body_left = int.from_bytes(self._header[3:5], "big")
-                self._header = b""
+            while True:
+                wanted = self._body_left or _HEADER - len(self._header)
+                try:
+                    if deadline.end is not None:
+                        deadline.wait(_DropIn._number(sock), _POLLIN, what)
+                    data = _DropIn.recv(sock, wanted)
+                except BlockingIOError:
+                    if progress:
+                        return
+                    raise want_read from None
+                except TimeoutError:
+                    if progress:
+                        return  # the op tries what it has; its next wait times out
+                    raise TimeoutError(f"The {what} operation timed out") from None
+                progress = True
+                with self._state:
+                    if not data:
+                        self._incoming.write_eof()
+                        return
+                    self._incoming.write(data)
+                if self._body_left:
+                    self._body_left -= len(data)
+                    if not self._body_left:
+                        return
+                    continue
+                self._header += data
+                if len(self._header) == _HEADER:
+                    self._body_left = int.from_bytes(self._header[3:5], "big")
+                    self._header = b""
+                    if not self._body_left:
+                        return
 
     def _run(self, what: str, op: Any, *args: Any, reading: bool = False) -> Any:
         """``op(*args)`` on the SSLObject until it stops asking for ciphertext.
@@ -317,7 +332,7 @@ class _TLSChannel:
                 if done == total:
                     return total
                 with self._state:
-                    done += self._tls.write(octets[done:done + _RECORD])
+                    done += self._tls.write(octets[done:done + _WRITE_BATCH])
 
     def shutdown(self) -> SSLSocket:
         """Send close_notify and wait for the peer's (``unwrap``); the socket."""
