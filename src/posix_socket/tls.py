@@ -38,9 +38,9 @@ from . import socket as _dropin_module
 from .socket import socket as _DropIn
 
 try:
-    import ssl as _ssl
+    import ssl as _stdssl
 except ImportError:  # Python built without OpenSSL: nothing to patch
-    _ssl = None  # type: ignore[assignment]
+    _stdssl = None  # type: ignore[assignment]
 
 __all__ = ["SSLSocket", "wrap_socket", "virtual_class", "is_virtual", "replacements"]
 
@@ -70,10 +70,10 @@ def replacements() -> list[tuple[object, str, object]]:
     * ``ssl.create_connection``, which ``ssl`` imported from ``socket`` by name, so
       ``ssl.get_server_certificate`` connects on the registered drivers too.
     """
-    if _ssl is None:
+    if _stdssl is None:
         return []
-    return [(_ssl.SSLContext, "wrap_socket", wrap_socket),
-            (_ssl, "create_connection", _dropin_module.create_connection)]
+    return [(_stdssl.SSLContext, "wrap_socket", wrap_socket),
+            (_stdssl, "create_connection", _dropin_module.create_connection)]
 
 
 def wrap_socket(self: Any, sock: Any, server_side: bool = False,
@@ -91,7 +91,9 @@ def wrap_socket(self: Any, sock: Any, server_side: bool = False,
         context=self, session=session)
 
 
-_combined: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+# A program's SSLSocket subclass -> the class virtual_class() made for it (which keeps
+# it alive as its base: one class per subclass a program defines, for its lifetime).
+_combined: dict[type, type] = {}
 
 
 def virtual_class(cls: type) -> type:
@@ -102,10 +104,11 @@ def virtual_class(cls: type) -> type:
     ``C``'s methods come first and ``isinstance(s, C)`` holds, while the socket's TLS
     goes through the drop-in.  (CPython's test_ssl sets such a class.)
     """
-    if cls is _ssl.SSLSocket or not issubclass(cls, _ssl.SSLSocket):
-        return SSLSocket if cls is _ssl.SSLSocket else cls
-    if issubclass(cls, SSLSocket):
-        return cls
+    if cls is _stdssl.SSLSocket:
+        return SSLSocket
+    if (not isinstance(cls, type) or not issubclass(cls, _stdssl.SSLSocket)
+            or issubclass(cls, SSLSocket)):
+        return cls  # not an SSLSocket at all (its own business), or ready already
     found = _combined.get(cls)
     if found is None:
         try:
@@ -123,7 +126,7 @@ def _ms(seconds: float) -> int:
 
 
 def _want_write() -> Exception:
-    exc = _ssl.SSLWantWriteError(_ssl.SSL_ERROR_WANT_WRITE,
+    exc = _stdssl.SSLWantWriteError(_stdssl.SSL_ERROR_WANT_WRITE,
                                  "The operation did not complete (write)")
     exc.library = None
     exc.reason = None
@@ -134,10 +137,9 @@ class _Deadline:
     """One operation's time budget, as the C object's: the socket's timeout at the
     start bounds the whole operation (handshake, read, write or shutdown)."""
 
-    __slots__ = ("timeout", "end")
+    __slots__ = ("end",)
 
     def __init__(self, timeout: float | None) -> None:
-        self.timeout = timeout
         self.end = None if not timeout else time.monotonic() + timeout
 
     def wait(self, number: int, events: int, what: str) -> None:
@@ -152,18 +154,19 @@ class _TLSChannel:
     methods, done by an ``ssl.SSLObject`` whose ciphertext goes through the owner's
     drop-in ``send``/``recv``.
 
-    Reads take one TLS record at a time (its 5-byte header, then exactly its body), as
-    OpenSSL does on a descriptor, so nothing past the TLS stream is ever consumed:
-    after ``unwrap()`` the plaintext that follows the peer's close_notify is still in
-    the socket.  Writes encrypt one record at a time and send it before the next, so
-    at most one record waits in memory when the socket pushes back.
+    Reads take at most the rest of one TLS record at a time (its 5-byte header, then
+    exactly its body), as OpenSSL does on a descriptor, so nothing past the TLS stream
+    is ever consumed: after ``unwrap()`` the plaintext that follows the peer's
+    close_notify is still in the socket.  Writes encrypt a few records
+    (``_WRITE_BATCH``) and send them before the next, so little waits in memory when
+    the socket pushes back.
     """
 
     def __init__(self, owner: SSLSocket, server_side: bool, server_hostname: str | None,
                  session: Any) -> None:
         self._owner = weakref.ref(owner)
-        self._incoming = _ssl.MemoryBIO()
-        self._outgoing = _ssl.MemoryBIO()
+        self._incoming = _stdssl.MemoryBIO()
+        self._outgoing = _stdssl.MemoryBIO()
         self._tls = owner._context.wrap_bio(self._incoming, self._outgoing,
                                             server_side=server_side,
                                             server_hostname=server_hostname,
@@ -286,9 +289,9 @@ class _TLSChannel:
             try:
                 with self._state:
                     result = op(*args)
-            except _ssl.SSLWantReadError as exc:
+            except _stdssl.SSLWantReadError as exc:
                 want_read = exc
-            except _ssl.SSLError:
+            except _stdssl.SSLError:
                 self._flush_quietly(deadline, what)
                 raise
             else:
@@ -344,12 +347,12 @@ class _TLSChannel:
             try:
                 with self._state:
                     self._tls.unwrap()
-            except _ssl.SSLWantReadError as exc:
+            except _stdssl.SSLWantReadError as exc:
                 if not self._flush(deadline, "write"):
                     raise _want_write() from None
                 self._fill(deadline, "read", exc)
                 continue
-            except _ssl.SSLError:
+            except _stdssl.SSLError:
                 self._flush_quietly(deadline, "write")
                 raise
             if not self._flush(deadline, "write"):
@@ -427,10 +430,10 @@ class _TLSChannel:
             return getattr(inner._sslobj, name)
 
 
-if _ssl is not None:
-    _STDLIB_WRAP_SOCKET = _ssl.SSLContext.wrap_socket
+if _stdssl is not None:
+    _STDLIB_WRAP_SOCKET = _stdssl.SSLContext.wrap_socket
 
-    class SSLSocket(_ssl.SSLSocket, _DropIn):
+    class SSLSocket(_stdssl.SSLSocket, _DropIn):
         """``ssl.SSLSocket`` on a virtual drop-in socket (see the module docstring).
 
         Only what would hand the number to OpenSSL is redefined: making the TLS
@@ -444,7 +447,7 @@ if _ssl is not None:
                     server_hostname: str | None = None, context: Any = None,
                     session: Any = None) -> Any:
             if not is_virtual(sock):
-                return _ssl.SSLSocket._create(
+                return _stdssl.SSLSocket._create(
                     sock, server_side=server_side,
                     do_handshake_on_connect=do_handshake_on_connect,
                     suppress_ragged_eofs=suppress_ragged_eofs,
@@ -514,7 +517,7 @@ if _ssl is not None:
                 self.setblocking(blocking)
             if early:
                 reason = "Closed before TLS handshake with data in recv buffer."
-                error = _ssl.SSLError(errno.ENOTCONN, reason)
+                error = _stdssl.SSLError(errno.ENOTCONN, reason)
                 error.reason = reason
                 error.library = None
                 try:
