@@ -358,6 +358,40 @@ def nonblocking_want_read_and_want_write(cert: Certificate) -> dict[str, Any]:
 
 
 @scenario
+def nonblocking_blocking_handshake_and_unwrap(cert: Certificate) -> dict[str, Any]:
+    release = threading.Event()
+
+    def handler(conn: Any, trace: Trace) -> None:
+        with cert.server_context().wrap_socket(conn, server_side=True) as s:
+            trace.call("close_notify", lambda: s.recv(10))
+            release.wait(20)
+            trace.call("unwrap", lambda: s.unwrap() is s)
+
+    server = Server(handler)
+    trace = Trace()
+    raw = socket.create_connection((HOST, server.port))
+    raw.setblocking(False)
+    s = cert.client_context().wrap_socket(raw, server_hostname=NAME,
+                                          do_handshake_on_connect=False)
+    trace.call("blocking handshake", lambda: s.do_handshake(block=True))
+    trace.call("still non-blocking", s.getblocking)
+    trace.call("unwrap", s.unwrap)  # close_notify sent, the server's not yet there
+    release.set()
+    while True:
+        try:
+            plain = s.unwrap()
+            break
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+            wait_for(s, exc)
+        except ValueError:  # the first unwrap finished after all
+            plain = s
+            break
+    trace.call("unwrapped", lambda: plain is s and s.version() is None)
+    s.close()
+    return {"client": trace, "server": server.join()}
+
+
+@scenario
 def timeouts(cert: Certificate) -> dict[str, Any]:
     release = threading.Event()
 
