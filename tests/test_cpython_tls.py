@@ -1,5 +1,5 @@
-"""CPython's own test_ssl and asyncio test_streams (whose ssl tests hung before TLS
-worked on virtual sockets), run on the virtual network in child processes.
+"""CPython's own test_ssl, run on the virtual network in a child process (asyncio's
+TLS tests are in test_cpython_asyncio).
 
 Failures must be exactly the ones listed, each with its reason; a listed one that
 passes turns the test red until the list is updated.  ``RACES`` may fail or pass.
@@ -15,16 +15,10 @@ import sys
 import pytest
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_tls.py"
-RUNS = {"test_ssl": ["test.test_ssl"], "test_streams": ["test.test_asyncio.test_streams"]}
+RUNS = {"test_ssl": ["test.test_ssl"]}
 
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    "test_ssl": {
-        "test.test_ssl.NetworkedTests.test_timeout_connect_ex":
-            "socket.py: the drop-in's connect_ex returns a getaddrinfo failure's errno "
-            "(-2, EAI_NONAME: no DNS offline) where CPython raises socket.gaierror, and "
-            "the test skips on the gaierror",
-    },
-    "test_streams": {},
+    "test_ssl": {},
 }
 # Failures that pass when run again alone are reported by the runner as races and
 # shown here, not failed: the test server of test_ssl stops at the first reset, and a
@@ -39,7 +33,6 @@ RACES: dict[str, dict[str, str]] = {
             "write, the write raises ConnectionResetError where 3.11's test wants the "
             "alert (later CPythons accept both)",
     },
-    "test_streams": {},
 }
 
 
@@ -66,6 +59,6 @@ def test_cpython_tls_tests_pass_on_the_virtual_network(run: str, results) -> Non
     assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
     fixed = set(KNOWN_FAILURES[run]) - set(result["failed"])
     assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
-    assert result["run"] >= {"test_ssl": 150, "test_streams": 60}[run]
+    assert result["run"] >= 150
     if result["races"]:
         print(f"{run}: lost races (passed when run again): {result['races']}")

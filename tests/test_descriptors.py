@@ -20,7 +20,7 @@ from leaks import errno_of, leftovers, open_fds
 from memory_driver import AF_MEMORY, MemoryDriver
 
 import posix_socket as ps
-from posix_socket import descriptors, posix
+from posix_socket import descriptors, fd_calls, posix
 
 STREAM = socket.SOCK_STREAM
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -620,3 +620,20 @@ def test_outside_datagram_and_listening_sockets():
             finally:
                 posix.close(fd)
     assert leftovers(fds, numbers) == (set(), set())
+
+
+def test_a_number_closed_behind_the_layers_back_is_dropped_when_the_kernel_reuses_it():
+    """C code (a stdlib socket class made before patch()) may close a layer number
+    itself; when the kernel hands that number out again, the stale entry goes and its
+    socket's last reference with it."""
+    with ps.use("virtual"):
+        fd = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+        f = descriptors.lookup(fd)
+        fd_calls._close(fd)  # the kernel's close, past the layer
+        again = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        assert again == fd
+        assert f.released and descriptors.lookup(again) is not f
+        os.fstat(again)
+    finally:
+        posix.close(again)

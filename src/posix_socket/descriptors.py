@@ -156,7 +156,17 @@ def reserve(cloexec: bool) -> int:
         placeholder = placeholder_fd()
     # One system call: F_DUPFD takes the lowest free number (no fstat, no
     # get_inheritable: the command itself says close-on-exec or not).
-    return _dupfd(placeholder, _F_DUPFD_CLOEXEC if cloexec else _F_DUPFD, 0)
+    fd = _dupfd(placeholder, _F_DUPFD_CLOEXEC if cloexec else _F_DUPFD, 0)
+    if fd in _files:
+        _closed_behind_our_back(fd)
+    return fd
+
+
+def _closed_behind_our_back(fd: int) -> None:
+    """The kernel gave out ``fd`` anew, yet the table still names it: code outside the
+    layer closed the number itself (a stdlib socket class made before ``patch()``,
+    e.g. ssl's, closes in C).  That number's reference is gone: drop it."""
+    forget(fd)
 
 
 _F_DUPFD, _F_DUPFD_CLOEXEC = fcntl.F_DUPFD, fcntl.F_DUPFD_CLOEXEC
@@ -296,6 +306,8 @@ def dup(fd: int, f: OpenSocket, lowest: int, cloexec: bool) -> int:
     cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
     with _lock:
         new = _dupfd(fd, cmd, lowest)
+        if new in _files:
+            _closed_behind_our_back(new)
         _files[new] = f
         f.numbers.add(new)
     return new

@@ -14,6 +14,8 @@ drop-ins' (``posix_socket.socket``, ``.select``, ``.selectors``):
 * ``os`` (read, write, close, sendfile) and ``fcntl`` (fcntl, ioctl): on a virtual
   socket's number they go to ``posix`` (see ``fd_calls``), because programs do I/O and
   read flags on ``fileno()`` directly (multiprocessing.connection, asyncio's sendfile).
+* ``ssl``: ``SSLContext.wrap_socket`` wraps a virtual socket with ``tls.SSLSocket``
+  (OpenSSL cannot do I/O on its number), anything else with the stdlib's own.
 * the stdlib modules that choose a selector class at their import, if imported
   already: ``socketserver._ServerSelector``, ``subprocess._PopenSelector``,
   ``multiprocessing.connection._WaitSelector``.  Imported while patched, they pick the
@@ -59,7 +61,7 @@ import sys
 import threading
 from types import ModuleType
 
-from . import descriptors, fd_calls
+from . import descriptors, fd_calls, tls
 from . import select as dropin_select
 from . import selectors as dropin_selectors
 from . import socket as dropin
@@ -108,6 +110,7 @@ def _replacements() -> list[tuple[ModuleType, str, object]]:
                                            (_os_module, fd_calls, fd_calls.OS_NAMES),
                                            (_fcntl_module, fd_calls, fd_calls.FCNTL_NAMES))
              for name in names if hasattr(module, name)]
+    found += tls.replacements()
     for module_name, name in CHOSEN_SELECTORS:
         module = sys.modules.get(module_name)
         chosen = getattr(module, name, None)

@@ -222,7 +222,9 @@ class socket(_stdlib.socket):
 
     def accept(self) -> tuple[socket, Any]:
         number, address = self._accept()
-        sock = type(self)(self.family, self.type, self.proto, fileno=number)
+        # The module's class, as CPython's accept does: an SSLSocket (which has no
+        # public constructor) accepts a plain socket and wraps it itself.
+        sock = _socket_class()(self.family, self.type, self.proto, fileno=number)
         if _stdlib.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, address
@@ -245,7 +247,9 @@ class socket(_stdlib.socket):
                     raise
                 return exc.errno
         except OSError as exc:
-            if raising or exc.errno is None:
+            # connect_ex returns the connect's own errno; a name that does not
+            # resolve fails before any connect, and raises, as in CPython.
+            if raising or exc.errno is None or isinstance(exc, _stdlib.gaierror):
                 raise
             return exc.errno
         # A connect under a timeout: wait for it to finish, then read its outcome.

@@ -35,6 +35,7 @@ from typing import Any
 from . import descriptors as _descriptors
 from . import posix as _posix
 from . import socket as _dropin_module
+from .drivers.host import KernelSocket as _KernelSocket
 from .socket import socket as _DropIn
 
 try:
@@ -83,6 +84,8 @@ def wrap_socket(self: Any, sock: Any, server_side: bool = False,
     socket; for a virtual one, the context's ``sslsocket_class`` made to work on it
     (``virtual_class``), so a program's own SSLSocket subclass stays its class."""
     if not is_virtual(sock):
+        if isinstance(sock, _DropIn) and not issubclass(self.sslsocket_class, _DropIn):
+            sock = _handed_to_the_kernel(sock)
         return _STDLIB_WRAP_SOCKET(self, sock, server_side, do_handshake_on_connect,
                                    suppress_ragged_eofs, server_hostname, session)
     return virtual_class(self.sslsocket_class)._create(
@@ -93,6 +96,24 @@ def wrap_socket(self: Any, sock: Any, server_side: bool = False,
 
 # A program's SSLSocket subclass -> the class virtual_class() made for it (which keeps
 # it alive as its base: one class per subclass a program defines, for its lifetime).
+def _handed_to_the_kernel(sock: Any) -> Any:
+    """A kernel socket of the layer, as a plain kernel socket object the layer lets go.
+
+    ``ssl`` imported before ``patch()`` derives its SSLSocket from the stdlib's own
+    class, which reads, writes and closes the number in C, past the layer.  The layer
+    holds a kernel socket through a private descriptor of its driver as well, so such a
+    close would leave the connection open (no EOF for the peer).  So the number leaves
+    the table first, and the SSLSocket alone holds the connection, as on the kernel.
+    """
+    timeout = sock.gettimeout()
+    family, kind, proto = sock.family, sock.type, sock.proto
+    number = sock.detach()
+    _descriptors.forget(number)  # the number itself still names the kernel socket
+    plain = _KernelSocket(family, kind, proto, fileno=number)
+    plain.settimeout(timeout)
+    return plain
+
+
 _combined: dict[type, type] = {}
 
 
