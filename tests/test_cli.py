@@ -71,7 +71,7 @@ def test_readme_examples_run_and_print_what_they_say():
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "b'hello'\n10.0.0.2 b'select 1'\n"
+    assert result.stdout == "200 b'hello'\nb'hello'\n10.0.0.2 b'select 1'\n"
 
 
 def test_help_lists_run_and_run_takes_its_own_command_line(capsys, tmp_path, monkeypatch):

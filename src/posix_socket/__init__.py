@@ -14,6 +14,7 @@ from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
 from .drivers.inet import InetDriver, VirtualNetwork
 from .drivers.unix import UnixDriver
+from .patching import patch
 from .registry import (
     PRESET_FAMILIES,
     add_preset,
@@ -27,7 +28,7 @@ from .registry import (
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
-    "UnixDriver",
+    "UnixDriver", "patch",
 ]
 
 __version__ = "0.1.0"

@@ -1,9 +1,10 @@
 """``posix-socket run``: run a program as ``python`` would, with every socket patched.
 
 The program runs in this process, so it needs no change and no import of ours: the
-preset is registered (``use(net)``) and the stdlib patched (``patching.patch()``) before
-its first line.  Everything else is arranged to look as it does under ``python
-script.py`` / ``python -m module``, because programs look at it:
+preset is registered (``use(net)``) and the stdlib patched
+(``patching.patch(kernel_pollers=None)``) before its first line.  Everything else is
+arranged to look as it does under ``python script.py`` / ``python -m module``, because
+programs look at it:
 
 - ``sys.argv`` is the program's (``argv[0]`` the script as given, or the module's file);
 - ``sys.path[0]`` is the script's directory (symlinks resolved) or, for ``-m``, the
@@ -186,7 +187,10 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
             return 2
         for names, addresses in hosts:
             network.add_host(*addresses, names=names)
-    patching.patch()
+    # Before the program's first line nothing of it can hold the kernel's pollers, so
+    # patch() finds out whether anything else does, and hides numbers if nothing does
+    # (no kernel mirror, no system call per readiness change).
+    patching.patch(kernel_pollers=None)
     main_module = types.ModuleType("__main__")
     main_module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main_module
