@@ -108,7 +108,6 @@ class _Adopted(OpenSocket):
 
 _files: dict[int, OpenSocket] = {}
 _lock = threading.RLock()
-_placeholder: socket.socket | None = None
 _placeholder_number = -1  # its number, once made: every reserve duplicates it
 _HOST = HostDriver()
 _dupfd = fcntl.fcntl
@@ -133,13 +132,14 @@ def adopt(fd: int) -> OpenSocket:
 
 
 def placeholder_fd() -> int:
-    """The shared socket unarmed numbers point at (made on first use)."""
-    global _placeholder, _placeholder_number
-    if _placeholder is None:
+    """The shared socket unarmed numbers point at (made on first use).  Only its number
+    is kept: it lives as long as the process, and no object warns at exit that it was
+    never closed."""
+    global _placeholder_number
+    if _placeholder_number < 0:
         with _lock:
-            if _placeholder is None:
-                _placeholder = KernelSocket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                _placeholder_number = _placeholder.fileno()
+            if _placeholder_number < 0:
+                _placeholder_number = KernelSocket(socket.AF_UNIX, socket.SOCK_DGRAM).detach()
     return _placeholder_number
 
 
