@@ -136,6 +136,17 @@ class SocketDriver:
         """
         raise _unsupported()
 
+    def connect_blocking(self, sock: Any, addr: Address) -> None:
+        """connect for a caller that waits for the outcome (a blocking socket).
+
+        The default is ``connect``: the layer then runs the sequence ``connect``
+        describes.  A driver whose handshake can end inside the call overrides it to
+        return once connected, sparing the EINPROGRESS exception and the second
+        connect that would only collect the same success.  Anything it cannot finish
+        at once it reports exactly as ``connect`` does.
+        """
+        self.connect(sock, addr)
+
     def shutdown(self, sock: Any, how: int) -> None:
         raise _unsupported()
 

@@ -455,9 +455,11 @@ def listen(fd: int, backlog: int) -> None:
 def connect(fd: int, addr: Any) -> None:
     """connect(2).  Blocking connects on virtual sockets wait for the driver's verdict.
 
-    The common case on the virtual network, a listener with room, is answered at once:
-    the driver's EINPROGRESS, a look at the socket's readiness (already writable: no
-    wait is set up), and the second connect that collects the outcome.
+    A blocking socket asks the driver's ``connect_blocking``, which returns at once
+    when the handshake ended inside the call (the virtual network's listener with
+    room).  Otherwise the driver's EINPROGRESS is followed by a look at the socket's
+    readiness (already writable: no wait is set up) and the second connect that
+    collects the outcome.
     """
     f = _files.get(fd)
     if f is None or fd.__class__ is not int:
@@ -466,7 +468,10 @@ def connect(fd: int, addr: Any) -> None:
         return _call(f, "connect", addr)
     driver = f.driver
     try:
-        driver.connect(f.sock, addr)
+        if f.nonblocking:
+            driver.connect(f.sock, addr)
+        else:
+            driver.connect_blocking(f.sock, addr)
         return
     except BlockingIOError as exc:
         if f.nonblocking:

@@ -113,13 +113,24 @@ class InetDriver(SocketDriver):
             self._notify(touched)
 
     def connect(self, sock: Any, addr: Any) -> None:
+        self._connect(sock, addr, False)
+
+    def connect_blocking(self, sock: Any, addr: Any) -> None:
+        """A loopback handshake with room in the backlog ends inside the call: return
+        connected, as Linux's blocking connect does after its wait."""
+        self._connect(sock, addr, True)
+
+    def _connect(self, sock: Any, addr: Any, blocking: bool) -> None:
         where = addresses.parse(sock.family, addr, "connect", self.network)
         touched: list = []
         try:
             with self.network.lock:
-                sock.connect(where, touched)
+                if type(sock) is TcpSocket:
+                    sock.connect(where, touched, blocking)
+                else:
+                    sock.connect(where, touched)
         finally:
-            for changed in touched:  # inline: every connect raises through here
+            for changed in touched:  # inline: every connect passes through here
                 self.notify(changed)
 
     def shutdown(self, sock: Any, how: int) -> None:

@@ -165,10 +165,12 @@ class TcpSocket:
             client.listener = None
             client._join(self, touched)
 
-    def connect(self, where: Endpoint, touched: list) -> None:
+    def connect(self, where: Endpoint, touched: list, blocking: bool = False) -> None:
         """Linux's inet_stream_connect.  A new attempt raises EINPROGRESS, as a
         non-blocking connect on Linux's loopback does (the core waits for blocking
-        callers); connecting again reports how it went."""
+        callers); connecting again reports how it went.  ``blocking``: the caller
+        would wait for the outcome, so a handshake that completes here returns
+        connected at once (what the wait and the second connect would have found)."""
         if self.sock_state == SS_CONNECTED:
             raise oserror(errno.EISCONN)
         if self.sock_state == SS_CONNECTING:
@@ -206,6 +208,9 @@ class TcpSocket:
             touched.append(self)
         else:
             self._join(listener, touched)  # touches self too
+            if blocking:
+                self.sock_state = SS_CONNECTED
+                return
         raise oserror(errno.EINPROGRESS)
 
     def _connect_again(self, touched: list) -> None:
