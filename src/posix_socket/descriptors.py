@@ -46,7 +46,7 @@ class OpenSocket:
     """An open socket description (Linux's ``struct file`` for a socket)."""
 
     __slots__ = ("driver", "sock", "family", "type", "proto", "kernel", "nonblocking",
-                 "numbers", "closed", "rcvtimeo", "sndtimeo", "watch", "send", "recv",
+                 "numbers", "closed", "rcvtimeo", "sndtimeo", "_watch", "send", "recv",
                  "holds", "released", "exposed")
 
     def __init__(self, driver: SocketDriver, sock: Any, family: int, type: int, proto: int,
@@ -70,9 +70,22 @@ class OpenSocket:
         kfd = driver.fileno(sock)
         # For kernel sockets the kernel blocks, times out and reports readiness itself.
         self.kernel: int | None = kfd
-        self.watch: readiness.Watch | None = None
-        if kfd is None:
-            self.watch = readiness.watch(sock, self.revents)
+        self._watch: readiness.Watch | None = None  # made by the ``watch`` property
+
+    @property
+    def watch(self) -> readiness.Watch | None:
+        """What watches a virtual socket (None for a kernel socket), made on first use.
+
+        Most sockets of a connect-heavy program are never waited on, polled, selected
+        or shown to the kernel: without a watch their notifications find nothing to
+        do, and opening and closing them skips the watch's setup and teardown.
+        Whoever is about to wait asks here first, then looks at the readiness, so a
+        change made before the watch existed is never missed.
+        """
+        entry = self._watch
+        if entry is None and self.kernel is None:
+            entry = _make_watch(self)
+        return entry
 
     def revents(self) -> int:
         return _poll(self.driver, self.sock)
@@ -81,6 +94,22 @@ class OpenSocket:
         kind = "kernel" if self.kernel is not None else "virtual"
         return (f"<OpenSocket {self.driver.name} {kind} family={self.family} "
                 f"type={self.type} numbers={sorted(self.numbers)}>")
+
+
+def _make_watch(f: OpenSocket) -> readiness.Watch:
+    """``f``'s watch, made once under the table's lock.  A socket already released
+    gets a closed watch nobody notifies (waits on it end at once, as they would
+    had it been made before the close)."""
+    with _lock:
+        entry = f._watch
+        if entry is None:
+            if f.released:
+                entry = readiness.Watch(partial(_poll, f.driver, f.sock))
+                entry.closed = True
+            else:
+                entry = readiness.watch(f.sock, f.revents)
+            f._watch = entry
+    return entry
 
 
 def _poll(driver: SocketDriver, sock: Any) -> int:
@@ -260,7 +289,7 @@ def set_nonblocking(f: OpenSocket, on: bool) -> None:
     numbers name a kernel mirror, that description carries it too, so fcntl(2) from
     outside the layer reads what the layer does."""
     f.nonblocking = on
-    entry = f.watch
+    entry = f._watch
     if entry is not None and entry.mirror is not None:
         entry.mirror.set_nonblocking(on)
 
@@ -349,7 +378,7 @@ def _release(f: OpenSocket) -> None:
 
 def _close_driver_socket(f: OpenSocket) -> None:
     """The driver's close, once (``f.released`` was just set): waiters wake."""
-    entry = f.watch
+    entry = f._watch  # no watch made: nothing waits, nothing to undo
     if entry is not None:
         readiness.unwatch(f.sock)
         # The watch held ``f.revents``, a reference back to ``f``: the two were a

@@ -297,10 +297,10 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
             _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
         descriptors.install(f, fd, watched=visible, cloexec=cloexec)
     except BaseException:
-        if f.watch is not None:
+        if f._watch is not None:
             readiness.unwatch(sock)
-            if f.watch.mirror is not None:  # armed, then its first show() failed
-                f.watch.mirror.close()
+            if f._watch.mirror is not None:  # armed, then its first show() failed
+                f._watch.mirror.close()
         _discard(driver, sock)
         raise
 
