@@ -687,6 +687,53 @@ def asyncio_client_against_a_blocking_server(cert: Certificate) -> dict[str, Any
     return {"client": trace, "server": server.join()}
 
 
+class Proxy:
+    """An object standing in for a socket, forwarding every attribute to it (as
+    CPython's test_asyncio wraps its threaded servers' sockets)."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+@scenario
+def a_proxy_of_the_socket_is_wrapped(cert: Certificate) -> dict[str, Any]:
+    """``wrap_socket(proxy)``, then the sequence of CPython's
+    test_shutdown_timeout_handler_leak: the asyncio client closes its transport
+    (close_notify) and waits for connection_lost, which needs the server's close to
+    reach it as EOF; then a blocking client sees the close as a ragged EOF."""
+    def handler(conn: Any, trace: Trace) -> None:
+        proxy = Proxy(conn)
+        s = cert.server_context().wrap_socket(proxy, server_side=True)
+        trace.call("isinstance", lambda: isinstance(s, ssl.SSLSocket))
+        trace.call("proxy detached", proxy.fileno)
+        trace.call("recv", lambda: s.recv(32))
+        s.close()
+
+    server = Server(handler, connections=2)
+
+    async def main() -> list[Any]:
+        lost = asyncio.get_running_loop().create_future()
+
+        class Protocol(asyncio.Protocol):
+            def connection_lost(self, exc: Exception | None) -> None:
+                lost.set_result(type(exc).__name__)
+
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            Protocol, HOST, server.port, ssl=cert.client_context(), server_hostname=NAME)
+        transport.close()
+        return [await asyncio.wait_for(lost, 10)]
+
+    trace = Trace([("asyncio", asyncio.run(main()))])
+    raw = socket.create_connection((HOST, server.port), timeout=10)
+    with cert.client_context().wrap_socket(raw, server_hostname=NAME) as s:
+        trace.call("send", lambda: s.sendall(b"hello"))
+        trace.call("eof", lambda: s.recv(10))
+    return {"client": trace, "server": server.join()}
+
+
 @scenario
 def asyncio_server_against_a_blocking_client(cert: Certificate) -> dict[str, Any]:
     async def main() -> list[Any]:
@@ -826,6 +873,19 @@ def test_virtual_matches_kernel(name: str, cert: Certificate) -> None:
     kernel = run("kernel", name, cert)
     virtual = run("virtual", name, cert)
     assert virtual == kernel
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", ["a_proxy_of_the_socket_is_wrapped",
+                                  "close_notify_and_ragged_eofs",
+                                  "asyncio_client_against_a_blocking_server"])
+def test_host_preset_matches_kernel(name: str, cert: Certificate) -> None:
+    """The host preset puts kernel sockets behind the drop-ins; the stdlib's own
+    SSLSocket serves them, and must end the connection when it closes."""
+    kernel = run("kernel", name, cert)
+    with ps.use("host"), patch(), tls_hook():
+        host = SCENARIOS[name](cert)
+    assert host == kernel
 
 
 # -- what only the virtual side can show ----------------------------------------------

@@ -82,7 +82,15 @@ def wrap_socket(self: Any, sock: Any, server_side: bool = False,
                 server_hostname: str | None = None, session: Any = None) -> Any:
     """``SSLContext.wrap_socket``: the stdlib's own for anything but a virtual
     socket; for a virtual one, the context's ``sslsocket_class`` made to work on it
-    (``virtual_class``), so a program's own SSLSocket subclass stays its class."""
+    (``virtual_class``), so a program's own SSLSocket subclass stays its class.
+
+    ``sock`` may also be an object standing in for a socket (CPython's test_asyncio
+    wraps its server's sockets in a proxy that forwards every attribute): the
+    stdlib's ``_create`` only asks it for ``fileno()``, ``detach()`` and the like, so
+    such a proxy over a layer socket is first traded for a drop-in on its number.
+    """
+    sock = _socket_behind(sock, context=self, server_side=server_side,
+                          server_hostname=server_hostname, session=session)
     if not is_virtual(sock):
         if isinstance(sock, _DropIn) and not issubclass(self.sslsocket_class, _DropIn):
             sock = _handed_to_the_kernel(sock)
@@ -94,8 +102,49 @@ def wrap_socket(self: Any, sock: Any, server_side: bool = False,
         context=self, session=session)
 
 
-# A program's SSLSocket subclass -> the class virtual_class() made for it (which keeps
-# it alive as its base: one class per subclass a program defines, for its lifetime).
+def _check_wrap_arguments(sock: Any, context: Any, server_side: bool,
+                          server_hostname: str | None, session: Any) -> None:
+    """What the stdlib's ``SSLSocket._create`` rejects before it takes the socket,
+    in its order (the socket is still the caller's when these raise)."""
+    if sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_TYPE) != _socket.SOCK_STREAM:
+        raise NotImplementedError("only stream sockets are supported")
+    if server_side and server_hostname:
+        raise ValueError("server_hostname can only be specified in client mode")
+    if server_side and session is not None:
+        raise ValueError("session can only be specified in client mode")
+    if context.check_hostname and not server_hostname:
+        raise ValueError("check_hostname requires server_hostname")
+
+
+def _socket_behind(sock: Any, context: Any, server_side: bool,
+                   server_hostname: str | None, session: Any) -> Any:
+    """A drop-in socket for an object that only stands in for a layer socket.
+
+    Handed such a proxy, the stdlib would give OpenSSL its number (a virtual socket's
+    carries no data: the handshake waits forever) or, for a kernel socket of the
+    layer, let the C object close the number while the layer's own descriptor of it
+    keeps the connection open (the peer never sees EOF).  So the proxy gives its
+    number up (``detach()``, as the stdlib's ``_create`` would make it) to a drop-in,
+    which the layer then wraps as it wraps its own sockets.  Anything else -- a real
+    socket object, a number the layer does not own -- is returned as it is.
+    """
+    if isinstance(sock, _socket.socket):
+        return sock
+    try:
+        number = sock.fileno()
+    except Exception:
+        return sock  # the stdlib's _create raises for it, as it would
+    if not isinstance(number, int) or number < 0 or _descriptors.lookup(number) is None:
+        return sock
+    _check_wrap_arguments(sock, context, server_side, server_hostname, session)
+    family, kind, proto = sock.family, sock.type, sock.proto
+    timeout = sock.gettimeout()
+    number = sock.detach()
+    plain = _DropIn(family, kind, proto, fileno=number)
+    plain.settimeout(timeout)
+    return plain
+
+
 def _handed_to_the_kernel(sock: Any) -> Any:
     """A kernel socket of the layer, as a plain kernel socket object the layer lets go.
 
@@ -114,6 +163,8 @@ def _handed_to_the_kernel(sock: Any) -> Any:
     return plain
 
 
+# A program's SSLSocket subclass -> the class virtual_class() made for it (which keeps
+# it alive as its base: one class per subclass a program defines, for its lifetime).
 _combined: dict[type, type] = {}
 
 
@@ -473,14 +524,7 @@ if _stdssl is not None:
                     do_handshake_on_connect=do_handshake_on_connect,
                     suppress_ragged_eofs=suppress_ragged_eofs,
                     server_hostname=server_hostname, context=context, session=session)
-            if sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_TYPE) != _socket.SOCK_STREAM:
-                raise NotImplementedError("only stream sockets are supported")
-            if server_side and server_hostname:
-                raise ValueError("server_hostname can only be specified in client mode")
-            if server_side and session is not None:
-                raise ValueError("session can only be specified in client mode")
-            if context.check_hostname and not server_hostname:
-                raise ValueError("check_hostname requires server_hostname")
+            _check_wrap_arguments(sock, context, server_side, server_hostname, session)
 
             number = _DropIn._number(sock)
             self = cls.__new__(cls)
