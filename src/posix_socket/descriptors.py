@@ -313,6 +313,12 @@ def close(fd: int) -> bool:
         if f.holds or f.released:
             return True
         f.released = True
+    if f._watch is None:  # the usual socket: never watched, only the driver's close
+        try:
+            f.driver.close(f.sock)
+        except Exception as exc:
+            _close_failed(f, exc)
+        return True
     _close_driver_socket(f)
     return True
 
@@ -389,13 +395,18 @@ def _close_driver_socket(f: OpenSocket) -> None:
         entry.revents = partial(_poll, f.driver, f.sock)
     try:
         f.driver.close(f.sock)
-    except Exception as exc:  # the number is already gone; report, do not raise
-        failure = DriverFailure(f.driver.name, "close", exc)
-        failure.__cause__ = exc
-        sys.unraisablehook(_Unraisable(failure, f))
+    except Exception as exc:
+        _close_failed(f, exc)
     finally:
         if entry is not None:
             entry.close()
+
+
+def _close_failed(f: OpenSocket, exc: Exception) -> None:
+    """The driver's close raised: the number is already gone; report, do not raise."""
+    failure = DriverFailure(f.driver.name, "close", exc)
+    failure.__cause__ = exc
+    sys.unraisablehook(_Unraisable(failure, f))
 
 
 # -- descriptors in flight (SCM_RIGHTS) ----------------------------------------------------

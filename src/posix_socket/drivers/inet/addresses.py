@@ -154,12 +154,19 @@ def _ipv6(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
 # IPv4-mapped address -> its dotted text, as an AF_INET socket names it: every accept
 # names its peer, and ``ipaddress`` builds that text in Python.  Starts over once full.
 _texts4: dict[ipaddress.IPv6Address, str] = {}
+# The last of them, matched by identity (``ipaddress`` hashes in Python): a server's
+# clients mostly speak from one address object, the route's source.
+_last_text4: tuple[object, str] = (None, "")
 
 
 def to_tuple(family: int, endpoint: Endpoint) -> tuple:
     """The stdlib's form of ``endpoint`` for a socket of ``family``."""
+    global _last_text4
     ip = endpoint.ip
     if family == socket.AF_INET:
+        last_ip, text = _last_text4
+        if last_ip is ip:
+            return (text, endpoint.port)
         text = _texts4.get(ip)
         if text is None:
             v4 = ip.ipv4_mapped
@@ -167,6 +174,7 @@ def to_tuple(family: int, endpoint: Endpoint) -> tuple:
             if len(_texts4) >= 4096:
                 _texts4.clear()
             _texts4[ip] = text
+        _last_text4 = (ip, text)
         return (text, endpoint.port)
     text = socket.inet_ntop(socket.AF_INET6, ip.packed)  # ::ffff:127.0.0.1, as the kernel
     return (text, endpoint.port, endpoint.flowinfo, endpoint.scope_id)

@@ -125,8 +125,10 @@ class PortTable:
         connection a program closes first).  Returns whether it did so.
         """
         now = time.monotonic()
-        self._expire(now)
-        if self.time_wait <= 0 or len(self._expiry) >= MAX_TIME_WAIT:
+        expiry = self._expiry
+        if expiry and expiry[0].expires <= now:  # the oldest entry is due: some expire
+            self._expire(now)
+        if self.time_wait <= 0 or len(expiry) >= MAX_TIME_WAIT:
             return False
         expires = now + self.time_wait
         if leaving:
@@ -316,6 +318,10 @@ class VirtualNetwork:
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], ["localhost"])]
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
         self._routes: dict[ipaddress.IPv6Address, Route] = {}
+        # The last address routed and its route, matched by identity: ``ipaddress``
+        # hashes in Python, and a program's connects mostly repeat one address (the
+        # same object, from the parse cache).
+        self._last_route: tuple[object, Route | None] = (None, None)
 
     def add_host(self, *addresses: str, names: Iterable[str] = ()) -> None:
         ips = [_internal(ipaddress.ip_address(text)) for text in addresses]
@@ -323,11 +329,15 @@ class VirtualNetwork:
             self.hosts.append(Host(ips, list(names)))
             self._local.update(ips)
             self._routes.clear()
+            self._last_route = (None, None)
 
     def route(self, ip: ipaddress.IPv6Address) -> Route:
         """What a connect to ``ip`` needs to know about it, worked out once per address
         (``ipaddress`` answers each question in Python; programs connect to a few
         addresses many times).  Called under the lock."""
+        last_ip, route = self._last_route
+        if last_ip is ip:
+            return route
         route = self._routes.get(ip)
         if route is None:
             v4 = ip.ipv4_mapped
@@ -340,6 +350,7 @@ class VirtualNetwork:
             if len(self._routes) >= 4096:
                 self._routes.clear()
             self._routes[ip] = route
+        self._last_route = (ip, route)
         return route
 
     def is_local(self, ip: ipaddress.IPv6Address) -> bool:
