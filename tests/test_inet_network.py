@@ -358,3 +358,50 @@ def test_time_wait_entries_hold_a_port_for_binds_until_they_expire(monkeypatch):
     now[0] += 1.0
     assert table.bind(binding(), 40000) == 40000  # expired
     assert 40002 not in table.waits
+
+
+def test_blocking_connect_ends_inside_the_call_as_after_a_wait(network):
+    """A blocking connect the handshake completes at once (connect_blocking) leaves
+    what the wait and the second connect would: connected, no error pending, no
+    watch made; a non-blocking one still reports EINPROGRESS, then success."""
+    server = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(server, ("127.0.0.1", 0))
+    posix.listen(server, 8)
+    address = posix.getsockname(server)
+    client = posix.socket(AF_INET, SOCK_STREAM, visible=False)
+    eager = posix.socket(AF_INET, SOCK_STREAM | socket.SOCK_NONBLOCK, visible=False)
+    try:
+        assert posix.connect(client, address) is None
+        assert descriptors.lookup(client)._watch is None  # nobody waited on it
+        assert posix.getsockopt(client, socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        assert posix.getpeername(client) == address
+        with pytest.raises(OSError) as again:
+            posix.connect(client, address)
+        assert again.value.errno == errno.EISCONN
+        with pytest.raises(BlockingIOError) as pending:
+            posix.connect(eager, address)
+        assert pending.value.errno == errno.EINPROGRESS
+        assert posix.connect(eager, address) is None
+        with pytest.raises(OSError) as connected:
+            posix.connect(eager, address)
+        assert connected.value.errno == errno.EISCONN
+        for _ in range(2):
+            posix.close(posix.accept(server)[0])
+    finally:
+        for fd in (client, eager, server):
+            posix.close(fd)
+
+
+def test_refused_blocking_connect_is_unchanged(network):
+    """No listener: the blocking connect fails with ECONNREFUSED and leaves no error."""
+    probe = posix.socket(AF_INET, SOCK_STREAM)
+    posix.bind(probe, ("127.0.0.1", 0))
+    address = posix.getsockname(probe)
+    posix.close(probe)
+    client = posix.socket(AF_INET, SOCK_STREAM)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            posix.connect(client, address)
+        assert posix.getsockopt(client, socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    finally:
+        posix.close(client)

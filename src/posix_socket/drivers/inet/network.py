@@ -170,7 +170,9 @@ class PortTable:
     def bind(self, binding: Binding, port: int, parity: int | None = None) -> int:
         """Claim ``port`` (0: an ephemeral one, of ``parity`` when given: Linux gives
         bind/listen odd ports and connect even ones, keeping each half for one use)."""
-        self._expire()
+        expiry = self._expiry
+        if expiry and expiry[0].expires <= time.monotonic():  # the oldest is due
+            self._expire()
         if port == 0:
             return self._ephemeral(binding, parity)
         if any(binding.conflicts(other, tcp=self.tcp) for other in self._holders(port)):
