@@ -13,13 +13,13 @@ asyncio's shutdown waits on the layer to pass the kernel's EOF on.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+from cpython_runs import assert_failures_as_listed, finished
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_asyncio.py"
 MODULES = [f"test.test_asyncio.{name}" for name in (
@@ -46,14 +46,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], d
                 stderr=stderr), out, err)
 
     def run(preset: str) -> dict:
-        child, out, err = children[preset]
-        try:
-            code = child.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            code = child.wait()
-        assert code == 0, err.read_text()[-3000:]
-        return json.loads(out.read_text().splitlines()[-1])
+        return finished(*children[preset])
 
     yield run
     for child, _, _ in children.values():
@@ -67,11 +60,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], d
 def test_cpython_test_asyncio_passes_on_the_patched_stdlib(
         runs: Callable[[str], dict], preset: str) -> None:
     result = runs(preset)
-    unexpected = {t: result["details"][t] for t in result["failed"]
-                  if t not in KNOWN_FAILURES[preset]}
-    assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
-    fixed = set(KNOWN_FAILURES[preset]) - set(result["failed"])
-    assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert_failures_as_listed(result, KNOWN_FAILURES[preset])
     assert result["run"] > 750
     if preset != "host":
         host = runs("host")

@@ -18,12 +18,12 @@ turns the test red until the list is updated.  Known failures run last in their 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from cpython_runs import assert_failures_as_listed, communicated
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_selectors.py"
 
@@ -49,23 +49,14 @@ def _start(run: str) -> subprocess.Popen:
 def results() -> dict[str, dict]:
     """All runs at once: they wait on timers and alarms much more than they compute."""
     children = {run: _start(run) for run in RUNS}
-    found = {}
-    for run, child in children.items():
-        out, err = child.communicate(timeout=600)
-        assert child.returncode == 0, err[-3000:]
-        found[run] = json.loads(out.splitlines()[-1])
-    return found
+    return {run: communicated(child) for run, child in children.items()}
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("run", list(RUNS))
 def test_cpython_test_selectors_passes_on_the_patched_stdlib(run: str, results) -> None:
     result = results[run]
-    unexpected = {t: result["details"][t] for t in result["failed"]
-                  if t not in KNOWN_FAILURES[run]}
-    assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
-    fixed = set(KNOWN_FAILURES[run]) - set(result["failed"])
-    assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert_failures_as_listed(result, KNOWN_FAILURES[run])
     assert result["run"] == 79
     # Skipped on Linux by the stdlib itself (modify of a select selector's key does
     # not go through a poll object).

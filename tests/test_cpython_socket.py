@@ -11,7 +11,6 @@ failure that hid.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import subprocess
@@ -19,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+from cpython_runs import assert_failures_as_listed, finished
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_socket.py"
 
@@ -106,14 +106,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory
 
 
 def _result(run: Run) -> dict:
-    child, out, err = run
-    try:
-        code = child.wait(timeout=600)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        code = child.wait()
-    assert code == 0, err.read_text()[-3000:]
-    return json.loads(out.read_text().splitlines()[-1])
+    return finished(*run)
 
 
 @pytest.mark.timeout(900)
@@ -124,11 +117,7 @@ def _result(run: Run) -> dict:
 def test_cpython_test_socket_passes_on_the_patched_stdlib(
         runs: Callable[[str, str], Run], python: str, preset: str) -> None:
     result = _result(runs(python, preset))
-    unexpected = {t: result["details"][t] for t in result["failed"]
-                  if t not in KNOWN_FAILURES[preset]}
-    assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
-    fixed = set(KNOWN_FAILURES[preset]) - set(result["failed"])
-    assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert_failures_as_listed(result, KNOWN_FAILURES[preset])
     assert result["run"] > 450
     if preset != "host":
         host = _result(runs(python, "host"))

@@ -7,12 +7,12 @@ passes turns the test red until the list is updated.  ``RACES`` may fail or pass
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from cpython_runs import assert_failures_as_listed, communicated
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_tls.py"
 RUNS = {"test_ssl": ["test.test_ssl"]}
@@ -42,23 +42,14 @@ def results() -> dict[str, dict]:
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True)
                 for run, modules in RUNS.items()}
-    found = {}
-    for run, child in children.items():
-        out, err = child.communicate(timeout=600)
-        assert child.returncode == 0, err[-3000:]
-        found[run] = json.loads(out.splitlines()[-1])
-    return found
+    return {run: communicated(child) for run, child in children.items()}
 
 
 @pytest.mark.timeout(700)
 @pytest.mark.parametrize("run", list(RUNS))
 def test_cpython_tls_tests_pass_on_the_virtual_network(run: str, results) -> None:
     result = results[run]
-    allowed = set(KNOWN_FAILURES[run]) | set(RACES[run])
-    unexpected = {t: result["details"][t] for t in result["failed"] if t not in allowed}
-    assert not unexpected, "\n\n".join(f"{t}\n{text}" for t, text in unexpected.items())
-    fixed = set(KNOWN_FAILURES[run]) - set(result["failed"])
-    assert not fixed, f"now passing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert_failures_as_listed(result, KNOWN_FAILURES[run], also_allowed=RACES[run])
     assert result["run"] >= 150
     if result["races"]:
         print(f"{run}: lost races (passed when run again): {result['races']}")
