@@ -11,10 +11,13 @@ import asyncio
 import hashlib
 import http.server
 import os
+import pathlib
 import select
+import shutil
 import signal
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.request
@@ -549,15 +552,19 @@ def verification_failures(cert: Certificate) -> dict[str, Any]:
 
 
 def _unrelated_ca() -> str:
-    """A CA certificate that did not sign the server's (CPython's test CA, or the
-    system's first); the verification fails as 'self-signed' either way."""
+    """A CA certificate that did not sign the server's (CPython's test CA, or a fresh
+    self-signed one); the verification fails as 'self-signed' either way."""
     import test
     for folder in ("certdata", ""):
         path = os.path.join(os.path.dirname(test.__file__), folder, "pycacert.pem")
         if os.path.exists(path):
             with open(path) as file:
                 return file.read()
-    pytest.skip("no unrelated CA certificate at hand")
+    if shutil.which("openssl") is None:
+        pytest.skip("neither CPython's test CA (Lib/test/pycacert.pem) nor the openssl "
+                    "CLI to make another certificate is on this machine")
+    with tempfile.TemporaryDirectory() as folder:
+        return pathlib.Path(make_certificate(pathlib.Path(folder)).certfile).read_text()
 
 
 @scenario
