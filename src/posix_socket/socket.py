@@ -234,7 +234,11 @@ class socket(_stdlib.socket):
         assert code == 0
 
     def connect_ex(self, address: Any) -> int:
-        return self._connect(address, raising=False)
+        try:
+            return self._connect(address, raising=False)
+        except (TypeError, OverflowError) as exc:
+            _name_the_caller(exc, "connect", "connect_ex")
+            raise
 
     def _connect(self, address: Any, raising: bool) -> int:
         number = self._number()
@@ -645,6 +649,14 @@ def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0
         if level == _stdlib.SOL_SOCKET and kind == _stdlib.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
     return msg, list(fds), msg_flags, address
+
+
+def _name_the_caller(exc: BaseException, called: str, caller: str) -> None:
+    """CPython words an address error with the method's name (``connect_ex(): port must
+    be 0-65535.``); the layer's call underneath names itself, so say the caller's."""
+    prefix = called + "(): "
+    if exc.args and isinstance(exc.args[0], str) and exc.args[0].startswith(prefix):
+        exc.args = (caller + exc.args[0][len(called):], *exc.args[1:])
 
 
 def _socket_class() -> type[socket]:
