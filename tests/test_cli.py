@@ -44,6 +44,17 @@ def test_bench_prints_a_row_with_both_timings_and_the_ratio(capsys):
     assert re.search(r"µs/round trip +[\d.]+ µs/round trip stdlib +\d+\.\d\dx +<= 1\.15x", row)
 
 
+def test_bench_drop_in_rows_time_the_objects_programs_call_against_the_stdlib(capsys):
+    assert cli.main(["bench", "--rounds", "1", "--scale", "0.005", "--only", "drop-in"]) == 0
+    out = capsys.readouterr().out
+    ping_pong = next(line for line in out.splitlines()
+                     if line.startswith("drop-in socketpair() 1-byte ping-pong"))
+    assert re.search(r"µs/round trip stdlib +\d+\.\d\dx +<= 1\.15x stdlib time", ping_pong)
+    connections = next(line for line in out.splitlines()
+                       if line.startswith("drop-in create_connection + accept + close"))
+    assert re.search(r"µs/connection stdlib +\d+\.\d\dx +<= 0\.33x kernel time", connections)
+
+
 def test_every_bench_row_measures_both_sides(monkeypatch):
     monkeypatch.setattr(bench, "IDLE_SOCKETS", 40)  # the row's point, not its size
     results = list(bench.run(rounds=1, scale=0.002))

@@ -310,6 +310,62 @@ def _dropin_round_trip() -> tuple[Timer, Timer, Callable[[], None]]:
     return _stdlib_ping_pong(sa, sb), _posix_ping_pong(a, b), cleanup
 
 
+def _dropin_host_ping_pong() -> tuple[Timer, Timer, Callable[[], None]]:
+    """What a program pays on the host preset: 1-byte ping-pong through a drop-in
+    ``socketpair()`` (the layer's numbers, the host driver) vs the stdlib's own
+    ``socketpair()``, both kernel AF_UNIX streams."""
+    from . import socket as dropin
+
+    with registry.use("host"):
+        la, lb = dropin.socketpair()
+    ka, kb = socket.socketpair()
+
+    def cleanup() -> None:
+        for sock in (la, lb, ka, kb):
+            sock.close()
+
+    return _stdlib_ping_pong(la, lb), _stdlib_ping_pong(ka, kb), cleanup
+
+
+def _dropin_connect_accept_close() -> tuple[Timer, Timer, Callable[[], None]]:
+    """What a program pays per connection: ``create_connection`` + ``accept`` +
+    ``close`` of both ends through the drop-in on the virtual network vs the stdlib
+    on the kernel's loopback (numeric addresses; the names are resolved each time,
+    as a program's calls do)."""
+    from . import socket as dropin
+
+    driver = InetDriver()
+    with registry.use("virtual"):
+        registry.register_family(socket.AF_INET, driver, replace=True)
+        server = dropin.create_server(("127.0.0.1", 0), backlog=128)
+    address = server.getsockname()
+    kernel_server = socket.create_server(("127.0.0.1", 0), backlog=128)
+    kernel_address = kernel_server.getsockname()
+
+    def connections(create_connection: Callable[..., socket.socket],
+                    listener: socket.socket, target: tuple[str, int], n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            client = create_connection(target)
+            accepted, _ = listener.accept()
+            client.close()
+            accepted.close()
+        return time.perf_counter() - start
+
+    def layer(n: int) -> float:
+        # The layer's sockets are made through the driver registered now.
+        with registry.use("virtual"):
+            registry.register_family(socket.AF_INET, driver, replace=True)
+            return connections(dropin.create_connection, server, address, n)
+
+    def cleanup() -> None:
+        server.close()
+        kernel_server.close()
+
+    return (layer, partial(connections, socket.create_connection, kernel_server,
+                           kernel_address), cleanup)
+
+
 ECHO_CLIENTS = 100
 
 
@@ -472,6 +528,10 @@ ROWS: list[Row] = [
         _idle_connection_heap, 200, kind="bytes", max_layer=4096),
     Row("drop-in socket objects, 1-byte round trip, same thread (virtual TCP)",
         "round trip", "-", None, _dropin_round_trip, 5_000, baseline="posix.*"),
+    Row("drop-in socketpair() 1-byte ping-pong, same thread (host preset)", "round trip",
+        "<= 1.15x stdlib time", 1.15, _dropin_host_ping_pong, 10_000),
+    Row("drop-in create_connection + accept + close (virtual TCP)", "connection",
+        "<= 0.33x kernel time (3x rate)", 1 / 3, _dropin_connect_accept_close, 1_000),
     Row(f"asyncio streams echo, {ECHO_CLIENTS} clients, virtual (as posix-socket run "
         "patches)", "request", "<= 0.77x kernel time (1.3x rate)", 1 / 1.3,
         partial(_asyncio_echo, None), 5_000),
