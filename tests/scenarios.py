@@ -186,8 +186,12 @@ class KernelCalls:
             return self._sock(fd).getsockopt(level, optname, buflen)
         return self._sock(fd).getsockopt(level, optname)
 
-    def setsockopt(self, fd: int, level: int, optname: int, value: int | bytes) -> None:
-        self._sock(fd).setsockopt(level, optname, value)
+    def setsockopt(self, fd: int, level: int, optname: int, value: int | bytes | None,
+                   optlen: int | None = None) -> None:
+        if optlen is None:
+            self._sock(fd).setsockopt(level, optname, value)
+        else:
+            self._sock(fd).setsockopt(level, optname, value, optlen)
 
     def send(self, fd: int, data: bytes, flags: int = 0) -> int:
         return self._sock(fd).send(data, flags)
@@ -404,8 +408,13 @@ class Recorder:
             return value
         return self._call("getsockopt", normalise, fd, level, optname, buflen)
 
-    def setsockopt(self, fd: int, level: int, optname: int, value: int | bytes) -> Any:
-        return self._call("setsockopt", self._same, fd, level, optname, value)
+    def setsockopt(self, fd: int, level: int, optname: int, value: int | bytes | None,
+                   optlen: int | None = None) -> Any:
+        """``value`` None with ``optlen``: the stdlib's four-argument form (a NULL
+        option pointer claiming ``optlen`` bytes)."""
+        if optlen is None:
+            return self._call("setsockopt", self._same, fd, level, optname, value)
+        return self._call("setsockopt", self._same, fd, level, optname, value, optlen)
 
     def send(self, fd: int, data: bytes, flags: int = 0) -> Any:
         return self._call("send", self._same, fd, data, flags)
@@ -1107,6 +1116,71 @@ def scenario_transport_options_round_trip(api: Recorder, env: Env) -> None:
     api.getsockopt(fd, SOL_SOCKET, _socket.SO_KEEPALIVE)
     api.getsockopt(fd, SOL_SOCKET, 9999)
     api.setsockopt(fd, SOL_SOCKET, 9999, 1)
+
+
+SO_BINDTODEVICE = getattr(_socket, "SO_BINDTODEVICE", 25)
+
+
+def _options_without_a_buffer(env: Env) -> list[tuple[int, int]]:
+    """Options of every kind for ``setsockopt(level, name, None, optlen)``: some read
+    an int, some a struct, some check the length first, some read nothing."""
+    sol = [(SOL_SOCKET, name) for name in (
+        SO_BINDTODEVICE, _socket.SO_REUSEADDR, _socket.SO_LINGER, _socket.SO_RCVTIMEO,
+        _socket.SO_TYPE, _socket.SO_ERROR, 9999)]
+    if env.family not in IP:
+        return sol
+    ipproto = _socket.IPPROTO_IP
+    options = sol + [(ipproto, name) for name in (
+        _socket.IP_TOS, _socket.IP_TTL, _socket.IP_MULTICAST_TTL, _socket.IP_MULTICAST_LOOP,
+        _socket.IP_MULTICAST_IF, _socket.IP_ADD_MEMBERSHIP, 9999)]
+    options.append((_socket.IPPROTO_TCP, _socket.TCP_NODELAY) if env.type == STREAM
+                   else (_socket.IPPROTO_UDP, getattr(_socket, "UDP_CORK", 1)))
+    if env.family == AF_INET6:
+        options += [(_socket.IPPROTO_IPV6, name) for name in (
+            _socket.IPV6_V6ONLY, _socket.IPV6_UNICAST_HOPS, _socket.IPV6_MULTICAST_LOOP,
+            _socket.IPV6_MULTICAST_IF, _socket.IPV6_MULTICAST_HOPS, _socket.IPV6_JOIN_GROUP)]
+    return options
+
+
+@scenario(STREAM, DGRAM, needs=(SOCKOPTS,))
+def scenario_setsockopt_without_a_buffer(api: Recorder, env: Env) -> None:
+    """``setsockopt(level, name, None, optlen)`` passes a NULL pointer: length 0 acts as
+    an empty buffer (SO_BINDTODEVICE unbinds, IP_TOS becomes 0, most say EINVAL);
+    a length the option reads is EFAULT, after the checks that come first (unknown
+    IP options, short lengths); IPv6 reads NULL as 0.  A negative length is EINVAL."""
+    fd = api.socket(env.family, env.type)
+    for level, name in _options_without_a_buffer(env):
+        api.setsockopt(fd, level, name, b"")
+        for optlen in (0, 1, 4, 8, 20, 100):
+            api.setsockopt(fd, level, name, None, optlen)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, None, -1)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, None, 2**32)  # wraps to 0
+
+
+@scenario(STREAM, DGRAM, needs=(SOCKOPTS,))
+def scenario_bind_to_device_and_back(api: Recorder, env: Env) -> None:
+    """SO_BINDTODEVICE takes the loopback device's name (up to its NUL), reads back as
+    the name and a NUL into IFNAMSIZ bytes (EINVAL into fewer), refuses a device the
+    machine lacks (ENODEV), and unbinds with an empty name or None, 0."""
+    fd = api.socket(env.family, env.type)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, b"lo")
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 64)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 8)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, None, 0)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, b"lo\0junk")
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, b"no-such-device")
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, b"lo" + b"x" * 20)
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, b"\0lo")
+    api.getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 0)
+    api.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 1)
 
 
 # -- descriptors ---------------------------------------------------------------------

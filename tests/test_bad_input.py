@@ -153,6 +153,27 @@ SOCKET_CASES = [
      lambda fd: posix.setsockopt(fd, 2**40, REUSE, 1)),
     ("setsockopt optname str", lambda s: s.setsockopt(SOL, "2", 1),
      lambda fd: posix.setsockopt(fd, SOL, "2", 1)),
+    # the four-argument form, (level, optname, None, optlen)
+    ("setsockopt optlen with a value", lambda s: s.setsockopt(SOL, REUSE, 1, 4),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, 1, 4)),
+    ("setsockopt optlen with bytes", lambda s: s.setsockopt(SOL, REUSE, b"", 0),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, b"", 0)),
+    ("setsockopt optlen str", lambda s: s.setsockopt(SOL, REUSE, None, "4"),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, "4")),
+    ("setsockopt optlen float", lambda s: s.setsockopt(SOL, REUSE, None, 4.0),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, 4.0)),
+    ("setsockopt optlen level str", lambda s: s.setsockopt("1", REUSE, None, 0),
+     lambda fd: posix.setsockopt(fd, "1", REUSE, None, 0)),
+    ("setsockopt optlen level huge", lambda s: s.setsockopt(2**40, REUSE, None, 0),
+     lambda fd: posix.setsockopt(fd, 2**40, REUSE, None, 0)),
+    ("setsockopt optlen negative", lambda s: s.setsockopt(SOL, REUSE, None, -1),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, -1)),
+    ("setsockopt optlen reads", lambda s: s.setsockopt(SOL, REUSE, None, 4),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, 4)),
+    ("setsockopt optlen short", lambda s: s.setsockopt(SOL, REUSE, None, 2),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, 2)),
+    ("setsockopt optlen huge reads", lambda s: s.setsockopt(SOL, REUSE, None, 2**64 + 4),
+     lambda fd: posix.setsockopt(fd, SOL, REUSE, None, 2**64 + 4)),
     ("getsockopt level str", lambda s: s.getsockopt("1", REUSE),
      lambda fd: posix.getsockopt(fd, "1", REUSE)),
     ("getsockopt level huge", lambda s: s.getsockopt(2**40, REUSE),
@@ -488,3 +509,32 @@ def test_garbage_arguments_raise_only_argument_or_os_errors(call):
         gc.collect()  # slow, so only when something may wait for the collector
     assert set(descriptors.open_numbers()) == table, (name, args)
     assert open_fds() == fds, (name, args)
+
+
+# setsockopt's argument forms on the drop-in socket object, against the stdlib's.
+SETSOCKOPT_FORMS = [
+    (SOL, REUSE, None), (SOL, REUSE, 1, 4), (SOL, REUSE, None, None),
+    (SOL, REUSE, None, 0, 0), (SOL, REUSE, None, "0"), (SOL, REUSE, None, -1),
+    (SOL, REUSE, None, 4), (SOL, socket.SO_BINDTODEVICE, None, 2**32 + 1),
+]
+
+
+@pytest.mark.parametrize("args", SETSOCKOPT_FORMS, ids=repr)
+@pytest.mark.parametrize("preset", ["host", "virtual"])
+def test_dropin_setsockopt_forms_raise_what_the_stdlib_raises(preset, args):
+    from posix_socket import socket as dropin
+
+    with socket.socket() as reference, ps.use(preset), dropin.socket() as ours:
+        same_error(lambda: reference.setsockopt(*args), lambda: ours.setsockopt(*args))
+
+
+@pytest.mark.parametrize("preset", ["host", "virtual"])
+def test_dropin_setsockopt_without_a_buffer_unbinds_a_device(preset):
+    """SO_BINDTODEVICE with (None, 0), the stdlib's way to unbind, works on every preset."""
+    from posix_socket import socket as dropin
+
+    with ps.use(preset), dropin.socket() as sock:
+        sock.setsockopt(SOL, socket.SO_BINDTODEVICE, b"lo")
+        assert sock.getsockopt(SOL, socket.SO_BINDTODEVICE, 16) == b"lo\0"
+        sock.setsockopt(SOL, socket.SO_BINDTODEVICE, None, 0)
+        assert sock.getsockopt(SOL, socket.SO_BINDTODEVICE, 16) == b""

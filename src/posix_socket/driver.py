@@ -30,7 +30,7 @@ from typing import Any
 from . import readiness
 from .errors import oserror
 
-__all__ = ["SocketDriver", "Budget", "Address", "AncData"]
+__all__ = ["SocketDriver", "Budget", "Address", "AncData", "NullBuffer"]
 
 Address = Any
 AncData = Sequence[tuple[int, int, bytes]]
@@ -38,6 +38,35 @@ AncData = Sequence[tuple[int, int, bytes]]
 DEFAULT_BUDGET = 64 * 1024 * 1024
 # Linux's DEFAULT_POLLMASK: what a file that cannot tell reports.
 DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+
+
+class NullBuffer:
+    """The option value of ``setsockopt(level, name, None, optlen)``: no buffer at all,
+    claiming ``optlen`` bytes (the stdlib passes a NULL pointer).
+
+    Linux hands the NULL pointer to the option's own code, so what happens depends on
+    when that code reads: an option that checks the length, or does not read, answers
+    as for any buffer of that length (SO_BINDTODEVICE with length 0 unbinds); one that
+    reads gets EFAULT.  A driver therefore sees ``len()`` as it would for bytes, and
+    any read of the contents (indexing, slicing, ``bytes()``, iteration) is EFAULT.
+    The layer passes ``b""`` for length 0, which Linux treats the same way.
+    """
+
+    __slots__ = ("optlen",)
+
+    def __init__(self, optlen: int) -> None:
+        self.optlen = optlen
+
+    def __len__(self) -> int:
+        return self.optlen
+
+    def __repr__(self) -> str:
+        return f"NullBuffer({self.optlen})"
+
+    def _fault(self, *_args: Any) -> Any:
+        raise oserror(errno.EFAULT)
+
+    __getitem__ = __bytes__ = __iter__ = __buffer__ = _fault
 
 
 class Budget:
@@ -159,7 +188,12 @@ class SocketDriver:
     def getsockopt(self, sock: Any, level: int, optname: int, buflen: int) -> int | bytes:
         raise _unsupported()
 
-    def setsockopt(self, sock: Any, level: int, optname: int, value: int | bytes) -> None:
+    def setsockopt(self, sock: Any, level: int, optname: int,
+                   value: int | bytes | NullBuffer) -> None:
+        """``value`` is an int, bytes, or a NullBuffer (the stdlib's four-argument form).
+
+        For SOL_SOCKET options but SO_BINDTODEVICE the layer has already checked, as
+        Linux does for every family, that the value is an int or at least four bytes."""
         raise _unsupported()
 
     # -- data: the fallbacks funnel everything into sendmsg/recvmsg ----------------------

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import descriptors, inflight, options, readiness, registry
 from .descriptors import OpenSocket
-from .driver import SocketDriver
+from .driver import NullBuffer, SocketDriver
 from .errors import DriverFailure, oserror
 
 __all__ = [
@@ -572,22 +572,49 @@ def getsockopt(fd: int, level: int, optname: int, buflen: int = 0) -> int | byte
     return _call(f, "getsockopt", level, optname, buflen)
 
 
-def setsockopt(fd: int, level: int, optname: int, value: int | bytes) -> None:
-    """setsockopt(2): ``value`` is an int or a bytes-like object."""
+def setsockopt(fd: int, level: int, optname: int, value: int | bytes | None,
+               optlen: int | None = None) -> None:
+    """setsockopt(2): ``value`` is an int or a bytes-like object; or None with
+    ``optlen``, the stdlib's four-argument form, which passes a NULL option pointer
+    claiming ``optlen`` bytes (the driver sees a ``NullBuffer``; see there)."""
+    if optlen is not None:
+        level, optname, value = _null_option(level, optname, value, optlen)
     f = _get(fd)
-    level, optname = _c_int(level), _c_int(optname)
-    if isinstance(value, int):
-        try:
-            value = _c_int(value)
-        except OverflowError:
-            raise TypeError("a bytes-like object is required, not 'int'") from None
-    else:
-        _buffer(value)
-        value = bytes(value)
-    if f.kernel is None and options.answers(level, optname):
-        options.set(f, optname, value)
-        return
+    if optlen is None:
+        level, optname = _c_int(level), _c_int(optname)
+        if isinstance(value, int):
+            try:
+                value = _c_int(value)
+            except OverflowError:
+                raise TypeError("a bytes-like object is required, not 'int'") from None
+        else:
+            _buffer(value)
+            value = bytes(value)
+    if f.kernel is None and level == options.SOL_SOCKET:
+        options.check_socket_level(optname, value)
+        if options.answers(level, optname):
+            options.set(f, optname, value)
+            return
     _call(f, "setsockopt", level, optname, value)
+
+
+def _null_option(level: object, optname: object, value: object,
+                 optlen: object) -> tuple[int, int, bytes | NullBuffer]:
+    """The four-argument form's arguments, converted as the stdlib does: ``optlen`` is a
+    C unsigned int taken without overflow checking, and any argument the form cannot
+    take makes the stdlib fall back to the three-argument form, which then has one too
+    many.  A length past 2**31 is a negative socklen_t: EINVAL, as __sys_setsockopt
+    answers before it looks at the descriptor."""
+    try:
+        if value is not None:
+            raise TypeError
+        level, optname = _c_int(level), _c_int(optname)
+        length = operator.index(optlen) & 0xFFFFFFFF
+    except (TypeError, OverflowError):
+        raise TypeError("setsockopt() takes exactly 3 arguments (4 given)") from None
+    if length >= 2**31:
+        raise oserror(errno.EINVAL)
+    return level, optname, NullBuffer(length) if length else b""
 
 
 # -- data --------------------------------------------------------------------------------

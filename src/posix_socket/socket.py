@@ -280,15 +280,13 @@ class socket(_stdlib.socket):
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int | bytes:
         return _posix.getsockopt(self._number(), level, optname, buflen)
 
-    def setsockopt(self, level: int, optname: int, value: Any,
-                   optlen: int | None = None) -> None:
-        if optlen is not None:
-            # (level, optname, None, optlen): a NULL option value, which only the
-            # kernel's AF_ALG sockets take; for everything else Linux says EFAULT.
-            if value is not None:
-                raise TypeError(f"setsockopt() argument 3 must be None, not "
-                                f"{type(value).__name__}")
-            raise OSError(_errno.EFAULT, _os.strerror(_errno.EFAULT))
+    def setsockopt(self, level: int, optname: int, value: Any, *optlen: Any) -> None:
+        if optlen:  # (level, optname, None, optlen): the stdlib's four-argument form
+            if len(optlen) > 1 or optlen[0] is None:
+                raise TypeError(f"setsockopt() takes exactly 3 arguments "
+                                f"({3 + len(optlen)} given)")
+            _posix.setsockopt(self._number(), level, optname, value, optlen[0])
+            return
         _posix.setsockopt(self._number(), level, optname, value)
 
     # -- data ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import select
 import socket
 from typing import Any
 
-from ..driver import Address, SocketDriver
+from ..driver import Address, NullBuffer, SocketDriver
 
 _KERNEL_POLL = select.poll  # the kernel's: patch() puts the drop-in in the select module
 
@@ -58,7 +58,6 @@ class HostDriver(SocketDriver):
     getsockname = staticmethod(_stdlib.getsockname)
     getpeername = staticmethod(_stdlib.getpeername)
     getsockopt = staticmethod(_stdlib.getsockopt)  # buflen 0 means "an int", as the op
-    setsockopt = staticmethod(_stdlib.setsockopt)
     send = staticmethod(_stdlib.send)
     sendmsg = staticmethod(_stdlib.sendmsg)  # addr None means "connected peer", as the op
     recv = staticmethod(_stdlib.recv)
@@ -70,6 +69,13 @@ class HostDriver(SocketDriver):
         if addr is None:
             return sock.send(data, flags)
         return sock.sendto(data, flags, addr)
+
+    def setsockopt(self, sock: socket.socket, level: int, optname: int,
+                   value: int | bytes | NullBuffer) -> None:
+        if type(value) is NullBuffer:  # the four-argument form: the kernel's NULL pointer
+            sock.setsockopt(level, optname, None, len(value))
+        else:
+            sock.setsockopt(level, optname, value)
 
     def read(self, sock: socket.socket, n: int) -> bytes:
         return os.read(sock.fileno(), n)

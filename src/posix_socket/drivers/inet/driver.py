@@ -15,8 +15,9 @@ from typing import Any
 
 from ...driver import SocketDriver
 from ...errors import oserror
+from ...options import SO_BINDTODEVICE, device_answer, device_index
 from . import addresses
-from .network import VirtualNetwork
+from .network import INTERFACE_INDEX, VirtualNetwork
 from .options import SO_RXQ_OVFL
 from .tcp import TcpSocket
 from .udp import UdpSocket
@@ -28,6 +29,7 @@ SIOCOUTQ = 0x5411
 _INT = struct.Struct("@i")
 _UINT = struct.Struct("@I")
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
+DEVICES = {b"lo": INTERFACE_INDEX}  # the network's one interface, for SO_BINDTODEVICE
 
 
 class InetDriver(SocketDriver):
@@ -151,6 +153,8 @@ class InetDriver(SocketDriver):
 
     def getsockopt(self, sock: Any, level: int, optname: int, buflen: int) -> int | bytes:
         if level == socket.SOL_SOCKET:
+            if optname == SO_BINDTODEVICE:
+                return device_answer(self._device(sock), DEVICES, buflen)
             special = self._socket_level(sock, optname)
             if special is not None:
                 return _INT.pack(special)[:buflen] if buflen else special
@@ -158,6 +162,12 @@ class InetDriver(SocketDriver):
             if type(sock) is UdpSocket:
                 return sock.getsockopt(level, optname, buflen)
             return sock.opts.get(level, optname, buflen)
+
+    def _device(self, sock: Any) -> int:
+        """The device the socket is bound to (Linux's sk_bound_dev_if; 0: none)."""
+        if type(sock) is UdpSocket:
+            return sock.bound_device
+        return sock.opts.device()
 
     def _socket_level(self, sock: Any, optname: int) -> int | None:
         if optname == socket.SO_ERROR:
@@ -177,6 +187,14 @@ class InetDriver(SocketDriver):
         if level == socket.SOL_SOCKET and optname in (socket.SO_ERROR, socket.SO_ACCEPTCONN,
                                                       socket.SO_PROTOCOL):
             raise oserror(errno.ENOPROTOOPT)
+        if (level, optname) == (socket.SOL_SOCKET, SO_BINDTODEVICE):
+            index = device_index(value, DEVICES)
+            with self.network.lock:
+                if type(sock) is UdpSocket:
+                    sock.bound_device = index
+                else:
+                    sock.opts.set_device(index)
+            return
         touched: list = []
         try:
             with self.network.lock:

@@ -106,6 +106,8 @@ def interface_address4(net: VirtualNetwork, value: int | bytes) -> ipaddress.IPv
 
 def interface_index6(value: int | bytes, bound_device: int) -> int:
     """IPV6_MULTICAST_IF's value -> the interface index (0: by the route)."""
+    if not isinstance(value, (int, bytes)) and len(value) >= _INT.size:
+        value = 0  # do_ipv6_setsockopt reads a NULL buffer (the four-argument form) as 0
     if not isinstance(value, int):
         if len(value) < _INT.size:
             raise oserror(errno.EINVAL)

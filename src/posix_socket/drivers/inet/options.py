@@ -38,6 +38,7 @@ GROUP_OPTIONS = frozenset({(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
                            (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
                            (IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
                            (IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP)})
+_DEVICE = (SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25))  # kept in ``changed``
 _IPV6_MREQ_SIZE = 20  # struct ipv6_mreq: a 16-byte group and an int interface index
 
 
@@ -185,6 +186,9 @@ class Options:
         if (level, name) in GROUP_OPTIONS and self._serves(level):
             self._refuse_groups(level, value)
         spec = self.table.get((level, name))
+        if (level, name) == (IPPROTO_IP, socket.IP_MULTICAST_IF) and self._transport() == (
+                IPPROTO_TCP):
+            raise oserror(errno.EINVAL)  # do_ip_setsockopt: never on a stream socket
         if (spec is None and level not in (SOL_SOCKET, self._transport())) or (
                 spec is not None and spec[0] == _READ_ONLY):
             raise oserror(errno.ENOPROTOOPT)  # before any length check, as ip_setsockopt
@@ -194,10 +198,15 @@ class Options:
             onoff, seconds = _LINGER.unpack(value[:_LINGER.size])
             self.linger = (1 if onoff else 0, seconds)
             return
-        if level == IPPROTO_IP and not isinstance(value, int) and 0 < len(value) < _INT.size:
-            number = value[0]  # do_ip_setsockopt takes one byte from a short buffer
+        if level == IPPROTO_IP and not isinstance(value, int) and len(value) < _INT.size:
+            if value:
+                number = value[0]  # do_ip_setsockopt takes one byte from a short buffer
+            elif name == socket.IP_TOS:
+                number = 0  # and reads nothing from an empty one: only IP_TOS takes that
+            else:
+                raise oserror(errno.EINVAL)
         else:
-            number = _int_value(value)
+            number = _int_value(value, level)
         if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
             self.rcvbuf = max(min(number, RMEM_MAX) * 2, SOCK_MIN_RCVBUF)
             return
@@ -217,6 +226,15 @@ class Options:
         if self.changed is None:
             self.changed = {}
         self.changed[(level, name)] = number
+
+    def device(self) -> int:
+        """SO_BINDTODEVICE's index (a TCP socket's; UDP keeps its own bound_device)."""
+        return self.changed.get(_DEVICE, 0) if self.changed else 0
+
+    def set_device(self, index: int) -> None:
+        if self.changed is None:
+            self.changed = {}
+        self.changed[_DEVICE] = index
 
     def _serves(self, level: int) -> bool:
         """Does this socket's family have options of ``level`` (IPv6 ones only an
@@ -263,9 +281,11 @@ class Options:
             self.changed[(IPPROTO_IPV6, socket.IPV6_V6ONLY)] = before
 
 
-def _int_value(value: int | bytes) -> int:
+def _int_value(value: int | bytes, level: int = SOL_SOCKET) -> int:
     if isinstance(value, int):
         return value
     if len(value) < _INT.size:
         raise oserror(errno.EINVAL)
-    return _INT.unpack(value[:_INT.size])[0]
+    if level == IPPROTO_IPV6 and not isinstance(value, bytes):
+        return 0  # do_ipv6_setsockopt reads a NULL buffer (the four-argument form) as 0
+    return _INT.unpack(bytes(value[:_INT.size]))[0]

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...errors import oserror
+from ...options import SO_BINDTODEVICE, device_answer, device_index
 from .names import Namespace, to_stdlib
 
 __all__ = ["UnixSocket", "Message", "truesize", "setting"]
@@ -43,6 +44,7 @@ SCM_RIGHTS = socket.SCM_RIGHTS
 SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 SO_PASSCRED = getattr(socket, "SO_PASSCRED", 16)
 SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
+DEVICES = {b"lo": 1}  # the virtual world's one network device, for SO_BINDTODEVICE
 POLLIN_SET = select.POLLIN | select.POLLRDNORM
 POLLOUT_SET = select.POLLOUT | select.POLLWRNORM | select.POLLWRBAND
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
@@ -277,6 +279,8 @@ class UnixSocket:
         elif optname == socket.SO_LINGER:
             raw = LINGER.pack(*self.linger)
             return raw[:buflen] if buflen else INT.unpack(raw[:INT.size])[0]
+        elif optname == SO_BINDTODEVICE:
+            return device_answer((self.options or {}).get(optname, 0), DEVICES, buflen)
         elif optname == socket.SO_PROTOCOL:
             value = self.proto
         elif optname in PLAIN_OPTIONS:
@@ -286,6 +290,11 @@ class UnixSocket:
         return INT.pack(value)[:buflen] if buflen else value
 
     def setsockopt(self, optname: int, value: int | bytes, touched: list) -> None:
+        if optname == SO_BINDTODEVICE:  # accepted as Linux does; it changes nothing here
+            if self.options is None:
+                self.options = {}
+            self.options[optname] = device_index(value, DEVICES)
+            return
         if optname == socket.SO_LINGER:
             if isinstance(value, int) or len(value) < LINGER.size:
                 raise oserror(errno.EINVAL)
