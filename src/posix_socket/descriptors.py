@@ -278,7 +278,8 @@ def outside_pollers(present: bool) -> None:
     global _outside_pollers
     with _lock:
         _outside_pollers = present
-        waiting = {id(f): f for f in _files.values()
+        # A snapshot first: a finalizer the collector runs here may close a number.
+        waiting = {id(f): f for f in list(_files.values())
                    if present and f.exposed and f.kernel is None}
     for f in waiting.values():
         arm(f)

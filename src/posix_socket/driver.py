@@ -81,7 +81,8 @@ class Budget:
             raise ValueError("budget limit must be non-negative")
         self.limit = limit
         self.used = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a socket a finalizer closes inside ``charge`` releases its bytes.
+        self._lock = threading.RLock()
 
     def charge(self, nbytes: int) -> None:
         with self._lock:

@@ -104,7 +104,8 @@ class Mirror:
 
     BLOB = 1024
 
-    __slots__ = ("outer", "inner", "readable", "writable", "_lock", "_small_sndbuf")
+    __slots__ = ("outer", "inner", "readable", "writable", "_lock", "_small_sndbuf",
+                 "_closing", "_again")
 
     def __init__(self, nonblocking: bool = True) -> None:
         # The C-level pair: the stdlib's names may be patched onto the layer.  It is
@@ -116,45 +117,76 @@ class Mirror:
         self.outer, self.inner = _lifted(outer), _lifted(inner)
         self.readable = False
         self.writable = True
-        self._lock = threading.Lock()
+        # Re-entrant, for a finalizer the garbage collector runs inside ``show`` that
+        # changes or closes this very socket: see ``show`` and ``close``.
+        self._lock = threading.RLock()
+        self._closing = False
+        self._again = False
         self._small_sndbuf = False  # shrunk before the first blob: most never need it
 
     def show(self, revents: Callable[[], int]) -> None:
         """Bring the kernel object in line with ``revents()``, read under the lock so
         that concurrent updates settle on the latest state."""
+        if self._lock._is_owned():
+            # Nested: a finalizer run inside this thread's own ``show`` changed the
+            # socket.  The outer call reads the state again before it lets go.
+            self._again = True
+            return
         with self._lock:
             if self.inner.fileno() < 0:
                 return
-            events = revents()
-            readable = bool(events & READABLE)
-            writable = bool(events & WRITABLE)
-            if readable != self.readable:
-                if readable:
-                    self.inner.send(b"\0")
-                else:
-                    self.outer.recv(1, _DONTWAIT)
-                self.readable = readable
-            if writable != self.writable:
-                if writable:
-                    self.inner.recv(self.BLOB)
-                else:
-                    if not self._small_sndbuf:
-                        self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
-                        self._small_sndbuf = True
-                    self.outer.send(bytes(self.BLOB), _DONTWAIT)
-                self.writable = writable
+            try:
+                self._again = True
+                while self._again:
+                    self._again = False
+                    self._follow(revents())
+            finally:
+                if self._closing:
+                    self._close()
+
+    def _follow(self, events: int) -> None:
+        readable = bool(events & READABLE)
+        writable = bool(events & WRITABLE)
+        if readable != self.readable:
+            if readable:
+                self.inner.send(b"\0")
+            else:
+                self.outer.recv(1, _DONTWAIT)
+            self.readable = readable
+        if writable != self.writable:
+            if writable:
+                self.inner.recv(self.BLOB)
+            else:
+                if not self._small_sndbuf:
+                    self.outer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+                    self._small_sndbuf = True
+                self.outer.send(bytes(self.BLOB), _DONTWAIT)
+            self.writable = writable
 
     def set_nonblocking(self, on: bool) -> None:
         """Copy a socket's O_NONBLOCK onto the description its numbers name (the
         mirror's own calls never block either way)."""
         with self._lock:
             if self.outer.fileno() >= 0:
-                self.outer.setblocking(not on)
+                try:
+                    self.outer.setblocking(not on)
+                finally:
+                    if self._closing:
+                        self._close()
 
     def close(self) -> None:
+        if self._lock._is_owned():
+            # A finalizer run inside this thread's own ``show`` (the collector runs
+            # wherever memory is allocated): closing the pair under that call would
+            # pull it from under it.  The call closes it on its way out.
+            self._closing = True
+            return
         with self._lock:
-            self.outer.close()
-            self.inner.close()
+            self._close()
+
+    def _close(self) -> None:
+        self.outer.close()
+        self.inner.close()
 
 
 # Where a mirror's own descriptors go: above the numbers programs use.  A mirror is
@@ -246,7 +278,11 @@ class Interest:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a socket closed by a finalizer the garbage collector runs while
+        # this thread holds the lock leaves the list (``_queue``) from inside.  Each
+        # section keeps the list consistent between statements, which is all a
+        # nested call can see.
+        self._lock = threading.RLock()
         self._members: dict[tuple[Watch, object], _Member] = {}
         self._ready: dict[_Member, None] = {}  # insertion-ordered set
         self._waiters: set[Waiter] = set()

@@ -184,7 +184,9 @@ class _Wakeup:
 
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._lock = threading.Lock()  # no write after close: the number may be reused
+        # No write after close: the number may be reused.  Re-entrant: a socket closed
+        # by a finalizer the collector runs inside ``wake`` wakes this list again.
+        self._lock = threading.RLock()
 
     def wake(self) -> None:
         with self._lock:

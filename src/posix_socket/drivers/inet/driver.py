@@ -15,6 +15,7 @@ from typing import Any
 
 from ...driver import SocketDriver
 from ...errors import oserror
+from ...later import held_here, run_later
 from ...options import SO_BINDTODEVICE, device_answer, device_index
 from . import addresses
 from .network import INTERFACE_INDEX, VirtualNetwork
@@ -307,6 +308,11 @@ class InetDriver(SocketDriver):
         return sock.poll()
 
     def close(self, sock: Any) -> None:
+        if held_here(self.network.lock):
+            # A finalizer inside one of the network's ops: closing now would change
+            # state that op is in the middle of.  Close once it lets go of the lock.
+            run_later(self.close, sock)
+            return
         touched: list = []
         try:
             with self.network.lock:

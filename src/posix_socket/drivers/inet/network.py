@@ -312,6 +312,8 @@ class VirtualNetwork:
     """
 
     def __init__(self) -> None:
+        # Re-entrant: a finalizer run by the garbage collector inside an op may read
+        # (``repr`` asks getsockname); a close is deferred (see ``InetDriver.close``).
         self.lock = threading.RLock()
         self.tcp = PortTable(tcp=True)
         self.udp = PortTable(tcp=False)

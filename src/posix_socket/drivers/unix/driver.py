@@ -35,6 +35,7 @@ from typing import Any
 
 from ...driver import SocketDriver
 from ...errors import oserror
+from ...later import held_here, run_later
 from . import names
 from .base import (
     SCM_CREDENTIALS,
@@ -69,7 +70,9 @@ class UnixDriver(SocketDriver):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.space = names.Namespace()
-        self.lock = threading.Lock()
+        # Re-entrant: a finalizer run by the garbage collector inside an op may read
+        # (``repr`` asks getsockname); its close is deferred instead (see ``close``).
+        self.lock = threading.RLock()
 
     def _notify(self, touched: list) -> None:
         """Notify the sockets touched, then close the descriptors in flight dropped."""
@@ -209,6 +212,11 @@ class UnixDriver(SocketDriver):
         return sock.poll()
 
     def close(self, sock: Any) -> None:
+        if held_here(self.lock):
+            # A finalizer inside one of our ops: closing now would change state that
+            # op is in the middle of.  Close once the op lets go of the lock.
+            run_later(self.close, sock)
+            return
         self._run(sock.close)
 
 
