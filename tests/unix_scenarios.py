@@ -13,6 +13,7 @@ import stat
 import struct
 from typing import Any
 
+import unix_daemon
 from scenarios import (
     DGRAM,
     FIONREAD,
@@ -601,3 +602,186 @@ def scenario_unix_stream_read_stops_after_passed_descriptors(api: Recorder,
     api.poll([(second, POLLIN)], WAIT_MS)
     recv_rights(api, second, 100, _socket.CMSG_SPACE(4))
     recv_rights(api, second, 100, _socket.CMSG_SPACE(4))
+
+
+# -- sockets of other processes ---------------------------------------------------------------
+#
+# The daemon is a plain Python process serving a kernel socket (unix_daemon.py).  On the
+# kernel run the client is a kernel socket; through a virtual driver the client is a
+# virtual socket, which must reach the daemon as the kernel's would (issue 14, item 15).
+
+def daemon_reply(api: Recorder, fd: int, what: str, expected: bytes) -> None:
+    """A reply whose bytes vary between runs (a temp path): logged as matching or not."""
+    try:
+        data = api.quietly("recv", fd, 300)
+    except OSError as exc:
+        api.note(what, errno.errorcode.get(exc.errno))
+        return
+    api.note(what, data == expected or data)
+
+
+def peer_credentials(api: Recorder, fd: int, daemon: Any) -> None:
+    try:
+        raw = api.quietly("getsockopt", fd, SOL_SOCKET, SO_PEERCRED, UCRED.size)
+    except OSError as exc:
+        api.note("SO_PEERCRED", errno.errorcode.get(exc.errno))
+        return
+    pid, uid, gid = UCRED.unpack(raw)
+    api.note("SO_PEERCRED is the daemon's",
+             (pid == daemon.pid, uid == os.geteuid(), gid == os.getegid()))
+
+
+@scenario(*CONNECTIONS, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_connection(api: Recorder, env: Env) -> None:
+    """A connection to another process's socket: names, credentials both ways, data
+    both ways, readiness, the daemon's shutdown (EOF), ours, and its close (HUP)."""
+    address = env.address()
+    with unix_daemon.running(address, env.type) as daemon:
+        fd = api.socket(env.family, env.type)
+        api.connect(fd, address)
+        api.getpeername(fd)
+        api.getsockname(fd)
+        api.connect(fd, address)
+        peer_credentials(api, fd, daemon)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.send(fd, b"echo:hello")
+        api.poll([(fd, POLLIN)], WAIT_MS)
+        api.ioctl(fd, FIONREAD, INT.pack(0))
+        api.recv(fd, 100)
+        api.recv(fd, 100, MSG_DONTWAIT)
+        api.send(fd, b"cred")
+        api.recv(fd, 100)
+        api.send(fd, b"peer")
+        api.recv(fd, 100)
+        api.send(fd, b"shut")
+        api.recv(fd, 100)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.send(fd, b"echo:after the daemon's shutdown")
+        api.shutdown(fd, _socket.SHUT_WR)
+        api.poll([(fd, 0)], WAIT_MS)
+        api.send(fd, b"x", MSG_NOSIGNAL)
+        api.recv(fd, 100)
+        api.close(fd)
+
+
+@scenario(*ALL, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_sees_our_name(api: Recorder, env: Env) -> None:
+    """A socket bound (to a path, or an abstract name) before it reaches another
+    process's socket keeps its name there: the daemon sees it, its replies arrive,
+    the file stays a socket file with the mode it was given."""
+    address = env.address()
+    with unix_daemon.running(address, env.type):
+        mine = env.address()
+        abstract = b"\0posix-socket-test-%d-%d" % (os.getpid(), len(env.addresses))
+        for name in (mine, abstract):
+            fd = api.socket(env.family, env.type)
+            api.bind(fd, name)
+            if name is mine:
+                os.chmod(mine, 0o700)
+            api.connect(fd, address)
+            api.send(fd, b"peer")
+            daemon_reply(api, fd, "the daemon sees our name", repr(name).encode())
+            api.getsockname(fd)
+            api.getpeername(fd)
+            if env.type == DGRAM:
+                api.send(fd, b"echo:back to our name")
+                api.recvfrom(fd, 100)
+        api.note("our socket file", file_facts(mine))
+        api.bind(api.socket(env.family, env.type), mine)
+
+
+@scenario(DGRAM, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_datagrams(api: Recorder, env: Env) -> None:
+    """Datagrams to another process's socket: an unnamed sender gets no reply, a named
+    one does (recvfrom names the daemon), SO_PASSCRED autobinds, MSG_TRUNC."""
+    address = env.address()
+    with unix_daemon.running(address, DGRAM):
+        unnamed = api.socket(env.family, env.type)
+        api.sendto(unnamed, b"echo:nobody can answer", 0, address)
+        api.getsockname(unnamed)
+        api.recvfrom(unnamed, 100, MSG_DONTWAIT)
+        named = api.socket(env.family, env.type)
+        api.bind(named, env.address())
+        api.sendto(named, b"echo:one", 0, address)
+        api.recvfrom(named, 100)
+        api.sendto(named, b"echo:" + b"x" * 3000, 0, address)
+        api.poll([(named, POLLIN)], WAIT_MS)
+        api.recv_truncating(named, 10, MSG_TRUNC)
+        api.poll([(named, POLL_ALL)], 0)
+        credited = api.socket(env.family, env.type)
+        api.setsockopt(credited, SOL_SOCKET, SO_PASSCRED, 1)
+        api.sendto(credited, b"echo:autobound", 0, address)
+        api.getsockname(credited)
+        api.recvfrom(credited, 100)
+
+
+@scenario(*ALL, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_passes_descriptors(api: Recorder, env: Env) -> None:
+    """SCM_RIGHTS with another process: a pipe from the daemon arrives as a new
+    number; a pipe we pass is read by the daemon."""
+    address = env.address()
+    with unix_daemon.running(address, env.type):
+        fd = api.socket(env.family, env.type)
+        if env.type == DGRAM:
+            api.bind(fd, env.address())
+        api.connect(fd, address)
+        api.send(fd, b"rights")
+        api.poll([(fd, POLLIN)], WAIT_MS)
+        got = recv_rights(api, fd, 100, _socket.CMSG_SPACE(4))
+        for number in got:
+            api.note("read from the daemon's pipe", os.read(number, 100))
+            os.close(number)
+            api.open.discard(number)
+        read_end, write_end = os.pipe()
+        api.open.update((read_end, write_end))
+        os.write(write_end, b"from the client")
+        api.sendmsg(fd, [b"read"], [(SOL_SOCKET, SCM_RIGHTS,
+                                     array.array("i", [read_end]).tobytes())])
+        api.recv(fd, 100)
+
+
+@scenario(*ALL, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_names_the_kernel_refuses(api: Recorder, env: Env) -> None:
+    """Names no socket here owns are the kernel's, and it refuses a stale socket file
+    (another process's, closed), an abstract name nobody bound and a socket of another
+    type; the socket that was refused still reaches a name of ours afterwards."""
+    stale = env.address()
+    leftover = _socket.socket(_socket.AF_UNIX, env.type)  # the kernel's, as a dead daemon's
+    leftover.bind(stale)
+    leftover.close()
+    other_type = env.address()
+    with unix_daemon.running(other_type, STREAM if env.type != STREAM else DGRAM):
+        fd = api.socket(env.family, env.type)
+        api.connect(fd, stale)
+        api.sendto(fd, b"x", 0, stale)
+        api.connect(fd, b"\0posix-socket-test-nobody-%d" % os.getpid())
+        api.connect(fd, other_type)
+        api.getsockname(fd)
+        ours = api.socket(env.family, env.type)
+        api.bind(ours, env.address())
+        if env.type != DGRAM:
+            api.listen(ours, 4)
+        api.connect(fd, api.getsockname(ours))
+        api.send(fd, b"a virtual name still works")
+        if env.type == DGRAM:
+            api.recv(ours, 100)
+        else:
+            server, _peer = api.accept(ours)
+            api.recv(server, 100)
+
+
+@scenario(*CONNECTIONS, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_full_backlog(api: Recorder, env: Env) -> None:
+    """A daemon that does not accept: its backlog takes one more than asked, then a
+    non-blocking connect is EAGAIN; the connected client can already send."""
+    address = env.address()
+    with unix_daemon.running(address, env.type, backlog=0, mode="hold"):
+        first = api.socket(env.family, env.type | _socket.SOCK_NONBLOCK)
+        api.connect(first, address)
+        second = api.socket(env.family, env.type | _socket.SOCK_NONBLOCK)
+        api.connect(second, address)
+        api.connect(second, address)
+        api.send(first, b"queued before accept")
+        api.poll([(first, POLL_ALL), (second, POLL_ALL)], 0)
+        api.getpeername(first)
+        api.getpeername(second)

@@ -138,6 +138,13 @@ class SocketDriver:
         """
         return None
 
+    def kernel_number(self, sock: Any) -> int | None:
+        """The kernel descriptor a Python socket has come to stand for, if any (a
+        virtual AF_UNIX socket connected to another process's socket).  SCM_RIGHTS
+        across a kernel socket carries that descriptor; a socket without one cannot
+        leave the process."""
+        return None
+
     # -- creation ----------------------------------------------------------------------
 
     def create(self, family: int, type: int, proto: int) -> Any:

@@ -44,6 +44,11 @@ class InFlight:
         """A new lowest-free number for the description; the reference is used up."""
         raise NotImplementedError
 
+    def kernel_number(self) -> int | None:
+        """A kernel descriptor for the same open description, for a driver that passes
+        it on over a kernel socket (to another process); None if it has none."""
+        raise NotImplementedError
+
 
 class SocketInFlight(InFlight):
     __slots__ = ("_socket", "_lock")
@@ -77,6 +82,12 @@ class SocketInFlight(InFlight):
             return descriptors.give_number(f, cloexec)
         finally:
             descriptors.drop(f)
+
+    def kernel_number(self) -> int | None:
+        f = self._socket
+        if f is None:
+            raise ValueError("reference already used")
+        return f.kernel if f.kernel is not None else f.driver.kernel_number(f.sock)
 
     def __repr__(self) -> str:
         return f"<SocketInFlight {self._socket!r}>"
@@ -112,6 +123,11 @@ class FileInFlight(InFlight):
             return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD, 0)
         finally:
             os.close(fd)
+
+    def kernel_number(self) -> int | None:
+        if self._fd < 0:
+            raise ValueError("reference already used")
+        return self._fd
 
     def __repr__(self) -> str:
         return f"<FileInFlight parked at {self._fd}>"

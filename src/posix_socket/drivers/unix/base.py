@@ -149,7 +149,7 @@ class UnixSocket:
     __slots__ = ("space", "budget", "type", "proto", "name", "inode", "inode_fd", "peer",
                  "state", "shutdown", "error", "rx", "rx_bytes", "wmem", "sndbuf",
                  "rcvbuf", "passcred", "peercred", "options", "linger", "dead",
-                 "__weakref__")
+                 "kernel", "__weakref__")
 
     def __init__(self, space: Namespace, budget: Any, type: int, proto: int) -> None:
         self.space = space
@@ -173,8 +173,12 @@ class UnixSocket:
         self.options: dict[int, int] | None = None  # plain SOL_SOCKET options changed
         self.linger = (0, 0)
         self.dead = False  # closed (SOCK_DEAD)
+        self.kernel: Any = None  # the kernel socket it delegates to (kernel.py), if any
 
     # -- names -----------------------------------------------------------------------
+
+    def bind(self, raw: bytes) -> None:
+        self.space.bind(self, raw)
 
     def getsockname(self) -> str | bytes:
         return to_stdlib(self.name)

@@ -8,9 +8,12 @@ SCM_CREDENTIALS, and SCM_RIGHTS passing any descriptor of the process.
 
 Two things stay with the kernel on purpose:
 
-* A path bound by a kernel socket (another process, or the host driver) is a socket
-  file like any other, but nothing of this driver listens there: connecting to it from
-  a virtual socket is ECONNREFUSED, and the other way round too.
+* A name this driver's sockets do not own (a socket file bound by another process or
+  the host driver, an abstract name not bound here) is the kernel's: connect/sendto to
+  it makes the socket the stand-in of a kernel socket for the rest of its life
+  (kernel.py), so programs keep talking to their agents and daemons.  The other way
+  round cannot work: another process connecting to a path a virtual socket is bound
+  to finds no kernel socket there (ECONNREFUSED).
 * asyncio's self-pipe is a ``socket.socketpair()`` handed to ``signal.set_wakeup_fd``,
   and the C signal handler writes to that number directly, past any Python layer.  A
   virtual pair would swallow the wake-up, so the stdlib drop-in's ``socketpair`` keeps
@@ -49,6 +52,8 @@ from .base import (
     joined,
 )
 from .dgram import DgramSocket, other_waiters
+from .kernel import connect_out, send_out
+from .names import KernelName
 from .stream import SeqpacketSocket, StreamSocket, pair
 
 __all__ = ["UnixDriver"]
@@ -127,7 +132,7 @@ class UnixDriver(SocketDriver):
     def bind(self, sock: Any, addr: Any) -> None:
         raw = names.parse(addr)
         with self.lock:
-            self.space.bind(sock, raw)
+            sock.bind(raw)
 
     def listen(self, sock: Any, backlog: int) -> None:
         if not isinstance(sock, StreamSocket):
@@ -136,7 +141,10 @@ class UnixDriver(SocketDriver):
 
     def connect(self, sock: Any, addr: Any) -> None:
         name = names.kernel_name(names.parse(addr))
-        self._run(sock.connect, name)
+        try:
+            self._run(sock.connect, name)
+        except KernelName:
+            self._run(connect_out, sock, name)
 
     def shutdown(self, sock: Any, how: int) -> None:
         self._run(sock.shut, how + 1)  # SHUT_RD/WR/RDWR -> RCV/SEND/both bits
@@ -175,12 +183,21 @@ class UnixDriver(SocketDriver):
         if addr is None:
             return self.send(sock, data, flags)
         # parsed as the stdlib does; what an address means is the socket type's business
-        return self._run(sock.sendto, names.parse(addr), bytes(data), flags, None, None)
+        raw = names.parse(addr)
+        data = bytes(data)
+        try:
+            return self._run(sock.sendto, raw, data, flags, None, None)
+        except KernelName:
+            return self._run(send_out, sock, raw, data, flags, None, None)
 
     def sendmsg(self, sock: Any, buffers: Any, ancdata: Any, flags: int, addr: Any) -> int:
         rights, creds = _control(ancdata)
         raw = None if addr is None else names.parse(addr)
-        return self._run(sock.sendto, raw, joined(buffers), flags, rights, creds)
+        data = joined(buffers)
+        try:
+            return self._run(sock.sendto, raw, data, flags, rights, creds)
+        except KernelName:
+            return self._run(send_out, sock, raw, data, flags, rights, creds)
 
     def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
         if bufsize == 0:
@@ -210,6 +227,10 @@ class UnixDriver(SocketDriver):
 
     def poll(self, sock: Any) -> int:
         return sock.poll()
+
+    def kernel_number(self, sock: Any) -> int | None:
+        link = sock.kernel
+        return None if link is None else link.fd
 
     def close(self, sock: Any) -> None:
         if held_here(self.lock):

@@ -26,10 +26,11 @@ from typing import Any, Protocol
 from ...errors import oserror
 from ...parking import park
 
-__all__ = ["Namespace", "parse", "kernel_name", "to_stdlib", "SUN_PATH_SIZE"]
+__all__ = ["Namespace", "KernelName", "parse", "kernel_name", "to_stdlib", "SUN_PATH_SIZE"]
 
 SUN_PATH_SIZE = 108  # sizeof(sockaddr_un.sun_path)
 _AUTOBIND_SPACE = 1 << 20  # five hex digits
+_STALE_LIMIT = 4096
 
 
 class Named(Protocol):
@@ -75,6 +76,14 @@ def to_stdlib(name: bytes | None) -> str | bytes:
     return os.fsdecode(name)
 
 
+class KernelName(Exception):
+    """``find`` met a name no socket of this namespace owns, yet one the kernel may:
+    a socket file not bound here (another process's, the host driver's, or a stale
+    one) or an abstract name not bound here.  Only the kernel can answer for it, so
+    the caller hands the socket to the kernel (kernel.py) or reports the kernel's
+    refusal."""
+
+
 def _os_error(exc: OSError) -> OSError:
     return oserror(exc.errno) if exc.errno else exc
 
@@ -85,6 +94,12 @@ class Namespace:
     def __init__(self) -> None:
         self.abstract: dict[bytes, Named] = {}
         self.inodes: dict[tuple[int, int], Named] = {}
+        # Socket files this namespace made whose sockets closed: (st_dev, st_ino) ->
+        # st_ctime_ns as the socket closed.  No kernel socket can ever listen on a file
+        # made by mknod, so they are refused here without asking the kernel (which
+        # would say the same, but only after the caller's own state checks).  The
+        # change time tells a reused inode apart; the oldest are forgotten past a bound.
+        self.stale: dict[tuple[int, int], int] = {}
 
     # -- binding ---------------------------------------------------------------------
 
@@ -146,17 +161,31 @@ class Namespace:
         elif sock.inode is not None:
             if self.inodes.get(sock.inode) is sock:
                 del self.inodes[sock.inode]
+                self._remember_stale(sock)
             os.close(sock.inode_fd)
             sock.inode, sock.inode_fd = None, -1
+
+    def _remember_stale(self, sock: Named) -> None:
+        try:
+            changed = os.fstat(sock.inode_fd).st_ctime_ns
+        except OSError:
+            return
+        stale = self.stale
+        stale[sock.inode] = changed  # type: ignore[index]
+        if len(stale) > _STALE_LIMIT:
+            del stale[next(iter(stale))]
 
     # -- finding ---------------------------------------------------------------------
 
     def find(self, name: bytes, type: int) -> Any:
         """The live socket ``name`` reaches (unix_find_other): ENOENT and friends from
-        the path lookup, ECONNREFUSED when nothing of ours is bound there, EPROTOTYPE
-        for a socket of another type."""
+        the path lookup, ECONNREFUSED for a file that is no socket or a socket of ours
+        that closed, EPROTOTYPE for a socket of another type; KernelName when nothing
+        of ours is bound there and the kernel decides."""
         if name[0] == 0:
             sock = self.abstract.get(name)
+            if sock is None:
+                raise KernelName(name)
         else:
             try:
                 info = os.stat(name)
@@ -167,11 +196,26 @@ class Namespace:
             if not stat.S_ISSOCK(info.st_mode):
                 raise oserror(errno.ECONNREFUSED)
             sock = self.inodes.get((info.st_dev, info.st_ino))
-        if sock is None or sock.dead:
+            if sock is None:
+                if self.stale.get((info.st_dev, info.st_ino)) == info.st_ctime_ns:
+                    raise oserror(errno.ECONNREFUSED)
+                raise KernelName(name)
+        if sock.dead:
             raise oserror(errno.ECONNREFUSED)
         if sock.type != type:
             raise oserror(errno.EPROTOTYPE)
         return sock
+
+
+    def owns(self, name: bytes) -> bool:
+        """Whether a socket of this namespace is bound to ``name`` (a kernel name)."""
+        if name[:1] == b"\0":
+            return name in self.abstract
+        try:
+            info = os.stat(name)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) in self.inodes
 
 
 def _unlink_quietly(path: bytes) -> None:
