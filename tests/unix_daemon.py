@@ -11,6 +11,7 @@ datagrams, to the sender's address):
 
     echo:DATA   DATA back                  cred   "parent" if SO_PEERCRED names the
     peer        the peer's name, repr'd           process that started it, else "other"
+    bulk:N      N bytes b"x"              sink:N\\n  reads N more bytes, answers "sunk N"
     rights      b"file" and, in SCM_RIGHTS, a pipe holding b"from the daemon"
     read        reads the descriptor that came with the command; answers its bytes
     shut        shutdown(SHUT_WR) of the connection     close  closes it
@@ -120,6 +121,19 @@ def serve_connection(conn: socket.socket) -> None:
                 return
             if data == b"shut":
                 conn.shutdown(socket.SHUT_WR)
+                continue
+            if data.startswith(b"sink:"):  # b"sink:N\n", the N bytes may follow at once
+                count, _newline, first = data[5:].partition(b"\n")
+                want = int(count) - len(first)
+                while want > 0:
+                    chunk = conn.recv(min(want, 65536))
+                    if not chunk:
+                        return
+                    want -= len(chunk)
+                conn.sendall(b"sunk " + count)
+                continue
+            if data.startswith(b"bulk:"):
+                conn.sendall(b"x" * int(data[5:]))
                 continue
             reply = answer(data, fds, cred, peer)
             for fd in fds:
