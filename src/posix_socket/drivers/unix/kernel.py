@@ -394,7 +394,9 @@ class _Pump:
     Started with the first kernel-backed socket; a forked child starts its own."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a finalizer run by the garbage collector in the middle of the
+        # pump's own bookkeeping may close a kernel-backed socket (remove).
+        self._lock = threading.RLock()
         self._owners: dict[int, Any] = {}
         self._timers: list[tuple[float, int, Any]] = []
         self._order = itertools.count()
@@ -473,7 +475,7 @@ class _Pump:
     def _after_fork(self) -> None:
         """The child has the kernel sockets but not the thread; the epoll it inherited
         is the parent's, so it is let go without touching its registrations."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         owners, self._owners = self._owners, {}
         timers, self._timers = self._timers, []
         if self._epoll is not None:
