@@ -307,3 +307,25 @@ def test_a_kernel_backed_socket_passes_its_kernel_socket(virtual, tmp_path):
             posix.close(passed)
             carrier_conn.close()
             passed_conn.close()
+
+
+def test_a_socket_the_kernel_refuses_goes_back_to_being_virtual(virtual, tmp_path):
+    """Named or not, a socket whose first kernel call fails is virtual again, holding
+    its name (the file its kernel socket left), so virtual sockets reach it directly."""
+    stale, mine = str(tmp_path / "stale"), str(tmp_path / "mine")
+    with KernelSocket(AF_UNIX, DGRAM) as leftover:
+        leftover.bind(stale)
+    fd = posix.socket(AF_UNIX, DGRAM)
+    sender = posix.socket(AF_UNIX, DGRAM)
+    try:
+        posix.bind(fd, mine)
+        assert errno_and_text(lambda: posix.sendto(fd, b"x", 0, stale))[0] == errno.ECONNREFUSED
+        sock = descriptors.lookup(fd).sock
+        assert not isinstance(sock, kernel.KernelBacked) and sock.kernel is None
+        assert virtual.space.inodes[sock.inode] is sock
+        posix.sendto(sender, b"virtual", 0, mine)
+        assert not isinstance(descriptors.lookup(sender).sock, kernel.KernelBacked)
+        assert posix.recvfrom(fd, 100) == (b"virtual", None)
+    finally:
+        posix.close(fd)
+        posix.close(sender)

@@ -785,3 +785,38 @@ def scenario_unix_kernel_daemon_full_backlog(api: Recorder, env: Env) -> None:
         api.poll([(first, POLL_ALL), (second, POLL_ALL)], 0)
         api.getpeername(first)
         api.getpeername(second)
+
+
+@scenario(*ALL, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_refusal_leaves_a_bound_socket_as_it_was(api: Recorder,
+                                                                  env: Env) -> None:
+    """A bound socket (path or abstract) that the kernel refuses (a stale socket file
+    of another process) keeps its name, its file and its mode, and is reached there."""
+    stale = env.address()
+    leftover = _socket.socket(_socket.AF_UNIX, env.type)
+    leftover.bind(stale)
+    leftover.close()
+    mine = env.address()
+    abstract = b"\0posix-socket-test-refused-%d" % os.getpid()
+    for name in (mine, abstract):
+        fd = api.socket(env.family, env.type)
+        api.bind(fd, name)
+        if name is mine:
+            os.chmod(mine, 0o750)
+        if env.type == DGRAM:
+            api.sendto(fd, b"x", 0, stale)
+        api.connect(fd, stale)
+        api.getsockname(fd)
+        if name is mine:
+            api.note("our socket file", file_facts(mine))
+        if env.type != DGRAM:
+            api.listen(fd, 4)
+        client = api.socket(env.family, env.type)
+        api.connect(client, name)
+        api.send(client, b"still reached")
+        if env.type == DGRAM:
+            api.recvfrom(fd, 100)
+        else:
+            server, _peer = api.accept(fd)
+            api.recv(server, 100)
+        api.close(fd)

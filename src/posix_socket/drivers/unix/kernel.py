@@ -18,8 +18,10 @@ Decisions (the README's "Unix sockets of other processes" says them for users):
   kernel.  The peer then sees the name, as on Linux, and its replies arrive.  A file
   unlinked or replaced meanwhile stays as it is and the kernel socket is unnamed.  From
   then on the name is the kernel's: a virtual socket addressing it goes to the kernel.
-* A socket whose first kernel call fails and which had no name goes back to being
-  virtual, so a later connect to a virtual name works; a named one stays the kernel's.
+* A socket whose first kernel call fails (the kernel refuses the name) goes back to
+  being virtual, its name too (the kernel socket's file becomes its binding), so a
+  later connect to a virtual name works.  Would-block (a full backlog) is no failure:
+  the socket stays the kernel's and the retry is the kernel's.
 * One world per socket.  A datagram socket that virtual sockets depend on (one is
   connected to it, or messages wait in its queue) cannot move, and a socket that moved
   cannot reach virtual names: both are EOPNOTSUPP with a message saying so, never a
@@ -93,11 +95,12 @@ def crossing(detail: str) -> OSError:
 class Link:
     """A kernel-backed socket's kernel side."""
 
-    __slots__ = ("socket", "fd", "stalled", "pause")
+    __slots__ = ("socket", "fd", "stalled", "pause", "took_name")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, took_name: bool = False) -> None:
         self.socket = sock
         self.fd = sock.fileno()
+        self.took_name = took_name  # the virtual socket's name went to the kernel socket
         self.stalled = False  # a sendto found the receiver full: poll says unwritable
         self.pause = _PAUSE
 
@@ -306,18 +309,16 @@ def _check_movable(sock: Any, connecting: bool) -> None:
 
 
 def _reach(sock: Any, touched: list, attempt: Any) -> Any:
-    """Back ``sock`` with a kernel socket and make its first kernel call.  A socket
-    that had no name goes back to being virtual if that call fails (not merely would
-    block): nothing of it is the kernel's yet."""
-    named = sock.name is not None
+    """Back ``sock`` with a kernel socket and make its first kernel call.  If that call
+    fails (not merely would block) the socket goes back to being virtual, its name
+    with it: nothing of it is the kernel's yet."""
     _become(sock, touched)
     try:
         return attempt()
     except BlockingIOError:
         raise
     except BaseException:
-        if not named:
-            _leave(sock)
+        _leave(sock)
         raise
 
 
@@ -325,23 +326,33 @@ def _become(sock: Any, touched: list) -> None:
     ksock = _kernel_socket(sock.type, sock.proto)
     try:
         _copy_options(sock, ksock)
-        if sock.name is not None:
-            _move_name(sock, ksock)
+        took_name = sock.name is not None and _move_name(sock, ksock)
     except BaseException:
         ksock.close()
         raise
-    sock.kernel = Link(ksock)
+    sock.kernel = Link(ksock, took_name)
     sock.__class__ = _KERNEL_KIND[type(sock)]
     _PUMP.add(sock)
     touched.append(sock)
 
 
 def _leave(sock: Any) -> None:
+    """Undo ``_become``: the kernel socket closes; a name it took comes back (its file
+    stays, as every socket file does, and becomes the virtual socket's again)."""
     link = sock.kernel
     _PUMP.remove(sock)
     link.socket.close()
     sock.kernel = None
     sock.__class__ = _VIRTUAL_KIND[type(sock)]
+    name = sock.name
+    if link.took_name and name:
+        if name[0] == 0:
+            sock.space.abstract[name] = sock
+        else:
+            try:
+                sock.space.hold_file(sock, name)
+            except OSError:
+                pass  # replaced meanwhile: a name nobody reaches, as after unlink
 
 
 def _copy_options(sock: UnixSocket, ksock: socket.socket) -> None:
@@ -358,8 +369,9 @@ def _copy_options(sock: UnixSocket, ksock: socket.socket) -> None:
         ksock.setsockopt(SOL_SOCKET, optname, value)
 
 
-def _move_name(sock: UnixSocket, ksock: socket.socket) -> None:
-    """Give the virtual socket's name to its kernel socket (see the module docstring)."""
+def _move_name(sock: UnixSocket, ksock: socket.socket) -> bool:
+    """Give the virtual socket's name to its kernel socket (see the module docstring);
+    False if the name stays behind, its file gone or replaced."""
     name = sock.name
     space = sock.space
     assert name is not None
@@ -370,7 +382,7 @@ def _move_name(sock: UnixSocket, ksock: socket.socket) -> None:
         except OSError:
             space.abstract[name] = sock  # still the virtual socket's
             raise
-        return
+        return True
     try:
         info = os.lstat(name)
     except OSError:
@@ -378,12 +390,16 @@ def _move_name(sock: UnixSocket, ksock: socket.socket) -> None:
     ours = info is not None and (info.st_dev, info.st_ino) == sock.inode
     space.unbind(sock)
     if not ours or info is None:
-        return  # unlinked or replaced: Linux's socket keeps a name nobody reaches
+        return False  # unlinked or replaced: Linux's socket keeps a name nobody reaches
     os.unlink(name)
-    ksock.bind(name)
-    mode = stat.S_IMODE(info.st_mode)
-    if stat.S_IMODE(os.lstat(name).st_mode) != mode:
-        os.chmod(name, mode)
+    try:
+        ksock.bind(name)
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_IMODE(os.lstat(name).st_mode) != mode:
+            os.chmod(name, mode)
+    except OSError:  # lost a race for the path: the name stays behind, as above
+        return False
+    return True
 
 
 # -- the pump: kernel readiness -> notify ---------------------------------------------------

@@ -129,15 +129,27 @@ class Namespace:
             _unlink_quietly(path)
             raise oserror(errno.EINVAL)
         try:
-            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-            info = os.fstat(fd)
+            self.hold_file(sock, path)
         except OSError as exc:  # replaced under our feet: as if bind lost the race
             _unlink_quietly(path)
             raise _os_error(exc) from None
+
+    def hold_file(self, sock: Named, path: bytes) -> None:
+        """Make the socket file at ``path`` the socket's binding: the one its bind just
+        made, or the one its kernel socket leaves behind when it gives the name back."""
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISSOCK(info.st_mode):
+                raise oserror(errno.EADDRINUSE)
+        except BaseException:
+            os.close(fd)
+            raise
         sock.inode_fd = park(fd)
         sock.inode = (info.st_dev, info.st_ino)
         sock.name = path
         self.inodes[sock.inode] = sock
+        self.stale.pop(sock.inode, None)
 
     def autobind(self, sock: Named) -> None:
         """Give an unnamed socket Linux's autobind name: NUL and five hex digits."""
