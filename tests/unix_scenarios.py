@@ -820,3 +820,20 @@ def scenario_unix_kernel_refusal_leaves_a_bound_socket_as_it_was(api: Recorder,
             server, _peer = api.accept(fd)
             api.recv(server, 100)
         api.close(fd)
+
+
+@scenario(*ALL, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_kernel_daemon_abstract_name(api: Recorder, env: Env) -> None:
+    """Another process's abstract name: taken for bind (EADDRINUSE), reached by
+    connect, named by getpeername and recvfrom."""
+    name = b"\0posix-socket-test-daemon-%d" % os.getpid()
+    with unix_daemon.running(name, env.type):
+        taken = api.socket(env.family, env.type)
+        api.bind(taken, name)
+        fd = api.socket(env.family, env.type)
+        if env.type == DGRAM:
+            api.bind(fd, env.address())
+        api.connect(fd, name)
+        api.getpeername(fd)
+        api.send(fd, b"echo:abstract")
+        api.recvfrom(fd, 100)

@@ -6,8 +6,8 @@
   reaches its socket, a file unlinked and made again does not.  Like Linux's socket,
   which pins the inode, a bound socket keeps the file open (O_PATH, parked out of the
   way of the program's numbers) so the inode number cannot be reused while it lives.
-* An abstract name (a leading NUL byte) lives only in one ``Namespace``, one per
-  driver, as Linux's live in one network namespace.
+* An abstract name (a leading NUL byte) lives in one ``Namespace``, one per driver,
+  as Linux's live in one network namespace; a name a kernel socket holds is taken.
 * Autobind (bind to "", or sending with SO_PASSCRED while unnamed) picks Linux's
   b"\\0" + five hex digits.
 
@@ -17,6 +17,7 @@ names, '' for an unnamed socket (None where the kernel reports no address at all
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import random
@@ -109,7 +110,7 @@ class Namespace:
         elif raw[0] == 0:
             if sock.name is not None:
                 raise oserror(errno.EINVAL)
-            if raw in self.abstract:
+            if raw in self.abstract or kernel_holds(raw, sock.type):
                 raise oserror(errno.EADDRINUSE)
             self.abstract[raw] = sock
             sock.name = raw
@@ -158,7 +159,7 @@ class Namespace:
         start = random.randrange(_AUTOBIND_SPACE)
         for step in range(_AUTOBIND_SPACE):
             name = b"\0" + b"%05x" % ((start + step) % _AUTOBIND_SPACE)
-            if name not in self.abstract:
+            if name not in self.abstract and not kernel_holds(name, sock.type):
                 self.abstract[name] = sock
                 sock.name = name
                 return
@@ -228,6 +229,23 @@ class Namespace:
         except OSError:
             return False
         return (info.st_dev, info.st_ino) in self.inodes
+
+
+def kernel_holds(name: bytes, type: int) -> bool:
+    """Whether a kernel socket (another process's) has the abstract name ``name`` for
+    a socket of ``type``.  Abstract names live one namespace per network namespace,
+    and this driver's names share it with the kernel's: a name taken there is
+    EADDRINUSE here too (and could not move to a kernel socket later).  Asked by
+    binding a throwaway kernel socket of the same type (Linux 6 keeps abstract names
+    apart per type; older kernels do not, and the probe follows either)."""
+    probe = _socket.socket(_socket.AF_UNIX, type | _socket.SOCK_CLOEXEC)
+    try:
+        probe.bind(name)
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    finally:
+        probe.close()
+    return False
 
 
 def _unlink_quietly(path: bytes) -> None:
