@@ -55,6 +55,7 @@ _EXPECTED = (OSError, TypeError, ValueError, OverflowError)
 
 _files = descriptors._files  # the hot path reads the table directly
 _KERNEL_POLL = _select.poll  # the kernel's: patch() puts the drop-in in the select module
+_KERNEL_SELECT = _select.select
 
 
 # -- argument checks: the stdlib's exceptions for the stdlib's mistakes ------------------
@@ -149,8 +150,35 @@ def _call(f: OpenSocket, op: str, *args: Any) -> Any:
 # -- waiting (virtual sockets only; the kernel waits for its own) ------------------------
 
 def _wait(f: OpenSocket, events: int, timeout: float | None) -> bool:
+    """Park until ``f`` polls ``events`` (or an error or hang-up); False on timeout.
+
+    The caller holds ``f`` (``_using``): closing its numbers in another thread does not
+    end the wait, as on Linux, where a call keeps the open file it started on."""
     mask = events | POLLERR | POLLHUP
-    return readiness.wait((f.watch,), lambda: f.closed or bool(f.revents() & mask), timeout)
+    return readiness.wait((f.watch,), lambda: bool(f.revents() & mask), timeout)
+
+
+class _Using:
+    """A blocking call's reference to the description it waits on, taken on the slow
+    path only (a call that does not wait costs nothing).  Like the reference a Linux
+    syscall holds on its ``struct file``: a close of the last number in another thread
+    leaves the socket open, and the call waiting, until the call is over; the last
+    reference to go runs the driver's close.  EBADF if the socket is already gone."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f: OpenSocket) -> None:
+        self.f = f
+
+    def __enter__(self) -> OpenSocket:
+        try:
+            descriptors.hold(self.f)
+        except ValueError:
+            raise oserror(errno.EBADF) from None
+        return self.f
+
+    def __exit__(self, *exc_info: object) -> None:
+        descriptors.drop(self.f)
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -165,19 +193,18 @@ def _retry(f: OpenSocket, events: int, timeout: float | None, op: str,
            attempt: Callable[[], Any]) -> Any:
     """Call ``attempt`` until it stops raising BlockingIOError, parking in between."""
     deadline = _deadline(timeout)
-    while True:
-        if not _wait(f, events, _remaining(deadline)):
-            raise oserror(errno.EAGAIN)
-        if f.closed:
-            raise oserror(errno.EBADF)
-        try:
-            return attempt()
-        except BlockingIOError:
-            continue
-        except _EXPECTED:
-            raise
-        except Exception as exc:
-            raise _failure(f, op, exc) from exc
+    with _Using(f):
+        while True:
+            if not _wait(f, events, _remaining(deadline)):
+                raise oserror(errno.EAGAIN)
+            try:
+                return attempt()
+            except BlockingIOError:
+                continue
+            except _EXPECTED:
+                raise
+            except Exception as exc:
+                raise _failure(f, op, exc) from exc
 
 
 def _receive(f: OpenSocket, op: str, flags: int, bufsize: int,
@@ -232,29 +259,35 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
     dontwait = f.nonblocking or flags & MSG_DONTWAIT
     stream = f.type == SOCK_STREAM
     deadline = _deadline(f.sndtimeo)
-    while True:
-        try:
-            sent += attempt(sent)
-        except BlockingIOError:
-            if dontwait:
+    using: _Using | None = None  # taken before the first wait
+    try:
+        while True:
+            try:
+                sent += attempt(sent)
+            except BlockingIOError:
+                if dontwait:
+                    if sent:
+                        return sent
+                    raise
+                if using is None:
+                    using = _Using(f)
+                    using.__enter__()
+                if not _wait(f, POLLOUT, _remaining(deadline)):
+                    if sent:
+                        return sent
+                    raise oserror(errno.EAGAIN) from None
+                continue
+            except _EXPECTED:
                 if sent:
                     return sent
                 raise
-            if not _wait(f, POLLOUT, _remaining(deadline)):
-                if sent:
-                    return sent
-                raise oserror(errno.EAGAIN) from None
-            if f.closed:
-                raise oserror(errno.EBADF) from None
-            continue
-        except _EXPECTED:
-            if sent:
+            except Exception as exc:
+                raise _failure(f, op, exc) from exc
+            if dontwait or not stream or sent >= size:
                 return sent
-            raise
-        except Exception as exc:
-            raise _failure(f, op, exc) from exc
-        if dontwait or not stream or sent >= size:
-            return sent
+    finally:
+        if using is not None:
+            using.__exit__()
 
 
 # -- creation ----------------------------------------------------------------------------
@@ -493,26 +526,25 @@ def connect(fd: int, addr: Any) -> None:
             raise
         except Exception as exc:
             raise _failure(f, "connect", exc) from exc
-    return _connect_wait(f, addr, pending)
+    with _Using(f):
+        return _connect_wait(f, addr, pending)
 
 
 def _connect_wait(f: OpenSocket, addr: Any, pending: int) -> None:
     """A blocking connect the driver has not answered yet: a full backlog (EAGAIN) or
-    a handshake under way (EINPROGRESS, EALREADY)."""
+    a handshake under way (EINPROGRESS, EALREADY).  The caller holds ``f``."""
     deadline = _deadline(f.sndtimeo)
     pause = _BACKLOG_PAUSE
     while pending not in (errno.EINPROGRESS, errno.EALREADY):
         # A full backlog (EAGAIN).  Room appears on the listener, which only the driver
         # can name, and an unconnected socket is already writable, so no readiness of
-        # ``f`` tells when to try again: back off instead of spinning.  Close still
-        # wakes the nap at once, signals interrupt it, SO_SNDTIMEO ends it with EAGAIN.
+        # ``f`` tells when to try again: back off instead of spinning.  Signals
+        # interrupt the nap, SO_SNDTIMEO ends it with EAGAIN.
         remaining = _remaining(deadline)
         if remaining is not None and remaining <= 0:
             raise oserror(errno.EAGAIN)
-        readiness.wait((f.watch,), lambda: f.closed,
+        readiness.wait((f.watch,), lambda: False,
                        pause if remaining is None else min(pause, remaining))
-        if f.closed:
-            raise oserror(errno.EBADF)
         pause = min(pause * 2, _BACKLOG_PAUSE_MAX)
         try:
             _call(f, "connect", addr)
@@ -524,8 +556,6 @@ def _connect_wait(f: OpenSocket, addr: Any, pending: int) -> None:
     while True:  # as inet_stream_connect after its wait: connect again collects the outcome
         if not _wait(f, POLLOUT, _remaining(deadline)):
             raise oserror(pending)
-        if f.closed:
-            raise oserror(errno.EBADF)
         try:
             _call(f, "connect", addr)
             return
@@ -1052,12 +1082,19 @@ def _poll_entries(fds: Iterable[Any]) -> list[tuple[int, int]]:
     return entries
 
 
-def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int]:
+def _scan(entries: Sequence[tuple[int, int]], timeout: float | None,
+          vanished: int = POLLNVAL) -> list[int]:
     """Wait until some entry is ready; return every entry's revents.
 
     Virtual sockets are asked directly and wake the waiter through their Watch;
     everything else (kernel sockets, pipes, closed numbers) is left to the kernel's
     poll, with the waiter's eventfd in the set so a virtual event interrupts it.
+
+    As Linux's poll keeps a reference to each file it waits on, a virtual socket
+    whose numbers are closed by another thread during the wait stays open and does
+    not end it; the next look (an event on it or another entry, or the timeout)
+    reports it as ``vanished`` (poll: POLLNVAL; select: the ready bits Linux gives a
+    descriptor that has no file any more), limited to the events asked for.
     """
     revents = [0] * len(entries)
     virtual: list[tuple[int, OpenSocket]] = []
@@ -1071,11 +1108,13 @@ def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int
         else:
             kernel[fd] = kernel.get(fd, 0) | events
     kernel_ready: dict[int, int] = {}
+    waited = False
+    closed_before: set[int] = set()
 
     def scan_virtual() -> bool:
         found = False
         for index, f in virtual:
-            bits = POLLNVAL if f.closed else (
+            bits = vanished & (entries[index][1] | POLLNVAL) if f.closed else (
                 f.revents() & (entries[index][1] | POLLERR | POLLHUP))
             revents[index] = bits
             found = found or bool(bits)
@@ -1098,17 +1137,33 @@ def _scan(entries: Sequence[tuple[int, int]], timeout: float | None) -> list[int
         found = scan_virtual()
         if kernel:
             found = poll_kernel(-1, 0) or found
+            closed_before = {fd for fd, bits in kernel_ready.items() if bits & POLLNVAL}
         if not found and (timeout is None or timeout > 0):
-            readiness.wait([f.watch for _, f in virtual], scan_virtual, timeout,
-                           poll_kernel if kernel else None)
-            scan_virtual()
-            if kernel:
-                poll_kernel(-1, 0)
+            waited = True
+            held = []
+            try:
+                for _, f in virtual:
+                    try:
+                        descriptors.hold(f)
+                    except ValueError:  # released just now: scan_virtual says closed
+                        continue
+                    held.append(f)
+                readiness.wait([f.watch for _, f in virtual], scan_virtual, timeout,
+                               poll_kernel if kernel else None)
+                scan_virtual()
+                if kernel:
+                    poll_kernel(-1, 0)
+            finally:
+                for f in held:
+                    descriptors.drop(f)
     for index, (fd, events) in enumerate(entries):
         if fd in kernel_ready and (fd in kernel):
             f = _files.get(fd)
             if f is None or f.kernel is not None:
-                revents[index] = kernel_ready[fd] & (events | POLLERR | POLLHUP | POLLNVAL)
+                bits = kernel_ready[fd]
+                if bits & POLLNVAL and waited and fd not in closed_before:
+                    bits = vanished  # a kernel descriptor closed during the wait
+                revents[index] = bits & (events | POLLERR | POLLHUP | POLLNVAL)
     return revents
 
 
@@ -1150,6 +1205,9 @@ def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[
 
 
 _READ_SET = POLLIN | POLLHUP | POLLERR
+# What Linux's select finds for a descriptor closed while it waited (no file: the
+# kernel's DEFAULT_POLLMASK): readable and writable, if asked.
+_SELECT_VANISHED = POLLIN | POLLOUT
 _WRITE_SET = POLLOUT | POLLERR
 
 
@@ -1168,13 +1226,18 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
         raise TypeError("arguments 1-3 must be sequences") from None
     wanted = (POLLIN, POLLOUT, POLLPRI)
     entries = []
+    virtual = False
     for objs, events in zip(groups, wanted, strict=True):
         for obj in objs:
             fd = _fileno(obj)
             if fd >= FD_SETSIZE:
                 raise ValueError("filedescriptor out of range in select()")
             entries.append((fd, events))
-    revents = _scan(entries, timeout)
+            f = _files.get(fd)
+            virtual = virtual or (f is not None and f.kernel is None)
+    if not virtual:
+        return _kernel_select(groups, entries, timeout)
+    revents = _scan(entries, timeout, _SELECT_VANISHED)
     if any(bits & POLLNVAL for bits in revents):
         raise oserror(errno.EBADF)
     ready: tuple[list, list, list] = ([], [], [])
@@ -1186,3 +1249,20 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
                 ready[group].append(obj)
             index += 1
     return ready
+
+
+def _kernel_select(groups: list[list], entries: list[tuple[int, int]],
+                   timeout: float | None) -> tuple[list, list, list]:
+    """Only kernel descriptors: the kernel's own select, which alone can tell a number
+    closed before the call (EBADF) from one closed by another thread during the wait
+    (reported ready, as the kernel does for a descriptor with no file)."""
+    numbers: list[list[int]] = [[], [], []]
+    index = 0
+    for group, objs in enumerate(groups):
+        for _obj in objs:
+            numbers[group].append(entries[index][0])
+            index += 1
+    found = _KERNEL_SELECT(*numbers, timeout)
+    return tuple([obj for obj, fd in zip(objs, group_numbers, strict=True) if fd in ready]
+                 for objs, group_numbers, ready in zip(
+                     groups, numbers, map(set, found), strict=True))  # type: ignore[return-value]

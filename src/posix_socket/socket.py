@@ -208,6 +208,9 @@ class socket(_stdlib.socket):
             remaining = deadline - _time.monotonic()
             if remaining <= 0 or not _posix.poll([(number, events)], _ms(remaining)):
                 raise TimeoutError("timed out")
+            # Closed by another thread meanwhile: -1 (EBADF), as CPython retries on
+            # the object's number, never on one the process may have reused.
+            number = _fileno(self)
 
     # -- connections ------------------------------------------------------------------
 
