@@ -137,6 +137,11 @@ class _Adopted(OpenSocket):
 
 _files: dict[int, OpenSocket] = {}
 _lock = threading.RLock()
+# Changes (an int, replaced) each time a number stops naming a kernel socket (closed,
+# forgotten, replaced by dup2).  Whoever looked up what a number names may keep
+# trusting that answer for a kernel socket while this still holds the same int object:
+# the drop-in's kernel sockets call the kernel on their number directly (see there).
+kernel_unlinks: list[int] = [0]
 _placeholder_number = -1  # its number, once made: every reserve duplicates it
 _HOST = HostDriver()
 _dupfd = fcntl.fcntl
@@ -305,6 +310,8 @@ def close(fd: int) -> bool:
         f = _files.pop(fd, None)
         if f is None:
             return False
+        if f.kernel is not None:
+            kernel_unlinks[0] += 1
         numbers = f.numbers
         numbers.discard(fd)
         os.close(fd)
@@ -330,6 +337,8 @@ def forget(fd: int) -> None:
         f = _files.pop(fd, None)
         if f is None:
             return
+        if f.kernel is not None:
+            kernel_unlinks[0] += 1
         f.numbers.discard(fd)
         last = not f.numbers
         if last:
@@ -357,6 +366,8 @@ def dup2(fd: int, fd2: int, inheritable: bool) -> int:
         os.dup2(fd, fd2, inheritable=inheritable)
         if old is not None:
             del _files[fd2]
+            if old.kernel is not None:
+                kernel_unlinks[0] += 1
             old.numbers.discard(fd2)
             if not old.numbers:
                 old.closed = True

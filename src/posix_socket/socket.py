@@ -56,6 +56,10 @@ _SOCK_TYPE_MASK = 0xF
 _C = _stdlib._socket.socket  # the C base: holds the number, family, type and proto
 _fileno = _C.fileno  # the number as the C base holds it, without arming anything
 _KERNEL = _HostDriver()
+_files = _descriptors._files
+_kernel_unlinks = _descriptors.kernel_unlinks
+# The C base's own calls, for sockets whose number is the kernel's (see _kernel_number).
+_kernel_send, _kernel_recv = _C.send, _C.recv
 
 
 def _ms(seconds: float) -> int:
@@ -65,7 +69,11 @@ def _ms(seconds: float) -> int:
 class socket(_stdlib.socket):
     """A socket object over a layer descriptor (see the module docstring)."""
 
-    __slots__ = ("_timeout",)
+    # ``_kernel``: the description of the number when it was made, if the plain host
+    # driver serves it (a kernel socket), else None.  ``_kernel_checked``: the
+    # ``descriptors.kernel_unlinks`` int seen when the number was last found to still
+    # name it (see _kernel_number), else None.
+    __slots__ = ("_timeout", "_kernel", "_kernel_checked")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None) -> None:
@@ -91,6 +99,14 @@ class socket(_stdlib.socket):
         self._io_refs = 0
         self._closed = False
         self._timeout: float | None = None
+        checked = _kernel_unlinks[0]
+        entry = _files.get(number)
+        if entry is not None and entry.kernel is not None and (
+                entry.driver.__class__ is _HostDriver):
+            self._kernel: Any = entry
+            self._kernel_checked: int | None = checked
+        else:
+            self._kernel = self._kernel_checked = None
         # As CPython: SOCK_NONBLOCK means a zero timeout, else the default timeout.
         initial = 0.0 if type & _NONBLOCKING_TYPE else _stdlib.getdefaulttimeout()
         if initial is not None:
@@ -104,6 +120,28 @@ class socket(_stdlib.socket):
         if number < 0:
             raise OSError(_errno.EBADF, "Bad file descriptor")
         return number
+
+    def _kernel_number(self) -> bool:
+        """Whether the number still names the kernel socket it named when this object
+        was made.  Once it does not (closed, detached, replaced by dup2), the layer's
+        table decides from then on.
+
+        Such a number is a duplicate of the host driver's own descriptor: the C base's
+        methods on it are the stdlib's calls on the same kernel socket, under the C
+        base's timeout (which settimeout keeps), so the hot methods call them directly
+        and skip the layer, which would only hand them to the kernel too.
+        ``_kernel_checked`` caches the answer until a kernel socket's number goes
+        anywhere (``descriptors.kernel_unlinks``).
+        """
+        entry = self._kernel
+        if entry is None:
+            return False
+        checked = _kernel_unlinks[0]
+        if _files.get(_fileno(self)) is not entry:
+            self._kernel = self._kernel_checked = None
+            return False
+        self._kernel_checked = checked
+        return True
 
     def fileno(self) -> int:
         """The number, now also showing the socket's readiness to the kernel's
@@ -183,8 +221,10 @@ class socket(_stdlib.socket):
                 raise ValueError("Invalid value NaN (not a number)")
             if value < 0:
                 raise ValueError("Timeout value out of range")
-        number = self._number()
-        _set_nonblocking(number, value is not None)
+        if self._kernel_number():  # the C base's timeout is the one its calls use
+            _C.settimeout(self, value)
+        else:
+            _set_nonblocking(self._number(), value is not None)
         self._timeout = value
 
     def getblocking(self) -> bool:
@@ -294,16 +334,23 @@ class socket(_stdlib.socket):
 
     # -- data ---------------------------------------------------------------------------
 
-    # send and recv are the hot path: without a timeout they are one posix call (a
-    # closed socket's number is -1, which posix answers with EBADF as _number does).
+    # send and recv are the hot path: on a kernel socket's number the C base's call;
+    # else, without a timeout, one posix call (a closed socket's number is -1, which
+    # posix answers with EBADF as _number does).
 
     def send(self, data: Any, flags: int = 0) -> int:
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _kernel_send(self, data, flags)
         if self._timeout:
             return self._call(_POLLOUT, _posix.send, data, flags)
         return _posix.send(_fileno(self), data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send everything; a timeout bounds the whole call, as in CPython."""
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _C.sendall(self, data, flags)
         view = memoryview(data).cast("B") if type(data) is not bytes else data
         total = len(view)
         number = self._number()
@@ -332,6 +379,9 @@ class socket(_stdlib.socket):
             data, flags, target = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args)} given)")
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _C.sendto(self, *args)
         return self._call(_POLLOUT, _posix.sendto, data, flags, target)
 
     def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
@@ -353,11 +403,17 @@ class socket(_stdlib.socket):
         return sent
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _kernel_recv(self, bufsize, flags)
         if self._timeout:
             return self._call(_POLLIN, _posix.recv, bufsize, flags)
         return _posix.recv(_fileno(self), bufsize, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _C.recvfrom(self, bufsize, flags)
         return self._call(_POLLIN, _posix.recvfrom, bufsize, flags)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0,
@@ -371,6 +427,9 @@ class socket(_stdlib.socket):
         return data, ancdata, msg_flags, address
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _C.recv_into(self, buffer, nbytes, flags)
         view = _writable(buffer, "recv_into")
         nbytes = _wanted(nbytes, len(view), "recv_into", "buffer too small for requested bytes")
         data = self.recv(nbytes or len(view), flags)
@@ -378,6 +437,9 @@ class socket(_stdlib.socket):
         return len(data)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        if self._kernel_checked is _kernel_unlinks[0] or (
+                self._kernel is not None and self._kernel_number()):
+            return _C.recvfrom_into(self, buffer, nbytes, flags)
         view = _writable(buffer, "recvfrom_into")
         nbytes = _wanted(nbytes, len(view), "recvfrom_into",
                          "nbytes is greater than the length of the buffer")
