@@ -60,6 +60,11 @@ _files = _descriptors._files
 _kernel_unlinks = _descriptors.kernel_unlinks
 # The C base's own calls, for sockets whose number is the kernel's (see _kernel_number).
 _kernel_send, _kernel_recv = _C.send, _C.recv
+_c_family, _c_type = _C.family.__get__, _C.type.__get__
+# What the stdlib's family/type properties give (its _intenum_converter: the member, or
+# the number itself), as lookups: calling an IntEnum costs a microsecond.
+_FAMILIES = {member.value: member for member in _stdlib.AddressFamily}
+_KINDS = {member.value: member for member in _stdlib.SocketKind}
 
 
 def _ms(seconds: float) -> int:
@@ -83,7 +88,7 @@ class socket(_stdlib.socket):
             proto = 0 if proto == -1 else proto
             number = _posix.socket(family, type | _CLOEXEC, proto, visible=False)
         else:
-            number = _number_of(fileno)
+            number = fileno if fileno.__class__ is int and fileno >= 0 else _number_of(fileno)
             if family == -1:
                 family = _posix.getsockopt(number, _stdlib.SOL_SOCKET, _stdlib.SO_DOMAIN)
             if type == -1:
@@ -260,7 +265,21 @@ class socket(_stdlib.socket):
     def listen(self, backlog: int = min(_stdlib.SOMAXCONN, 128)) -> None:
         _posix.listen(self._number(), max(backlog, 0))
 
+    @property
+    def family(self) -> Any:
+        """Read-only access to the address family for this socket."""
+        family = _c_family(self)
+        return _FAMILIES.get(family, family)
+
+    @property
+    def type(self) -> Any:
+        """Read-only access to the socket type."""
+        kind = _c_type(self)
+        return _KINDS.get(kind, kind)
+
     def _accept(self) -> tuple[int, Any]:
+        if not self._timeout:  # a closed socket's -1 gets EBADF, as from _number
+            return _posix.accept4(_fileno(self), _CLOEXEC, visible=False)
         return self._call(_POLLIN, _accept_number)
 
     def accept(self) -> tuple[socket, Any]:
