@@ -846,6 +846,105 @@ def client_certificates(cert: Certificate) -> dict[str, Any]:
     return {"client": trace, "server": server.join()}
 
 
+PLAINTEXT_ANSWER = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n"
+                    b"Connection: close\r\n\r\n<html><body>Bad request</body></html>\n")
+PROMPT = 4.0  # seconds: a failure that waits for the peer's close or a timeout is late
+
+
+def tls_failure(function: Callable[[], Any]) -> tuple[Any, ...]:
+    """What a failed TLS call shows a program: the exception's class, code, reason,
+    library and message; and whether it came promptly."""
+    start = time.monotonic()
+    try:
+        function()
+        outcome: tuple[Any, ...] = ("returned",)
+    except Exception as exc:
+        outcome = (type(exc).__name__, exc.args[:1], getattr(exc, "reason", None),
+                   getattr(exc, "library", None), str(exc))
+    return (*outcome, "prompt" if time.monotonic() - start < PROMPT else "late")
+
+
+def plaintext_server(trace: Trace, answer: bytes = PLAINTEXT_ANSWER) -> Server:
+    """A server that answers whatever comes first in plaintext (an HTTP server that
+    got a ClientHello) and then keeps the connection open until the client closes
+    it (or ``2 * PROMPT`` passes), so a client waiting for more bytes is late."""
+    def handler(conn: Any, trace: Trace) -> None:
+        conn.settimeout(2 * PROMPT)
+        trace.call("got something", lambda: len(conn.recv(4096)) > 0)
+        conn.sendall(answer)
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    return Server(handler, connections=4)
+
+
+@scenario
+def tls_client_to_a_plaintext_server(cert: Certificate) -> dict[str, Any]:
+    """The peer answers the ClientHello in plaintext: OpenSSL fails on the first five
+    bytes ("wrong version number"), at once, blocking, with a timeout, non-blocking
+    and under asyncio."""
+    server = plaintext_server(Trace())
+    context = cert.client_context()
+    trace = Trace()
+    for timeout in (None, 3 * PROMPT):
+        raw = socket.create_connection((HOST, server.port), timeout=timeout)
+        trace.append(("blocking", timeout, tls_failure(
+            lambda raw=raw: context.wrap_socket(raw, server_hostname=NAME))))
+        trace.call("closed by wrap_socket", raw.fileno)
+        raw.close()
+
+    raw = socket.create_connection((HOST, server.port))
+    raw.setblocking(False)
+    s = context.wrap_socket(raw, server_hostname=NAME, do_handshake_on_connect=False)
+
+    def handshake() -> None:
+        while True:
+            try:
+                return s.do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                wait_for(s, exc, 3 * PROMPT)
+
+    trace.append(("non-blocking", tls_failure(handshake)))
+    s.close()
+
+    async def main() -> tuple[Any, ...]:
+        async def connect() -> None:
+            _, writer = await asyncio.open_connection(HOST, server.port, ssl=context,
+                                                      server_hostname=NAME)
+            writer.close()
+
+        start = time.monotonic()
+        try:
+            await asyncio.wait_for(connect(), 3 * PROMPT)
+            outcome: tuple[Any, ...] = ("returned",)
+        except Exception as exc:
+            outcome = (type(exc).__name__, getattr(exc, "reason", None))
+        return (*outcome, "prompt" if time.monotonic() - start < PROMPT else "late")
+
+    trace.append(("asyncio", asyncio.run(main())))
+    return {"client": trace, "server": server.join()}
+
+
+@scenario
+def plaintext_client_to_a_tls_server(cert: Certificate) -> dict[str, Any]:
+    """An HTTP request sent to a TLS server (which then waits for the answer): the
+    server's handshake fails at once ("http request"), and the client sees why."""
+    def handler(conn: Any, trace: Trace) -> None:
+        conn.settimeout(3 * PROMPT)
+        trace.append(("wrap", tls_failure(
+            lambda: cert.server_context().wrap_socket(conn, server_side=True))))
+
+    server = Server(handler)
+    trace = Trace()
+    with socket.create_connection((HOST, server.port), timeout=3 * PROMPT) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        trace.call("answer", lambda: recv_exactly(c, 1 << 16)[:3])
+    return {"client": trace, "server": server.join()}
+
+
 @scenario
 def ctrl_c_interrupts_a_blocked_recv(cert: Certificate) -> dict[str, Any]:
     release = threading.Event()

@@ -46,8 +46,13 @@ except ImportError:  # Python built without OpenSSL: nothing to patch
 __all__ = ["SSLSocket", "wrap_socket", "virtual_class", "is_virtual", "replacements"]
 
 _POLLIN, _POLLOUT = 1, 4
+_MSG_DONTWAIT = _socket.MSG_DONTWAIT
 _HEADER = 5  # a TLS record header: type, version (2 bytes), length (2 bytes)
 _RECORD = 16384  # the most plaintext one TLS record carries
+# What a TLS record header starts with (change_cipher_spec, alert, handshake,
+# application_data; major version 3) and the longest record body OpenSSL takes.
+_RECORD_TYPES = frozenset((20, 21, 22, 23))
+_MAX_RECORD = _RECORD + 2048
 # Plaintext encrypted per send: a few records, so bulk writes make few sends while
 # at most this much (and its record overhead) waits in memory when the socket is full.
 _WRITE_BATCH = 4 * _RECORD
@@ -226,10 +231,10 @@ class _TLSChannel:
     methods, done by an ``ssl.SSLObject`` whose ciphertext goes through the owner's
     drop-in ``send``/``recv``.
 
-    Reads take at most the rest of one TLS record at a time (its 5-byte header, then
-    exactly its body), as OpenSSL does on a descriptor, so nothing past the TLS stream
-    is ever consumed: after ``unwrap()`` the plaintext that follows the peer's
-    close_notify is still in the socket.  Writes encrypt a few records
+    Reads hand OpenSSL what has arrived, waiting only while nothing has (see
+    ``_fill``), and never read past the end of the current TLS record, as OpenSSL on a
+    descriptor: after ``unwrap()`` the plaintext that follows the peer's close_notify
+    is still in the socket.  Writes encrypt a few records
     (``_WRITE_BATCH``) and send them before the next, so little waits in memory when
     the socket pushes back.
     """
@@ -309,43 +314,58 @@ class _TLSChannel:
             pass
 
     def _fill(self, deadline: _Deadline, what: str, want_read: Exception) -> None:
-        """Read the rest of the current TLS record (its header, then its body) into
-        the incoming BIO, and no further.  A non-blocking socket with nothing there
-        raises ``want_read``; one that runs dry part way returns what it got."""
+        """Hand the incoming BIO what has arrived of the TLS stream, waiting only while
+        nothing has: OpenSSL asked for more bytes, not for a whole record, and may
+        fail on the first five (a peer answering in plaintext: "wrong version number"
+        at once, as on a descriptor, not after a "record" whose length came from the
+        bytes ``HTTP/``).  A non-blocking socket with nothing there raises ``want_read``.
+
+        What has arrived is read without waiting, up to the end of the current record
+        as its header states (its 5-byte header, then its body): OpenSSL reads a
+        descriptor so, and nothing past the TLS stream is consumed -- after ``unwrap()``
+        the plaintext that follows the peer's close_notify is still in the socket.
+        A bulk transfer so costs two reads per record, as with OpenSSL on the kernel.
+        """
         sock = self._sock()
-        progress = False
+        number = _DropIn._number(sock)
         with self._receiving:
-            while True:
+            wanted = self._body_left or _HEADER - len(self._header)
+            try:
+                if deadline.end is not None:
+                    deadline.wait(number, _POLLIN, what)
+                data = _DropIn.recv(sock, wanted)
+            except BlockingIOError:
+                raise want_read from None
+            except TimeoutError:
+                raise TimeoutError(f"The {what} operation timed out") from None
+            while self._took(data):
                 wanted = self._body_left or _HEADER - len(self._header)
                 try:
-                    if deadline.end is not None:
-                        deadline.wait(_DropIn._number(sock), _POLLIN, what)
-                    data = _DropIn.recv(sock, wanted)
+                    data = _posix.recv(number, wanted, _MSG_DONTWAIT)
                 except BlockingIOError:
-                    if progress:
-                        return
-                    raise want_read from None
-                except TimeoutError:
-                    if progress:
-                        return  # the op tries what it has; its next wait times out
-                    raise TimeoutError(f"The {what} operation timed out") from None
-                progress = True
-                with self._state:
-                    if not data:
-                        self._incoming.write_eof()
-                        return
-                    self._incoming.write(data)
-                if self._body_left:
-                    self._body_left -= len(data)
-                    if not self._body_left:
-                        return
-                    continue
-                self._header += data
-                if len(self._header) == _HEADER:
-                    self._body_left = int.from_bytes(self._header[3:5], "big")
-                    self._header = b""
-                    if not self._body_left:
-                        return
+                    return
+
+    def _took(self, data: bytes) -> bool:
+        """Put ``data`` read from the socket into the incoming BIO and follow the
+        record framing; whether the current record still has bytes to come."""
+        with self._state:
+            if not data:
+                self._incoming.write_eof()
+                return False
+            self._incoming.write(data)
+        if self._body_left:
+            self._body_left -= len(data)
+            return self._body_left > 0
+        header = self._header + data
+        if len(header) < _HEADER:
+            self._header = header
+            return True
+        self._header = b""
+        self._body_left = int.from_bytes(header[3:5], "big")
+        # A header OpenSSL may reject (not TLS: an HTTP answer, say) goes to it alone,
+        # as it reads a descriptor; one it accepts has its body read on at once.
+        return (header[0] in _RECORD_TYPES and header[1] == 3
+                and 0 < self._body_left <= _MAX_RECORD)
 
     def _run(self, what: str, op: Any, *args: Any, reading: bool = False) -> Any:
         """``op(*args)`` on the SSLObject until it stops asking for ciphertext.
