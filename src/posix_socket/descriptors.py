@@ -306,6 +306,7 @@ def close(fd: int) -> bool:
     The last number of a socket that is not in flight is released here, under the
     same lock turn that removed the number (every socket's life ends this way).
     """
+    gone = None
     with _lock:
         f = _files.pop(fd, None)
         if f is None:
@@ -314,13 +315,24 @@ def close(fd: int) -> bool:
             kernel_unlinks[0] += 1
         numbers = f.numbers
         numbers.discard(fd)
-        os.close(fd)
-        if numbers:
-            return True
-        f.closed = True
-        if f.holds or f.released:
-            return True
-        f.released = True
+        try:
+            os.close(fd)
+        except OSError as exc:
+            # Closed behind the layer's back (os.close on the number): EBADF, as the
+            # kernel says, but this number's reference is gone all the same.
+            gone = exc
+        if not numbers:
+            f.closed = True
+            if not (f.holds or f.released):
+                f.released = True
+                numbers = None
+    if numbers is not None:  # not the last reference
+        if gone is not None:
+            raise gone
+        return True
+    if gone is not None:
+        _close_driver_socket(f)
+        raise gone
     if f._watch is None:  # the usual socket: never watched, only the driver's close
         try:
             f.driver.close(f.sock)

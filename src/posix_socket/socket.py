@@ -153,7 +153,10 @@ class socket(_stdlib.socket):
         select/poll/epoll, since the caller may hand it to them."""
         number = _C.fileno(self)
         if number >= 0:
-            _posix.make_visible(number)
+            try:
+                _posix.make_visible(number)
+            except OSError:
+                pass  # closed behind our back (os.close): the stdlib still answers it
         return number
 
     def detach(self) -> int:
@@ -226,11 +229,12 @@ class socket(_stdlib.socket):
                 raise ValueError("Invalid value NaN (not a number)")
             if value < 0:
                 raise ValueError("Timeout value out of range")
+        # Kept even if the number turns out closed (EBADF), as CPython keeps it.
+        self._timeout = value
         if self._kernel_number():  # the C base's timeout is the one its calls use
             _C.settimeout(self, value)
         else:
             _set_nonblocking(self._number(), value is not None)
-        self._timeout = value
 
     def getblocking(self) -> bool:
         return self._timeout != 0.0
