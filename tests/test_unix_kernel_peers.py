@@ -9,9 +9,11 @@ documented limits, which fail with EOPNOTSUPP and say why.
 from __future__ import annotations
 
 import array
+import asyncio
 import errno
 import os
 import pathlib
+import selectors
 import socket
 import subprocess
 import sys
@@ -329,3 +331,31 @@ def test_a_socket_the_kernel_refuses_goes_back_to_being_virtual(virtual, tmp_pat
     finally:
         posix.close(fd)
         posix.close(sender)
+
+
+def test_stdlib_under_patch_reaches_a_daemon_with_selectors_and_asyncio(virtual, tmp_path):
+    """The stdlib's own socket, selectors and asyncio, patched in this process."""
+    path = str(tmp_path / "daemon")
+    with unix_daemon.running(path, STREAM), ps.patch():
+        with socket.socket(AF_UNIX, STREAM) as sock:
+            sock.connect(path)
+            assert isinstance(descriptors.lookup(sock.fileno()).sock, kernel.KernelBacked)
+            sock.setblocking(False)
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                assert selector.select(0) == []
+                sock.send(b"echo:selected")
+                assert [mask for _key, mask in selector.select(10)] == [selectors.EVENT_READ]
+                assert sock.recv(100) == b"selected"
+
+        async def converse() -> tuple[bytes, bytes]:
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"echo:over asyncio\n")
+            line = await asyncio.wait_for(reader.readline(), 10)
+            writer.write(b"shut")
+            rest = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            await writer.wait_closed()
+            return line, rest
+
+        assert asyncio.run(converse()) == (b"over asyncio\n", b"")
