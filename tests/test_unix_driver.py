@@ -4,6 +4,7 @@ descriptors in flight and that none of them leaks."""
 from __future__ import annotations
 
 import array
+import errno
 import os
 import socket
 import stat
@@ -15,7 +16,7 @@ from leaks import leftovers, open_fds
 
 import posix_socket as ps
 from posix_socket import descriptors, posix
-from posix_socket.drivers.unix import UnixDriver
+from posix_socket.drivers.unix import UnixDriver, kernel
 
 AF_UNIX, STREAM, DGRAM = socket.AF_UNIX, socket.SOCK_STREAM, socket.SOCK_DGRAM
 SEQPACKET = socket.SOCK_SEQPACKET
@@ -27,6 +28,7 @@ def unix():
     """A fresh virtual AF_UNIX driver for one test; every descriptor and table entry
     the test made must be gone afterwards."""
     descriptors.placeholder_fd()  # made once per process, on first use
+    kernel.start_pump()  # likewise, for sockets that reach another process's
     fds, numbers = open_fds(), set(descriptors.open_numbers())
     with ps.use("virtual") as preset:
         yield preset.drivers[AF_UNIX]
@@ -81,22 +83,30 @@ def test_bind_makes_a_socket_file_that_unlink_removes(unix, tmp_path) -> None:
         posix.close(fd)
 
 
-def test_abstract_names_are_private_to_the_driver(unix) -> None:
-    name = b"\0private-" + os.urandom(4).hex().encode()
-    kernel = socket.socket(AF_UNIX, STREAM)
-    kernel.bind(name)
-    kernel.listen(1)
+def test_abstract_names_share_the_kernels_namespace(unix) -> None:
+    """One abstract namespace, as Linux has per network namespace: a name a kernel
+    socket holds is taken (EADDRINUSE) and reached through the kernel; a name nobody
+    holds is refused by the kernel."""
+    name = b"\0shared-" + os.urandom(4).hex().encode()
+    holder = socket.socket(AF_UNIX, STREAM)
+    holder.bind(name)
+    holder.listen(1)
     fd = posix.socket(AF_UNIX, STREAM)
+    client = posix.socket(AF_UNIX, STREAM | socket.SOCK_CLOEXEC)
     try:
-        posix.bind(fd, name)  # the kernel's abstract namespace is another world
+        with pytest.raises(OSError) as info:
+            posix.bind(fd, name)
+        assert info.value.errno == errno.EADDRINUSE
         with pytest.raises(ConnectionRefusedError):
-            posix.connect(posix.socket(AF_UNIX, STREAM | socket.SOCK_CLOEXEC), name + b"!")
+            posix.connect(client, name + b"!")
+        posix.connect(client, name)
+        conn, _ = holder.accept()
+        with conn:
+            assert posix.getpeername(client) == name
     finally:
         posix.close(fd)
-        kernel.close()
-    for number in set(descriptors.open_numbers()):
-        if descriptors.lookup(number).driver is unix:
-            posix.close(number)
+        posix.close(client)
+        holder.close()
 
 
 def test_scm_rights_between_threads(unix) -> None:

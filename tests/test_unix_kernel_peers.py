@@ -39,8 +39,7 @@ pytestmark = pytest.mark.timeout(60)
 def virtual(tmp_path):
     """The virtual preset for one test; every descriptor and table entry the test made
     must be gone afterwards (the pump's own two live as long as the process)."""
-    with kernel._PUMP._lock:
-        kernel._PUMP._start()
+    kernel.start_pump()
     descriptors.placeholder_fd()
     fds, numbers = open_fds(), set(descriptors.open_numbers())
     with ps.use("virtual") as preset:

@@ -75,7 +75,7 @@ from .dgram import DgramSocket, disconnect
 from .names import kernel_name
 from .stream import SeqpacketSocket, StreamSocket
 
-__all__ = ["KernelBacked", "connect_out", "send_out"]
+__all__ = ["KernelBacked", "connect_out", "send_out", "start_pump"]
 
 _HOST = HostDriver()
 _KERNEL_EPOLL = select.epoll  # the kernel's: patch() puts the drop-in in the select module
@@ -508,3 +508,11 @@ class _Pump:
 
 
 _PUMP = _Pump()
+
+
+def start_pump() -> None:
+    """Start the pump now: it is started with the first kernel-backed socket and keeps
+    its two descriptors (an epoll and an eventfd) for the life of the process, which
+    a leak check started before that would otherwise count as leaked."""
+    with _PUMP._lock:
+        _PUMP._start()
