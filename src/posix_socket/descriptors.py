@@ -25,6 +25,7 @@ reference count; the driver's ``close`` runs once, when the last number goes.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -229,11 +230,27 @@ def install(f: OpenSocket, fd: int, *, watched: bool = True,
     if watched and f.kernel is None and f.watch.mirror is None:
         try:
             expose(f, cloexec)
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_DESCRIPTORS:
+                _unpublish(f, fd)
+                raise
+            # The mirror's two descriptors do not fit, but the socket's number did,
+            # and that is all Linux needs for this call (an accept with one number
+            # free succeeds).  The socket stays exposed and unarmed: the next expose
+            # (``fileno()``) or ``outside_pollers(True)`` tries again; meanwhile the
+            # kernel's own pollers see the placeholder on its number.
         except BaseException:
-            with _lock:
-                _files.pop(fd, None)
-                f.numbers.discard(fd)
+            _unpublish(f, fd)
             raise
+
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+def _unpublish(f: OpenSocket, fd: int) -> None:
+    with _lock:
+        _files.pop(fd, None)
+        f.numbers.discard(fd)
 
 
 def arm(f: OpenSocket, cloexec: bool | None = None) -> None:
