@@ -1847,6 +1847,41 @@ def scenario_full_buffers_push_back_and_lose_nothing(api: Recorder, env: Env) ->
         received.append(data)
         got += len(data)
     api.note("every byte arrived, in order", b"".join(received) == expected)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_a_send_buffer_the_program_set_bounds_what_fits(api: Recorder, env: Env) -> None:
+    """A sender that set SO_SNDBUF stops autotuning its send queue: with a peer that
+    does not read, non-blocking sends stop after about that much plus the peer's
+    window, not after megabytes.  (asyncio's test_abort_clients sets 65536 and needs
+    the push-back to fill its own write buffer.)"""
+    listener = api.socket(env.family, env.type)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 8)
+    client = api.socket(env.family, env.type)
+    api.connect(client, api.getsockname(listener))
+    server, _ = api.accept(listener)
+    api.setsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF, 65536)
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF)
+    sent = 0
+    chunk = b"w" * 65536
+    while sent < 64 * 2**20:
+        try:
+            sent += api.quietly("send", client, chunk, MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+    api.note("pushed back within 1 MiB", 0 < sent <= 2**20)
+    give_up = TIMEVAL.pack(WAIT_MS // 1000, 0)  # a lost byte must not hang the suite
+    api.quietly("setsockopt", server, SOL_SOCKET, _socket.SO_RCVTIMEO, give_up)
+    got = 0
+    while got < sent:
+        try:
+            got += len(api.quietly("recv", server, 2**20))
+        except OSError:
+            break
+    api.note("every byte arrived", got == sent)
+    api.note("writable again",
+             bool(api.quietly("poll", [(client, _select.POLLOUT)], WAIT_MS)))
     api.poll([(client, POLLOUT)], WAIT_MS)
     api.recv(server, 10, MSG_DONTWAIT)
 

@@ -946,6 +946,34 @@ def plaintext_client_to_a_tls_server(cert: Certificate) -> dict[str, Any]:
 
 
 @scenario
+def certificate_chains(cert: Certificate) -> dict[str, Any]:
+    """The peer's chain, verified and as sent: the public methods (3.13+) give DER
+    bytes, and the ``_sslobj`` underneath gives the C object's certificates, which
+    test_ssl and the public methods themselves ask for."""
+    def chains(s: Any, trace: Trace) -> None:
+        for name in ("get_verified_chain", "get_unverified_chain"):
+            if hasattr(ssl.SSLSocket, name):  # public from 3.13
+                trace.call(name, lambda name=name: [digest(der) for der in
+                                                    getattr(s, name)()])
+            trace.call(f"_sslobj.{name}", lambda name=name: [
+                digest(c.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+                for c in getattr(s._sslobj, name)() or ()])
+
+    def handler(conn: Any, trace: Trace) -> None:
+        with cert.server_context().wrap_socket(conn, server_side=True) as s:
+            chains(s, trace)
+            s.sendall(b"x")
+
+    server = Server(handler)
+    trace = Trace()
+    with cert.client_context().wrap_socket(socket.create_connection((HOST, server.port)),
+                                           server_hostname=NAME) as s:
+        chains(s, trace)
+        trace.call("recv", lambda: s.recv(1))
+    return {"client": trace, "server": server.join()}
+
+
+@scenario
 def ctrl_c_interrupts_a_blocked_recv(cert: Certificate) -> dict[str, Any]:
     release = threading.Event()
 

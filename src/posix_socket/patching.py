@@ -151,8 +151,11 @@ def _is_kernel_poller(value: object) -> bool:
         return True
     if isinstance(value, _KERNEL_POLL_OBJECTS):
         return True
-    return (isinstance(value, type) and issubclass(value, _STDLIB_SELECTORS)
-            and not issubclass(value, _DROPIN_SELECTORS))
+    try:
+        return (isinstance(value, type) and issubclass(value, _STDLIB_SELECTORS)
+                and not issubclass(value, _DROPIN_SELECTORS))
+    except TypeError:  # 3.10: a generic alias (list[int]) passes isinstance(_, type)
+        return False
 
 
 class patch:

@@ -1172,6 +1172,22 @@ def _ms(seconds: float) -> int:
     return min(max(0, int(seconds * 1000 + 0.999)), 2**31 - 1)
 
 
+def _stdlib_overflow_text(value: float) -> str:
+    """What the running interpreter says for a timeout no C timestamp holds: the text
+    differs between Python versions and between floats and ints.  Asked of a poll
+    object, which raises while converting the timeout, before any system call."""
+    try:
+        _select.poll().poll(value)
+    except OverflowError as exc:
+        return str(exc)
+    raise AssertionError(f"poll({value!r}) did not overflow")
+
+
+# Read at import, before patch() can replace select.poll.
+_FLOAT_OVERFLOW = _stdlib_overflow_text(1e300)
+_INT_OVERFLOW = _stdlib_overflow_text(2**70)
+
+
 def _check_timeout(value: int | float, scale: int) -> None:
     """The stdlib's errors for a timeout of ``value`` * 10**-``scale`` seconds that no
     C timeout holds (NaN, infinities, beyond 2**63 nanoseconds)."""
@@ -1179,9 +1195,9 @@ def _check_timeout(value: int | float, scale: int) -> None:
         if math.isnan(value):
             raise ValueError("Invalid value NaN (not a number)")
         if not abs(value) * 10 ** (9 - scale) < 2**63:
-            raise OverflowError("timestamp out of range for platform time_t")
+            raise OverflowError(_FLOAT_OVERFLOW)
     elif not abs(value) * 10 ** (9 - scale) < 2**63:
-        raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        raise OverflowError(_INT_OVERFLOW)
 
 
 def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[tuple[int, int]]:

@@ -221,7 +221,8 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
 
 
 def _set_path0(directory: str) -> None:
-    if sys.flags.safe_path:  # -P or -I: python puts nothing there either
+    # -P or -I: python puts nothing there either (3.10 has -I only, no safe_path flag).
+    if getattr(sys.flags, "safe_path", sys.flags.isolated):
         return
     if sys.path:
         sys.path[0] = directory

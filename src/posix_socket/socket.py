@@ -186,9 +186,10 @@ class socket(_stdlib.socket):
 
     def __repr__(self) -> str:
         closed = getattr(self, "_closed", False)
+        # str() of the enums, as the stdlib's "%s": "AddressFamily.AF_INET" before 3.11.
         text = (f"<{type(self).__module__}.{type(self).__qualname__}"
                 f"{' [closed]' if closed else ''} fd={_C.fileno(self)}, "
-                f"family={self.family}, type={self.type}, proto={self.proto}")
+                f"family={self.family!s}, type={self.type!s}, proto={self.proto}")
         if not closed:
             for label, method in (("laddr", self.getsockname), ("raddr", self.getpeername)):
                 try:

@@ -510,16 +510,18 @@ class _TLSChannel:
         return self._tls.server_hostname
 
     def __getattr__(self, name: str) -> Any:
-        # What the C object offers beyond SSLObject's public surface (3.11's
-        # get_verified_chain, which test_ssl calls through ``_sslobj``), or what later
-        # Pythons add: the C object under the SSLObject answers, if it can.
+        # What the C object offers beyond the methods above (get_verified_chain, which
+        # test_ssl calls through ``_sslobj``, or what later Pythons add): this object
+        # stands for the C one, so the C object under the SSLObject answers first.
+        # (SSLObject's own methods may differ: from 3.13 its get_verified_chain gives
+        # DER bytes where SSLSocket expects the C object's certificates.)
         inner = self.__dict__.get("_tls")
         if inner is None:
             raise AttributeError(name)
         try:
-            return getattr(inner, name)
-        except AttributeError:
             return getattr(inner._sslobj, name)
+        except AttributeError:
+            return getattr(inner, name)
 
 
 if _stdssl is not None:

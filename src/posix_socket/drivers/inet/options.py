@@ -137,19 +137,22 @@ class Options:
     """The option values of one socket: the shared defaults plus what was changed
     (an idle socket carries no dictionary of its own)."""
 
-    __slots__ = ("table", "changed", "rcvbuf", "sndbuf", "linger")
+    __slots__ = ("table", "changed", "rcvbuf", "sndbuf", "sndbuf_locked", "linger")
 
     def __init__(self, family: int, tcp: bool) -> None:
         self.table = _TABLES[(family, tcp)]
         self.changed: dict[tuple[int, int], int] | None = None
         self.rcvbuf = TCP_RMEM if tcp else UDP_RMEM
         self.sndbuf = TCP_WMEM if tcp else UDP_WMEM
+        # Set by the program (Linux's SOCK_SNDBUF_LOCK): the send queue stops growing there.
+        self.sndbuf_locked = False
         self.linger: tuple[int, int] = (0, 0)
 
     def inherit(self, parent: Options) -> None:
         """An accepted socket starts with its listener's options, as on Linux."""
         self.changed = dict(parent.changed) if parent.changed else None
         self.rcvbuf, self.sndbuf, self.linger = parent.rcvbuf, parent.sndbuf, parent.linger
+        self.sndbuf_locked = parent.sndbuf_locked
 
     def copy(self) -> Options:
         """A new socket's options, starting as these (``inherit`` without first
@@ -158,6 +161,7 @@ class Options:
         options.table = self.table
         options.changed = dict(self.changed) if self.changed else None
         options.rcvbuf, options.sndbuf, options.linger = self.rcvbuf, self.sndbuf, self.linger
+        options.sndbuf_locked = self.sndbuf_locked
         return options
 
     def flag(self, level: int, name: int) -> int:
@@ -212,6 +216,7 @@ class Options:
             return
         if (level, name) == (SOL_SOCKET, socket.SO_SNDBUF):
             self.sndbuf = max(min(number, WMEM_MAX) * 2, SOCK_MIN_SNDBUF)
+            self.sndbuf_locked = True
             return
         if spec is None:
             raise oserror(errno.ENOPROTOOPT)  # whatever the level, as ip_setsockopt

@@ -269,10 +269,19 @@ class TcpSocket:
         return child, to_tuple(self.family, child.remote)
 
     def window(self) -> int:
-        """How many bytes may wait here unread.  SO_RCVBUF when the program set it;
-        otherwise Linux autotunes a loopback connection's window far beyond the
-        default (up to tcp_rmem's maximum), which ``AUTOTUNED_WINDOW`` stands for."""
+        """How many bytes may wait here unread.
+
+        Data waits in the receiver's queue and in the sender's send queue; here both
+        are the receiver's queue, so its bound is the connection's.  A sender that set
+        SO_SNDBUF (Linux's SOCK_SNDBUF_LOCK) stops autotuning its queue: about that
+        much fits, plus half the receiver's buffer (the window it advertises).
+        Otherwise the sender's queue grows to megabytes, and the bound is SO_RCVBUF
+        when the program set it, or Linux's autotuned loopback window (up to
+        tcp_rmem's maximum), which ``AUTOTUNED_WINDOW`` stands for."""
         rcvbuf = self.opts.rcvbuf
+        sender = self.peer
+        if sender is not None and sender.opts.sndbuf_locked:
+            return sender.opts.sndbuf + min(rcvbuf, TCP_RMEM) // 2
         return AUTOTUNED_WINDOW if rcvbuf == TCP_RMEM else rcvbuf
 
     # -- data ------------------------------------------------------------------------
