@@ -1,200 +1,320 @@
 """Name resolution for the stdlib drop-in: answered by the registered driver.
 
-A driver that serves AF_INET or AF_INET6 and has a ``resolve(name) -> [address text]``
-method (the virtual network's does) answers every lookup: no real DNS, no
-/etc/hosts, so a program under test sees only the hosts its network has.  The
-machine's own host name resolves to the loopback addresses there, as many Linux
-systems set it up, so ``getfqdn()`` and ``gethostbyname(gethostname())`` work.
-Without such a driver (the host preset) the stdlib's resolver answers.
+A driver that serves AF_INET or AF_INET6 and has a ``resolve(name, family, flags)``
+method (the virtual network's does) answers every lookup: no real DNS, so a program
+under test sees only the hosts its network has, plus ``localhost`` and the machine's
+own name as this machine's /etc/hosts gives them (``drivers/inet/hostnames.py`` says
+exactly how).  Without such a driver (the host preset) the stdlib's resolver answers.
 
-The results have the shape glibc gives: one entry per socket type a service exists
-for, IPv6 before IPv4 (RFC 6724 precedence), numeric hosts taken as they are.
+getaddrinfo is CPython's over glibc's, step for step: the same argument conversions
+(a port number is written out and read back as glibc reads it, so 123456 is port
+57920), the same gaierror codes in the same order of checks, one entry per socket type
+a service exists for, and several addresses in glibc's RFC 3484 order.  AI_ADDRCONFIG
+removes nothing: the virtual network has IPv4 and IPv6.  Answers are kept (a program
+resolves the same few addresses over and over): a numeric host's for good, a name's
+until the network's hosts or /etc/hosts change.
 """
 
 from __future__ import annotations
 
+import errno as _errno
+import os as _os
 import socket as _stdlib
 from typing import Any
 
 from . import registry
+from .drivers.inet import hostnames as _hostnames
 
 __all__ = ["getaddrinfo", "getnameinfo", "gethostbyname", "gethostbyname_ex",
-           "gethostbyaddr", "getfqdn", "gethostname"]
+           "gethostbyaddr", "getfqdn", "gethostname", "if_nameindex", "if_nametoindex",
+           "if_indextoname"]
 
 # The stdlib's resolver, captured at import (before any patch() can replace it).
 _kernel_getaddrinfo = _stdlib.getaddrinfo
 _kernel_getnameinfo = _stdlib.getnameinfo
+_kernel_gethostbyname = _stdlib.gethostbyname
 _kernel_gethostbyname_ex = _stdlib.gethostbyname_ex
 _kernel_gethostbyaddr = _stdlib.gethostbyaddr
 _kernel_gethostname = _stdlib.gethostname
+_kernel_if_nameindex = _stdlib.if_nameindex
+_kernel_if_nametoindex = _stdlib.if_nametoindex
+_kernel_if_indextoname = _stdlib.if_indextoname
 
-_KINDS = ((_stdlib.SOCK_STREAM, _stdlib.IPPROTO_TCP, "tcp"),
-          (_stdlib.SOCK_DGRAM, _stdlib.IPPROTO_UDP, "udp"),
-          (_stdlib.SOCK_RAW, 0, None))
+_AF_INET, _AF_INET6 = int(_stdlib.AF_INET), int(_stdlib.AF_INET6)
+_AI_PASSIVE, _AI_CANONNAME = int(_stdlib.AI_PASSIVE), int(_stdlib.AI_CANONNAME)
+_AI_NUMERICSERV = int(_stdlib.AI_NUMERICSERV)
+_AI_KNOWN = 0x7FF  # glibc's flags: PASSIVE ... NUMERICSERV, the IDN ones included
+_SOCK_DCCP, _IPPROTO_DCCP, _IPPROTO_UDPLITE = 6, 33, 136
+_IPPROTO_SCTP = 132
+
+# glibc's gaih_inet_typeproto: (socket type, protocol, raw: any protocol and no service,
+# listed when no type is asked for, name in /etc/services)
+_TYPES = ((int(_stdlib.SOCK_STREAM), int(_stdlib.IPPROTO_TCP), False, True, "tcp"),
+          (int(_stdlib.SOCK_DGRAM), int(_stdlib.IPPROTO_UDP), False, True, "udp"),
+          (_SOCK_DCCP, _IPPROTO_DCCP, False, False, "dccp"),
+          (int(_stdlib.SOCK_DGRAM), _IPPROTO_UDPLITE, False, False, "udplite"),
+          (int(_stdlib.SOCK_STREAM), _IPPROTO_SCTP, False, False, "sctp"),
+          (int(_stdlib.SOCK_SEQPACKET), _IPPROTO_SCTP, False, False, "sctp"),
+          (int(_stdlib.SOCK_RAW), 0, True, True, "raw"))
 
 
 def _resolver() -> Any:
     """The driver that answers names, or None when the stdlib should."""
-    for family in (_stdlib.AF_INET, _stdlib.AF_INET6):
-        driver = registry.driver_for(family)
-        if driver is not None and hasattr(driver, "resolve"):
-            return driver
+    driver = registry.driver_for(_AF_INET)
+    if driver is not None and hasattr(driver, "resolve"):
+        return driver
+    driver = registry.driver_for(_AF_INET6)
+    if driver is not None and hasattr(driver, "resolve"):
+        return driver
     return None
 
 
-def _numeric(host: str) -> int | None:
-    """The family of a numeric address (an IPv6 one may carry a %zone), else None."""
-    for family in (_stdlib.AF_INET, _stdlib.AF_INET6):
-        try:
-            _stdlib.inet_pton(family, host.split("%", 1)[0] if family != 2 else host)
-            return family
-        except OSError:
-            continue
-    return None
-
-
-def _canonical(host: str) -> tuple[str, int]:
-    """A numeric address as the kernel writes it, and its zone's interface index.
-    Interface names are the machine's own (``if_nameindex`` is not virtual)."""
-    address, _, zone = host.partition("%")
-    family = _numeric(address)
-    text = _stdlib.inet_ntop(family, _stdlib.inet_pton(family, address))
-    if not zone:
-        return text, 0
-    if zone.isdigit():
-        return text, int(zone)
-    try:
-        return text, _stdlib.if_nametoindex(zone)
-    except OSError:
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known") from None
-
-
-def _link_scoped(text: str) -> bool:
-    """Addresses whose scope id getnameinfo shows (link-local, link-local multicast)."""
-    packed = _stdlib.inet_pton(_stdlib.AF_INET6, text)
-    return (packed[0] == 0xFE and packed[1] & 0xC0 == 0x80) or (
-        packed[0] == 0xFF and packed[1] & 0x0F == 0x02)
-
-
-def _lookup(resolver: Any, name: str) -> list[str]:
-    found = resolver.resolve(name)
-    if not found and name.lower() == _kernel_gethostname().lower():
-        found = resolver.resolve("localhost")
-    return found
+def _c_int(value: Any) -> int:
+    """A C int argument, converted and checked as CPython's "i" format does."""
+    if type(value) is int and -2**31 <= value < 2**31:
+        return value
+    import operator
+    number = operator.index(value)
+    if number >= 2**31:
+        raise OverflowError("signed integer is greater than maximum")
+    if number < -2**31:
+        raise OverflowError("signed integer is less than minimum")
+    return number
 
 
 def _host_text(host: object) -> str | None:
+    """The host as glibc gets it from CPython: IDNA-encoded, up to the first NUL."""
     if host is None:
         return None
     if isinstance(host, str):
-        return host.encode("idna").decode("ascii") if not host.isascii() else host
-    if isinstance(host, (bytes, bytearray)):
-        return bytes(host).decode("ascii")
-    raise TypeError("getaddrinfo() argument 1 must be string or None")
+        data = host.encode("idna")
+    elif isinstance(host, bytes):
+        data = host
+    else:
+        raise TypeError("getaddrinfo() argument 1 must be string or None")
+    return data.split(b"\0", 1)[0].decode("latin-1")
 
 
-def _port_number(port: object, kinds: list[tuple[int, int, str | None]],
-                 flags: int) -> list[tuple[int, int, int]]:
-    """(type, proto, port) for each socket type the service exists for."""
+def _service_text(port: object) -> str | None:
+    """The service as glibc gets it from CPython: an int written out in decimal."""
+    if type(port) is int:
+        if not -2**63 <= port < 2**63:
+            raise OverflowError("Python int too large to convert to C long")
+        return str(port)
+    if isinstance(port, str):
+        return port.encode("utf-8").split(b"\0", 1)[0].decode("latin-1")
+    if isinstance(port, bytes):
+        return port.split(b"\0", 1)[0].decode("latin-1")
     if port is None:
-        return [(kind, proto, 0) for kind, proto, _ in kinds]
-    if isinstance(port, int):
-        return [(kind, proto, port) for kind, proto, _ in kinds]
-    if isinstance(port, (str, bytes)):
-        text = port.decode("ascii") if isinstance(port, bytes) else port
-        if text.isdigit():
-            return [(kind, proto, int(text)) for kind, proto, _ in kinds]
-        if not flags & _stdlib.AI_NUMERICSERV:
-            found = []
-            for kind, proto, name in kinds:
-                if name is None:
-                    continue
-                try:
-                    found.append((kind, proto, _stdlib.getservbyname(text, name)))
-                except OSError:
-                    continue
-            if found:
-                return found
-        raise _stdlib.gaierror(_stdlib.EAI_SERVICE,
-                               "Servname not supported for ai_socktype")
+        return None
     raise OSError("Int or String expected")
 
 
-def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
-                flags: int = 0) -> list[tuple]:
+def _services(service: str | None, kind: int, proto: int) -> list[tuple[int, int, int]]:
+    """(socket type, protocol, port) per glibc's gaih_inet: which socket types the
+    service exists for and its port; gaierror in glibc's order."""
+    chosen = None
+    if kind or proto:
+        for entry in _TYPES:
+            if (kind and kind != entry[0]) or (proto and not entry[2] and proto != entry[1]):
+                continue
+            chosen = entry
+            break
+        else:
+            raise _hostnames.gaierror(_stdlib.EAI_SOCKTYPE if kind else _stdlib.EAI_SERVICE)
+    port = 0
+    if service:
+        if chosen is not None and chosen[2]:
+            raise _hostnames.gaierror(_stdlib.EAI_SERVICE)
+        number = _hostnames.strtoul_exact(service)
+        if number is not None:
+            number &= 0xFFFFFFFF  # glibc keeps it in an int
+        if number is None or number >= 2**31:  # not a number, or negative: a name
+            if chosen is not None:
+                return [(chosen[0], proto if chosen[2] else chosen[1],
+                         _port_of(service, chosen[4]))]
+            found = []
+            for entry in _TYPES:
+                if entry[2]:
+                    continue
+                try:
+                    found.append((entry[0], entry[1], _port_of(service, entry[4])))
+                except OSError:
+                    continue
+            if not found:
+                raise _hostnames.gaierror(_stdlib.EAI_SERVICE)
+            return found
+        port = number & 0xFFFF  # glibc's htons
+    if chosen is not None:
+        return [(chosen[0], proto if chosen[2] else chosen[1], port)]
+    return [(entry[0], entry[1], port) for entry in _TYPES if entry[3]]
+
+
+def _port_of(service: str, protocol: str) -> int:
+    try:
+        return _stdlib.getservbyname(service, protocol)
+    except (OSError, UnicodeError, ValueError):
+        raise _hostnames.gaierror(_stdlib.EAI_SERVICE) from None
+
+
+def _enum(value: int, kind: Any) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        return value
+
+
+# (host, port, family, type, proto, flags) -> (resolver, whether the host is a name,
+# version or None, answers): version None when nothing can change the answer (a
+# numeric host, a numeric port), else what it depends on (see ``_version``).
+_answers: dict[tuple, tuple[Any, bool, Any, tuple]] = {}
+
+
+def getaddrinfo(host: Any, port: Any, family: Any = 0, type: Any = 0, proto: Any = 0,
+                flags: Any = 0) -> list[tuple]:
     resolver = _resolver()
     if resolver is None:
         return _kernel_getaddrinfo(host, port, family, type, proto, flags)
-    name = _host_text(host)
-    kinds = [k for k in _KINDS if (not type or k[0] == type) and (not proto or k[1] == proto)]
-    if type and not kinds:
-        kinds = [(type, proto, None)]
-    ports = _port_number(port, kinds, flags)
+    # Exact types for host and port (True == 1, but is no port); any int for the rest,
+    # which CPython takes as C ints (the SocketKind and AddressFamily members too).
+    cacheable = ((host is None or host.__class__ is str)
+                 and (port is None or port.__class__ is int or port.__class__ is str)
+                 and isinstance(family, int)
+                 and isinstance(type, int) and isinstance(proto, int)
+                 and isinstance(flags, int))
+    if cacheable:
+        key = (host, port, family, type, proto, flags)
+        kept = _answers.get(key)
+        if kept is not None and kept[0] is resolver and (
+                kept[2] is None or kept[2] == _version(resolver, kept[1], port)):
+            return list(kept[3])
+    answers, numeric = _getaddrinfo(resolver, host, port, family, type, proto, flags)
+    if cacheable:
+        if len(_answers) >= 1024:
+            _answers.clear()
+        named = not numeric
+        version = _version(resolver, named, port) if named or port.__class__ is str else None
+        _answers[key] = (resolver, named, version, answers)
+    return list(answers)
+
+
+def _version(resolver: Any, named: bool, port: Any) -> tuple:
+    """What a kept answer depends on: the network's names (for a host name) and
+    /etc/services (for a service given as text)."""
+    return (resolver.names_version() if named else None,
+            _services_stamp() if port.__class__ is str else None)
+
+
+def _services_stamp() -> tuple:
+    try:
+        status = _os.stat("/etc/services")
+    except OSError as exc:
+        return (exc.errno,)
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _getaddrinfo(resolver: Any, host: Any, port: Any, family: Any, kind: Any, proto: Any,
+                 flags: Any) -> tuple[tuple, bool]:
+    """getaddrinfo's answers, and whether they hold whatever the network's names are."""
+    family, kind, proto, flags = (_c_int(v) for v in (family, kind, proto, flags))
+    name, service = _host_text(host), _service_text(port)
+    if name == "*":
+        name = None
+    if service == "*":
+        service = None
+    if name is None and service is None:
+        raise _hostnames.gaierror(_stdlib.EAI_NONAME)
+    if flags & ~_AI_KNOWN or (flags & _AI_CANONNAME and name is None):
+        raise _hostnames.gaierror(_stdlib.EAI_BADFLAGS)
+    if family not in (0, _AF_INET, _AF_INET6):
+        raise _hostnames.gaierror(_stdlib.EAI_FAMILY)
+    if (service and flags & _AI_NUMERICSERV
+            and _hostnames.strtoul_exact(service) is None):
+        raise _hostnames.gaierror(_stdlib.EAI_NONAME)
+    services = _services(service, kind, proto)
+    numeric = True
+    canonical = ""
     if name is None:
-        if port is None:
-            raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
-        passive = bool(flags & _stdlib.AI_PASSIVE)
-        addresses = ["0.0.0.0", "::"] if passive else ["::1", "127.0.0.1"]
-    elif _numeric(name) is not None:
-        addresses = [name]
-    elif flags & _stdlib.AI_NUMERICHOST:
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
+        passive = flags & _AI_PASSIVE
+        found = [(_AF_INET, "0.0.0.0" if passive else "127.0.0.1", 0),
+                 (_AF_INET6, "::" if passive else "::1", 0)]
+        if not passive:
+            found.reverse()  # glibc's RFC 3484 sort: ::1 first, but 0.0.0.0 before ::
+        found = [entry for entry in found if family in (0, entry[0])]
     else:
-        found = _lookup(resolver, name)
-        if not found:
-            raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
-        addresses = ([a for a in found if ":" in a] + [a for a in found if ":" not in a])
-    wanted = [a for a in addresses if family in (0, _numeric(a))]
-    if not wanted:
-        if name is not None and _numeric(name) is not None:
-            raise _stdlib.gaierror(_stdlib.EAI_ADDRFAMILY,
-                                   "Address family for hostname not supported")
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
-    results = []
-    for address in wanted:
-        address_family = _stdlib.AddressFamily(_numeric(address))
-        text, scope_id = _canonical(address)
-        for kind, kind_proto, number in ports:
-            target: tuple = ((text, number) if address_family == _stdlib.AF_INET
-                             else (text, number, 0, scope_id))
-            canonical = name if flags & _stdlib.AI_CANONNAME and not results else ""
-            results.append((address_family, _stdlib.SocketKind(kind), kind_proto or proto,
-                            canonical or "", target))
-    return results
+        numeric = _is_numeric(name)
+        canonical, found = resolver.resolve(name, family, flags)
+    answers = []
+    for answer_family, text, scope_id in found:
+        target: tuple = ((text, 0) if answer_family == _AF_INET else (text, 0, 0, scope_id))
+        for socket_type, protocol, number in services:
+            sockaddr = (target[0], number, *target[2:])
+            answers.append((_enum(answer_family, _stdlib.AddressFamily),
+                            _enum(socket_type, _stdlib.SocketKind), protocol,
+                            canonical if flags & _AI_CANONNAME and not answers else "",
+                            sockaddr))
+    return tuple(answers), numeric
+
+
+def _is_numeric(name: str) -> bool:
+    """Whether glibc takes ``name`` as an address, not a name to look up."""
+    if _hostnames.inet_aton_exact(name) is not None:
+        return True
+    try:
+        _stdlib.inet_pton(_stdlib.AF_INET6, name.partition("%")[0])
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def gethostname() -> str:
     return _kernel_gethostname()
 
 
-def gethostbyname(name: str) -> str:
-    return gethostbyname_ex(name)[2][0]
+def gethostbyname(name: Any) -> str:
+    """As CPython's: the address a socket of AF_INET given ``name`` would use."""
+    resolver = _resolver()
+    if resolver is None:
+        return _kernel_gethostbyname(name)
+    text = _idna_argument(name, "gethostbyname")
+    if text == "":
+        return "0.0.0.0"
+    if text in ("<broadcast>", "255.255.255.255"):
+        return "255.255.255.255"
+    return resolver.resolve(text, _AF_INET, 0)[1][0][1]
 
 
-def gethostbyname_ex(name: str) -> tuple[str, list[str], list[str]]:
+def gethostbyname_ex(name: Any) -> tuple[str, list[str], list[str]]:
+    """As CPython's: the name checked as gethostbyname does, then glibc's hostent of
+    its AF_INET lookup (every matching line's address, the later lines' names added to
+    the aliases)."""
     resolver = _resolver()
     if resolver is None:
         return _kernel_gethostbyname_ex(name)
-    text = _host_text(name) or ""
-    if _numeric(text) == _stdlib.AF_INET:
-        return text, [], [text]
-    found = [a for a in _lookup(resolver, text) if ":" not in a] if text else []
-    if not found:
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
-    return text, [], found
+    text = _idna_argument(name, "gethostbyname_ex")
+    if text not in ("", "<broadcast>", "255.255.255.255"):
+        resolver.resolve(text, _AF_INET, 0)
+    return resolver.host_entry(text)
 
 
-def _names_of(resolver: Any, address: str) -> list[str]:
-    names_of = getattr(resolver, "names_of", None)
-    return names_of(address) if names_of is not None else []
+def _idna_argument(name: Any, function: str) -> str:
+    if isinstance(name, str):
+        return name.encode("idna").decode("ascii")
+    if isinstance(name, (bytes, bytearray)):
+        return bytes(name).decode("latin-1")
+    raise TypeError(f"{function}() argument 1 must be str, bytes or bytearray, not "
+                    f"{type(name).__name__}")
 
 
-def gethostbyaddr(address: str) -> tuple[str, list[str], list[str]]:
+def gethostbyaddr(address: Any) -> tuple[str, list[str], list[str]]:
+    """As CPython's: ``address`` (or a name) resolved as getaddrinfo's first answer,
+    then the name of that address; herror when it has none."""
     resolver = _resolver()
     if resolver is None:
         return _kernel_gethostbyaddr(address)
-    ip = address if _numeric(address) is not None else gethostbyname(address)
-    names = _names_of(resolver, ip)
+    text = _idna_argument(address, "gethostbyaddr")
+    ip = resolver.resolve(text, 0, 0)[1][0][1] if text else "0.0.0.0"
+    names = resolver.names_of(ip)
     if not names:
         raise _stdlib.herror(1, "Unknown host")
     return names[0], names[1:], [ip]
@@ -214,25 +334,73 @@ def getnameinfo(sockaddr: tuple, flags: int) -> tuple[str, str]:
     scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
     if not 0 <= flowinfo <= 0xFFFFF:
         raise OverflowError("getnameinfo(): flowinfo must be 0-1048575.")
-    if _numeric(host) is None:
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
-    host, zone = _canonical(host)
+    if not isinstance(host, str) or not _is_numeric(host):
+        raise _hostnames.gaierror(_stdlib.EAI_NONAME)
+    family, host, zone = resolver.resolve(host, 0, _stdlib.AI_NUMERICHOST)[1][0]
     scope_id = scope_id or zone
-    names = [] if flags & _stdlib.NI_NUMERICHOST else _names_of(resolver, host)
+    names = [] if flags & _stdlib.NI_NUMERICHOST else resolver.names_of(host)
     if not names and flags & _stdlib.NI_NAMEREQD:
-        raise _stdlib.gaierror(_stdlib.EAI_NONAME, "Name or service not known")
+        raise _hostnames.gaierror(_stdlib.EAI_NONAME)
     service = str(port)
     if not flags & _stdlib.NI_NUMERICSERV:
         try:
             service = _stdlib.getservbyport(port, "udp" if flags & _stdlib.NI_DGRAM else "tcp")
         except OSError:
             pass
-    if not names and scope_id and ":" in host and _link_scoped(host):
+    if not names and scope_id and family == _AF_INET6 and _link_scoped(host):
         try:
-            host += "%" + _stdlib.if_indextoname(scope_id)
+            host += "%" + if_indextoname(scope_id)
         except OSError:
             host += f"%{scope_id}"
     return (names[0] if names else host), service
+
+
+def _link_scoped(text: str) -> bool:
+    """Addresses whose scope id getnameinfo shows (link-local, link-local multicast)."""
+    packed = _stdlib.inet_pton(_stdlib.AF_INET6, text)
+    return (packed[0] == 0xFE and packed[1] & 0xC0 == 0x80) or (
+        packed[0] == 0xFF and packed[1] & 0x0F == 0x02)
+
+
+def if_nameindex() -> list[tuple[int, str]]:
+    """The network's interfaces, as (index, name)."""
+    resolver = _resolver()
+    if resolver is None:
+        return _kernel_if_nameindex()
+    return list(resolver.interfaces())
+
+
+def if_nametoindex(name: Any) -> int:
+    """The index of the network's interface ``name``; OSError as CPython's if none."""
+    resolver = _resolver()
+    if resolver is None:
+        return _kernel_if_nametoindex(name)
+    try:  # the stdlib checks the argument (its errors are per Python version)
+        _kernel_if_nametoindex(name)
+    except OSError:
+        pass
+    wanted = _os.fsdecode(name)
+    for index, interface in resolver.interfaces():
+        if interface == wanted:
+            return index
+    raise OSError("no interface with this name")
+
+
+def if_indextoname(index: Any) -> str:
+    """The name of the network's interface numbered ``index``; ENXIO if none."""
+    resolver = _resolver()
+    if resolver is None:
+        return _kernel_if_indextoname(index)
+    try:  # the stdlib checks and converts the argument (per Python version)
+        _kernel_if_indextoname(index)
+    except OSError as exc:
+        if exc.errno != _errno.ENXIO:
+            raise
+    number = int(index) & 0xFFFFFFFF  # the C unsigned int it passes on
+    for interface_index, interface in resolver.interfaces():
+        if interface_index == number:
+            return interface
+    raise OSError(_errno.ENXIO, _os.strerror(_errno.ENXIO))
 
 
 def getfqdn(name: str = "") -> str:

@@ -3,8 +3,10 @@
 Inside the network every address is an ``Endpoint``: an IPv6 address (IPv4 addresses
 are kept IPv4-mapped, ``::ffff:a.b.c.d``, as a dual-stack kernel does) and a port.  The
 parsing follows CPython's ``getsockaddrarg``: the same TypeErrors, the same
-OverflowError for ports, ``""`` for the wildcard and ``"<broadcast>"``; host names are
-looked up in the network, never in real DNS.
+OverflowError for ports, ``""`` for the wildcard and ``"<broadcast>"``.  A host that is
+not a plain numeric address (a name, ``127.1``, an IPv6 address with a ``%zone``) is
+resolved as CPython's ``setipaddr`` resolves it: the network's getaddrinfo for the
+socket's family, first answer (``hostnames.py``), never real DNS.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import ipaddress
 import socket
 from typing import NamedTuple, Protocol
 
-__all__ = ["Endpoint", "Resolver", "parse", "to_tuple", "ANY", "mapped", "is_v4"]
+from .hostnames import inet_aton_exact
+
+__all__ = ["Endpoint", "Resolver", "parse", "to_tuple", "text", "ANY", "mapped", "is_v4"]
 
 _MAPPED_PREFIX = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
 ANY = ipaddress.IPv6Address("::")
@@ -123,13 +127,15 @@ def _literal(family: int, host: str) -> ipaddress.IPv6Address | None:
     except KeyError:
         pass
     ip: ipaddress.IPv6Address | None
-    try:
-        if family == socket.AF_INET:
-            ip = mapped(ipaddress.IPv4Address(socket.inet_ntoa(socket.inet_aton(host))))
-        else:
-            ip = ipaddress.IPv6Address(host.split("%", 1)[0])
-    except (OSError, ValueError):
+    if family == socket.AF_INET:
+        ip = inet_aton_exact(host)
+    elif "%" in host:  # CPython leaves a zone to getaddrinfo, and so does the layer
         ip = None
+    else:
+        try:
+            ip = ipaddress.IPv6Address(host)
+        except ValueError:
+            ip = None
     if len(_literals) < 4096:
         _literals[key] = ip
     return ip
@@ -147,6 +153,8 @@ def _ipv4(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
 def _ipv6(host: str, resolver: Resolver) -> ipaddress.IPv6Address:
     if host == "":
         return ANY
+    if host in ("<broadcast>", "255.255.255.255"):
+        raise OSError("address family mismatched")
     ip = _literal(socket.AF_INET6, host)
     return ip if ip is not None else resolver.lookup(host, socket.AF_INET6)
 
@@ -157,6 +165,14 @@ _texts4: dict[ipaddress.IPv6Address, str] = {}
 # The last of them, matched by identity (``ipaddress`` hashes in Python): a server's
 # clients mostly speak from one address object, the route's source.
 _last_text4: tuple[object, str] = (None, "")
+
+
+def text(family: int, ip: ipaddress.IPv6Address) -> str:
+    """An address as a socket of ``family`` names it (IPv4 in dotted form for AF_INET)."""
+    if family == socket.AF_INET:
+        v4 = ip.ipv4_mapped
+        return str(v4 if v4 is not None else ipaddress.IPv4Address(0))
+    return socket.inet_ntop(socket.AF_INET6, ip.packed)
 
 
 def to_tuple(family: int, endpoint: Endpoint) -> tuple:

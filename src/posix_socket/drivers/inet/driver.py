@@ -18,7 +18,7 @@ from ...errors import oserror
 from ...later import held_here, run_later
 from ...options import SO_BINDTODEVICE, device_answer, device_index
 from . import addresses
-from .network import INTERFACE_INDEX, VirtualNetwork
+from .network import INTERFACE_INDEX, INTERFACE_NAME, VirtualNetwork
 from .options import SO_RXQ_OVFL
 from .tcp import TcpSocket
 from .udp import UdpSocket
@@ -40,23 +40,36 @@ class InetDriver(SocketDriver):
         super().__init__(**kwargs)
         self.network = network if network is not None else VirtualNetwork()
 
-    def resolve(self, name: str) -> list[str]:
-        """The addresses this network knows ``name`` by, as text (IPv4 ones in dotted
-        form): what the stdlib drop-in's getaddrinfo answers from, never real DNS."""
-        return [str(ip.ipv4_mapped or ip) for ip in self.network.addresses_of(name)]
+    def resolve(self, name: str, family: int = 0, flags: int = 0
+                ) -> tuple[str, list[tuple[int, str, int]]]:
+        """getaddrinfo's host part on this network, never real DNS: (canonical name,
+        [(family, address text, scope id)]) in glibc's order, or glibc's gaierror.
+        What the stdlib drop-in's getaddrinfo answers from; sockets given a host name
+        use the first answer for their family, so the two always agree."""
+        canonical, found = self.network.resolve(name, family, flags)
+        return canonical, [(answer_family, addresses.text(answer_family, ip), scope_id)
+                           for answer_family, ip, scope_id in found]
 
     def names_of(self, address: str) -> list[str]:
-        """The names of the host that has ``address`` (reverse lookups)."""
+        """The names a reverse lookup of ``address`` (numeric text) finds."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            ip = addresses.parse(socket.AF_INET6 if ":" in address else socket.AF_INET,
-                                 (address, 0), "gethostbyaddr", self.network).ip
-        except (OSError, ValueError, TypeError):
+            ip = self.network.resolve(address, family, socket.AI_NUMERICHOST)[1][0][1]
+        except OSError:
             return []
-        with self.network.lock:
-            for host in self.network.hosts:
-                if ip in host.addresses:
-                    return list(host.names)
-        return []
+        return list(self.network.names_of(ip, family == socket.AF_INET))
+
+    def host_entry(self, name: str) -> tuple[str, list[str], list[str]]:
+        """gethostbyname_ex's (name, aliases, IPv4 addresses) for ``name``."""
+        return self.network.host_entry(name)
+
+    def names_version(self) -> int:
+        """Changes whenever a name may answer differently (answers are kept till then)."""
+        return self.network.current_names_version()
+
+    def interfaces(self) -> list[tuple[int, str]]:
+        """The network's interfaces, (index, name), as if_nameindex lists them."""
+        return [(INTERFACE_INDEX, INTERFACE_NAME)]
 
     # -- helpers -------------------------------------------------------------------
 

@@ -19,16 +19,17 @@ import errno
 import ipaddress
 import itertools
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ...errors import oserror
+from . import hostnames
 from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
 
-__all__ = ["VirtualNetwork", "Binding", "GroupMemberships", "INTERFACE_INDEX"]
+__all__ = ["VirtualNetwork", "Binding", "GroupMemberships", "INTERFACE_INDEX",
+           "INTERFACE_NAME"]
 
 EPHEMERAL_PORTS = range(32768, 61000)  # net.ipv4.ip_local_port_range default
 TIME_WAIT_SECONDS = 60.0  # Linux's TCP_TIMEWAIT_LEN
@@ -253,6 +254,7 @@ class PortTable:
 
 
 INTERFACE_INDEX = 1  # the network's one interface, numbered like Linux's lo
+INTERFACE_NAME = "lo"
 
 
 # Groups every Linux interface joins by itself when it comes up: IPv4's all-hosts group
@@ -308,7 +310,9 @@ class VirtualNetwork:
     """An isolated IPv4/IPv6 network living in this process.
 
     ``add_host("10.0.0.2", names=["db.internal"])`` adds a host; sockets bound to its
-    address speak from it.  ``lookup`` answers names from the network only.
+    address speak from it.  ``resolve`` answers names from the network only: its added
+    hosts, and ``localhost`` and the machine's name as /etc/hosts gives them (see
+    ``hostnames``); the addresses /etc/hosts gives the machine are the first host's.
     """
 
     def __init__(self) -> None:
@@ -319,21 +323,94 @@ class VirtualNetwork:
         self.udp = PortTable(tcp=False)
         self.udp_drops = 0  # datagrams dropped at a full receive queue
         self.multicast_groups = GroupMemberships()
-        self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], ["localhost"])]
+        # The first host is the machine; its names are /etc/hosts' (``_machine_names``).
+        self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], [])]
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
+        self._added_lines: list[hostnames.Line] = []
+        self.names_version = 0  # changes whenever a name may answer differently
+        self._machine: hostnames.MachineNames | None = None
         self._routes: dict[ipaddress.IPv6Address, Route] = {}
         # The last address routed and its route, matched by identity: ``ipaddress``
         # hashes in Python, and a program's connects mostly repeat one address (the
         # same object, from the parse cache).
         self._last_route: tuple[object, Route | None] = (None, None)
+        self._machine_names()
 
     def add_host(self, *addresses: str, names: Iterable[str] = ()) -> None:
         ips = [_internal(ipaddress.ip_address(text)) for text in addresses]
+        names = list(names)
         with self.lock:
-            self.hosts.append(Host(ips, list(names)))
+            self.hosts.append(Host(ips, names))
+            self._added_lines += hostnames.lines_of_host(ips, names)
             self._local.update(ips)
             self._routes.clear()
             self._last_route = (None, None)
+            self.names_version += 1
+
+    def _machine_names(self) -> hostnames.MachineNames:
+        """/etc/hosts' lines for this machine now; the addresses they give become the
+        first host's (local) when they change."""
+        machine = hostnames.machine_names()
+        if machine is not self._machine:
+            with self.lock:
+                if machine is not self._machine:
+                    first = self.hosts[0]
+                    first.addresses = [_LOOPBACK4_ADDRESS, _LOOPBACK6, *sorted(
+                        machine.addresses - {_LOOPBACK4_ADDRESS, _LOOPBACK6})]
+                    if self._machine is not None:
+                        self._local -= self._machine.addresses - {_LOOPBACK6}
+                    self._local.update(machine.addresses)
+                    for host in self.hosts[1:]:
+                        self._local.update(host.addresses)
+                    self._machine = machine
+                    self._routes.clear()
+                    self._last_route = (None, None)
+                    self.names_version += 1
+        return machine
+
+    def name_lines(self, name: str) -> list[hostnames.Line]:
+        """The hosts-table lines a lookup of ``name`` reads: the added hosts' when one of
+        them has the name (they stand for the network's own DNS), else the machine's."""
+        machine = self._machine_names()
+        key = name.lower().rstrip(".")
+        with self.lock:
+            added = [line for line in self._added_lines if key in line.keys]
+        return added if added else list(machine.lines)
+
+    def interface_index(self, name: str) -> int:
+        """The index of the network's interface called ``name``, 0 if none."""
+        return INTERFACE_INDEX if name == INTERFACE_NAME else 0
+
+    def resolve(self, name: str, family: int = 0, flags: int = 0
+                ) -> tuple[str, list[tuple[int, ipaddress.IPv6Address, int]]]:
+        """getaddrinfo's answer for host ``name`` (numeric forms included):
+        (canonical name, [(family, address, scope id)]) in glibc's order; gaierror as
+        glibc's when nothing answers."""
+        return hostnames.resolve_host(name, family, flags, self.name_lines(name),
+                                      self.interface_index)
+
+    def host_entry(self, name: str) -> tuple[str, list[str], list[str]]:
+        """gethostbyname_ex's answer for ``name`` (see ``hostnames.host_entry``)."""
+        if name == "":
+            return "0.0.0.0", [], ["0.0.0.0"]
+        if name in ("<broadcast>", "255.255.255.255"):
+            return "255.255.255.255", [], ["255.255.255.255"]
+        return hostnames.host_entry(self.name_lines(name), name)
+
+    def current_names_version(self) -> int:
+        """``names_version`` after reading /etc/hosts again if it changed."""
+        self._machine_names()
+        return self.names_version
+
+    def names_of(self, ip: ipaddress.IPv6Address, v4: bool) -> tuple[str, ...]:
+        """The names a reverse lookup of ``ip`` finds: the added host that has it, else
+        the first line of /etc/hosts with it (v4: as an AF_INET lookup reads them)."""
+        machine = self._machine_names()
+        with self.lock:
+            for host in self.hosts[1:]:
+                if ip in host.addresses:
+                    return tuple(host.names)
+        return hostnames.reverse(machine.lines, ip, v4)
 
     def route(self, ip: ipaddress.IPv6Address) -> Route:
         """What a connect to ``ip`` needs to know about it, worked out once per address
@@ -366,19 +443,9 @@ class VirtualNetwork:
         return ip in self._local
 
     def lookup(self, name: str, family: int) -> ipaddress.IPv6Address:
-        """The first address of ``name`` usable by ``family``; gaierror if unknown."""
-        for address in self.addresses_of(name):
-            if family == socket.AF_INET6 or is_v4(address):
-                return address
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    def addresses_of(self, name: str) -> list[ipaddress.IPv6Address]:
-        key = name.lower().rstrip(".")
-        with self.lock:
-            for host in self.hosts:
-                if key in host.names:
-                    return list(host.addresses)
-        return []
+        """The address a socket of ``family`` given host ``name`` uses: the first
+        getaddrinfo answers for that family (as CPython resolves a socket address)."""
+        return self.resolve(name, family)[1][0][1]
 
     def loopback(self, v4: bool) -> ipaddress.IPv6Address:
         """Where a connect to the wildcard address goes, as on Linux."""
