@@ -19,11 +19,13 @@ import functools
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import pytest
@@ -244,6 +246,12 @@ def test_an_uncaught_keyboard_interrupt_exits_by_sigint_as_python_does(tmp_path)
     assert run.stderr == python.stderr
 
 
+CONNECTED = """\
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+conn, _ = server.accept()
+"""
 BLOCKED = {
     "accept": """\
         import socket
@@ -251,6 +259,34 @@ BLOCKED = {
         print("waiting", flush=True)
         server.accept()
     """,
+    "recv": CONNECTED + textwrap.dedent("""\
+        def receive(sock):
+            return sock.recv(10)
+
+        print("waiting", flush=True)
+        receive(client)
+    """),
+    "recv with a timeout": CONNECTED + textwrap.dedent("""\
+        client.settimeout(60)
+        print("waiting", flush=True)
+        client.recv_into(bytearray(10))
+    """),
+    "sendall": CONNECTED + textwrap.dedent("""\
+        print("waiting", flush=True)
+        client.sendall(bytes(1 << 28))
+    """),
+    "select": CONNECTED + textwrap.dedent("""\
+        import select
+        print("waiting", flush=True)
+        select.select([client], [], [])
+    """),
+    "selectors": CONNECTED + textwrap.dedent("""\
+        import selectors
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ)
+        print("waiting", flush=True)
+        selector.select()
+    """),
     "asyncio": """\
         import asyncio
 
@@ -262,24 +298,73 @@ BLOCKED = {
         asyncio.run(main())
     """,
 }
+# The layer's own POSIX calls, which only run under posix-socket (no python to compare).
+BLOCKED_LAYER_ONLY = {
+    "posix.recv": """\
+        import socket
+        from posix_socket import posix
+        a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        print("waiting", flush=True)
+        posix.recv(a, 10)
+    """,
+}
 
 
-@pytest.mark.parametrize("net", ["virtual", "host"])
-@pytest.mark.parametrize("blocked", sorted(BLOCKED))
-def test_ctrl_c_interrupts_a_blocked_program_and_exits_by_sigint(tmp_path, net, blocked):
-    (tmp_path / "prog.py").write_text(textwrap.dedent(BLOCKED[blocked]))
-    process = subprocess.Popen([*command(), "run", "--net", net, "prog.py"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_reset_sigint)
+def interrupted(program: list[str], cwd: pathlib.Path) -> tuple[int, str]:
+    """Start ``program``, press Ctrl-C once it says it is about to block; its status
+    and stderr."""
+    process = subprocess.Popen(program, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_reset_sigint)
     try:
         assert process.stdout.readline() == "waiting\n"
+        time.sleep(0.2)  # into the blocking call (earlier, the traceback tells)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGINT
-    assert err.rstrip().endswith("KeyboardInterrupt")
+    return process.returncode, err
+
+
+def frames(traceback_text: str) -> tuple[list[str], int]:
+    """The traceback's frames in prog.py (``line N, in function``), and how many of
+    them are posix-socket's."""
+    located = re.findall(r'^  File "(.*)", (line \d+, in .*)$', traceback_text, re.M)
+    program = [where for path, where in located if path.endswith("prog.py")]
+    ours = sum("/posix_socket/" in path for path, _ in located)
+    return program, ours
+
+
+@pytest.mark.parametrize("net", ["virtual", "host"])
+@pytest.mark.parametrize("blocked", sorted(BLOCKED))
+def test_ctrl_c_in_a_blocking_call_shows_the_frames_python_shows(tmp_path, net, blocked):
+    """Ctrl-C, uncaught: the program dies by SIGINT, and the traceback shows the
+    program's frames as python's does, one frame of the layer for the call python
+    runs in C, and no exception chained from inside the layer (the BlockingIOError
+    the layer waits after)."""
+    (tmp_path / "prog.py").write_text(textwrap.dedent(BLOCKED[blocked]))
+    status, expected = interrupted([sys.executable, "prog.py"], tmp_path)
+    assert status == -signal.SIGINT
+    status, err = interrupted([*command(), "run", "--net", net, "prog.py"], tmp_path)
+    assert status == -signal.SIGINT
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    # asyncio.run chains the main task's CancelledError, under python too.
+    assert err.count("During handling") == expected.count("During handling"), err
+    program, ours = frames(err)
+    assert program == frames(expected)[0], err
+    assert ours <= 1, err
+
+
+@pytest.mark.parametrize("net", ["virtual", "host"])
+@pytest.mark.parametrize("blocked", sorted(BLOCKED_LAYER_ONLY))
+def test_ctrl_c_in_a_blocking_posix_call_shows_one_frame_of_the_layer(tmp_path, net,
+                                                                        blocked):
+    (tmp_path / "prog.py").write_text(textwrap.dedent(BLOCKED_LAYER_ONLY[blocked]))
+    status, err = interrupted([*command(), "run", "--net", net, "prog.py"], tmp_path)
+    assert status == -signal.SIGINT
+    assert "During handling" not in err, err
+    program, ours = frames(err)
+    assert program == ["line 5, in <module>"] and ours == 1, err
 
 
 def test_a_missing_script_or_module_fails_as_python_does(tmp_path):

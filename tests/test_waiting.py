@@ -632,12 +632,26 @@ def test_ctrl_c_interrupts_a_blocked_call_in_the_main_thread(net, call):
     fd, blocked_call, still_works = PARKED[call](net)
     entry = watch_of(fd)
     fds_before = open_fds()
-    with ctrl_c_once_blocked(fd), pytest.raises(KeyboardInterrupt):
+    with ctrl_c_once_blocked(fd), pytest.raises(KeyboardInterrupt) as interrupt:
         blocked_call()
+    # Not "during handling of" the BlockingIOError the layer waited after.
+    assert interrupt.value.__context__ is None
     assert not entry.waiters, "the interrupted call left its waiter registered"
     assert open_fds() == fds_before, "the interrupted call leaked a descriptor"
     still_works()
     assert not entry.waiters
+
+
+def test_ctrl_c_keeps_the_exception_the_program_was_handling_as_its_context(net):
+    fd, blocked_call, still_works = _parked_recv(net)
+    with ctrl_c_once_blocked(fd), pytest.raises(KeyboardInterrupt) as interrupt:
+        try:
+            raise ValueError("the program's own")
+        except ValueError:
+            blocked_call()
+    assert type(interrupt.value.__context__) is ValueError
+    assert interrupt.value.__context__.__context__ is None
+    still_works()
 
 
 def test_signal_handler_that_returns_lets_the_blocked_recv_carry_on(net):

@@ -24,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from .interrupts import unchain
+
 __all__ = ["Watch", "Mirror", "Waiter", "Interest", "changed", "faded", "watch", "unwatch",
            "wait"]
 
@@ -506,6 +508,9 @@ def wait(watches: Iterable[Watch], ready: Callable[[], bool], timeout: float | N
                 if kernel_poll(waiter.fd, ms):
                     return True
                 waiter.drain()
+    except BaseException as exc:  # from a signal handler (Ctrl-C): see interrupts
+        unchain(exc)
+        raise
     finally:
         for entry in watches:
             entry.waiters.discard(waiter)

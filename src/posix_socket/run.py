@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import patching, registry
+from . import interrupts, patching, registry
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
@@ -265,6 +265,11 @@ def _report_and_reraise(exc: BaseException, *, runpy_frames: bool) -> None:
             trimmed.tb_frame.f_globals is globals()
             or (not runpy_frames and trimmed.tb_frame.f_globals is vars(runpy))):
         trimmed = trimmed.tb_next
+    if isinstance(exc, KeyboardInterrupt):
+        # Ctrl-C in a blocking call: the method the program called stands for the
+        # layer, as a C call stands for the kernel under python (see interrupts).
+        interrupts.unchain(exc)
+        trimmed = interrupts.trimmed(trimmed)
     exc.__traceback__ = trimmed
     sys.excepthook(type(exc), exc, trimmed)
     # The interpreter reports what reaches the top through sys.excepthook; it has been
