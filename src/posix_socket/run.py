@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import interrupts, patching, registry
+from . import c_event_loops, interrupts, patching, registry
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
@@ -191,6 +191,7 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     # patch() finds out whether anything else does, and hides numbers if nothing does
     # (no kernel mirror, no system call per readiness change).
     patching.patch(kernel_pollers=None)
+    c_event_loops.install()  # uvloop, gevent: an ImportError naming the limit
     main_module = types.ModuleType("__main__")
     main_module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main_module
