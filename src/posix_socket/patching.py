@@ -72,7 +72,8 @@ __all__ = ["patch", "SOCKET_NAMES", "SELECT_NAMES", "SELECTORS_NAMES", "CHOSEN_S
 SOCKET_NAMES = ("socket", "socketpair", "fromfd", "dup", "close",
                 "send_fds", "recv_fds", "create_connection", "create_server",
                 "has_dualstack_ipv6", "getaddrinfo", "getnameinfo", "gethostbyname",
-                "gethostbyname_ex", "gethostbyaddr", "getfqdn", "gethostname")
+                "gethostbyname_ex", "gethostbyaddr", "getfqdn", "gethostname",
+                "if_nameindex", "if_nametoindex", "if_indextoname")
 SELECT_NAMES = ("select", "poll", "epoll")
 SELECTORS_NAMES = ("SelectSelector", "PollSelector", "EpollSelector", "DefaultSelector")
 

@@ -38,6 +38,9 @@ from .names import gethostbyname as gethostbyname
 from .names import gethostbyname_ex as gethostbyname_ex
 from .names import gethostname as gethostname
 from .names import getnameinfo as getnameinfo
+from .names import if_indextoname as if_indextoname
+from .names import if_nameindex as if_nameindex
+from .names import if_nametoindex as if_nametoindex
 
 __all__ = list(_stdlib.__all__)
 
@@ -45,7 +48,8 @@ __all__ = list(_stdlib.__all__)
 # what is defined below replaces the rest.
 globals().update({name: getattr(_stdlib, name) for name in _stdlib.__all__
                   if name not in ("getaddrinfo", "getfqdn", "gethostbyaddr", "gethostbyname",
-                                  "gethostbyname_ex", "gethostname", "getnameinfo")})
+                                  "gethostbyname_ex", "gethostname", "getnameinfo",
+                                  "if_nameindex", "if_nametoindex", "if_indextoname")})
 
 error = OSError
 timeout = TimeoutError
