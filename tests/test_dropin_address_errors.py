@@ -35,6 +35,18 @@ BAD_ADDRESSES = [
 ]
 
 
+@pytest.mark.parametrize("address", [("::1", 1, 2**32), ("::1", 1, 2**70), ("::1", 1, 0, 1 << 33),
+                                     ("::1", 1, 0, -1), ("::1", 1, 0, 2**70)], ids=repr)
+def test_ipv6_flowinfo_and_scope_id_are_masked_to_32_bits_as_cpython_does(address):
+    """CPython takes them as unsigned ints without overflow checks: 2**32 is 0."""
+    with socket.socket(V6, socket.SOCK_DGRAM) as kernel:
+        kernel.connect(address)
+        expected = kernel.getpeername()[2:]
+    with ps.use("virtual"), dropin.socket(V6, socket.SOCK_DGRAM) as ours:
+        ours.connect(address)
+        assert ours.getpeername()[2:] == expected
+
+
 @pytest.mark.parametrize("preset", ["host", "virtual"])
 @pytest.mark.parametrize("method", ["connect", "connect_ex"])
 @pytest.mark.parametrize(("family", "address"), [c[1:] for c in BAD_ADDRESSES],

@@ -105,14 +105,14 @@ def _parse(family: int, address: object, op: str, resolver: Resolver) -> Endpoin
     if not 2 <= len(address) <= 4:
         raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
     host, port = _host(address[0], op), _int(address[1])
-    flowinfo = _int(address[2]) if len(address) > 2 else 0
-    scope_id = _int(address[3]) if len(address) > 3 else 0
+    # CPython reads flowinfo and scope id with the "I" format: unsigned, masked to 32
+    # bits, never an overflow; then only flowinfo's range is checked.
+    flowinfo = _int(address[2]) & 0xFFFFFFFF if len(address) > 2 else 0
+    scope_id = _int(address[3]) & 0xFFFFFFFF if len(address) > 3 else 0
     if not 0 <= port <= 0xFFFF:
         raise OverflowError(f"{op}(): port must be 0-65535.")
-    if not 0 <= flowinfo <= 0xFFFFF:
+    if flowinfo > 0xFFFFF:
         raise OverflowError(f"{op}(): flowinfo must be 0-1048575.")
-    if not 0 <= scope_id <= 0xFFFFFFFF:
-        raise OverflowError("Python int too large to convert to C unsigned long")
     return Endpoint(_ipv6(host, resolver), port, flowinfo, scope_id)
 
 
