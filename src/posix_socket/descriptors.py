@@ -36,7 +36,7 @@ from typing import Any
 
 from . import readiness
 from .driver import SocketDriver
-from .drivers.host import HostDriver, KernelSocket
+from .drivers.host import HostDriver, KernelSocket, kernel_socket
 from .errors import DriverFailure
 
 __all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "expose",
@@ -162,7 +162,7 @@ def open_numbers() -> dict[int, OpenSocket]:
 def adopt(fd: int) -> OpenSocket:
     """Wrap a kernel socket made outside the layer (the caller checked it is one);
     the host driver serves it."""
-    sock = KernelSocket(fileno=os.dup(fd))
+    sock = kernel_socket(fileno=os.dup(fd))
     return _Adopted(_HOST, sock, sock.family, sock.type, sock.proto)
 
 

@@ -28,10 +28,30 @@ _stdlib = socket.socket
 KernelSocket = socket.socket
 
 
+def kernel_socket(family: int = -1, type: int = -1, proto: int = -1,
+                  fileno: int | None = None) -> socket.socket:
+    """A stdlib socket object for the layer's own use, untouched by
+    ``socket.setdefaulttimeout``: the layer does the waiting, so the object must not
+    wait on its own (a default timeout would make every blocking call last that long,
+    whatever the program's socket asked for).  Its number stays as blocking as it was
+    (a new socket: blocking); the layer sets O_NONBLOCK itself where asked."""
+    if _socket.getdefaulttimeout() is None:  # the usual case: nothing to undo
+        return KernelSocket(family, type, proto, fileno)
+    blocking = fileno is None or os.get_blocking(fileno)
+    sock = KernelSocket(family, type, proto, fileno)
+    sock.settimeout(None)  # back to blocking mode, O_NONBLOCK cleared
+    if not blocking:
+        os.set_blocking(sock.fileno(), False)
+    return sock
+
+
 def kernel_socketpair(family: int, type: int, proto: int) -> tuple[socket.socket, socket.socket]:
     a, b = _socket.socketpair(family, type, proto)
-    return (KernelSocket(family, type, proto, a.detach()),
-            KernelSocket(family, type, proto, b.detach()))
+    if a.gettimeout() is not None:  # a default timeout made them non-blocking
+        a.settimeout(None)
+        b.settimeout(None)
+    return (kernel_socket(family, type, proto, a.detach()),
+            kernel_socket(family, type, proto, b.detach()))
 
 
 class HostDriver(SocketDriver):
@@ -41,14 +61,14 @@ class HostDriver(SocketDriver):
         return sock.fileno()
 
     def create(self, family: int, type: int, proto: int) -> socket.socket:
-        return KernelSocket(family, type, proto)
+        return kernel_socket(family, type, proto)
 
     def socketpair(self, family: int, type: int, proto: int) -> tuple[Any, Any]:
         return kernel_socketpair(family, type, proto)
 
     def accept(self, sock: socket.socket, flags: int) -> tuple[socket.socket, Address]:
         fd, addr = sock._accept()
-        return KernelSocket(sock.family, sock.type, sock.proto, fileno=fd), addr
+        return kernel_socket(sock.family, sock.type, sock.proto, fileno=fd), addr
 
     # The same signatures as the ops table, the stdlib's behaviour and errors.
     bind = staticmethod(_stdlib.bind)
