@@ -654,6 +654,100 @@ def scenario_shutdown_before_connect(api: Recorder, env: Env) -> None:
     api.getpeername(fd)
 
 
+@scenario(STREAM, DGRAM, families=(_socket.AF_INET, _socket.AF_INET6))
+def scenario_shutdown_of_an_unconnected_socket_then_serve(api: Recorder, env: Env) -> None:
+    """shutdown of a socket that is not connected is ENOTCONN, yet Linux records the
+    shut directions (inet_shutdown falls through): the socket can still bind, listen
+    and accept a connection (TCP), or be connected (UDP), and then carries them."""
+    for how in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+        for bound in (False, True):
+            fd = api.socket(env.family, env.type | _socket.SOCK_NONBLOCK)
+            if bound:
+                api.bind(fd, env.address())
+            api.shutdown(fd, how)
+            api.poll([(fd, POLL_ALL)], 0)
+            if not bound:
+                api.bind(fd, env.address())
+            api.listen(fd, 4)
+            api.accept(fd)
+            peer = api.socket(env.family, env.type)
+            api.connect(peer, api.getsockname(fd))
+            if env.type == DGRAM:
+                api.connect(fd, api.getsockname(peer))
+                api.send(peer, b"to fd")
+                api.poll([(fd, POLLIN)], WAIT_MS)
+                api.recv(fd, 10)
+                api.send(fd, b"to peer", MSG_NOSIGNAL)
+            else:
+                wait_readable(api, fd)
+                accepted = api.accept(fd)
+                if not isinstance(accepted, Failure):
+                    # A child shut for writing sends its FIN at once: EOF for the peer.
+                    api.poll([(peer, POLLIN)], 0 if how == _socket.SHUT_RD else WAIT_MS)
+                    api.recv(peer, 10, MSG_DONTWAIT)
+                    api.send(accepted[0], b"hi", MSG_NOSIGNAL)
+                    api.send(peer, b"ho")
+                    api.poll([(accepted[0], POLLIN)], WAIT_MS)
+                    api.recv(accepted[0], 10)
+                    api.poll([(accepted[0], POLL_ALL)], 0)
+                    api.close(accepted[0])
+                api.connect(fd, api.getsockname(peer))
+                api.recv(fd, 10)
+                api.send(fd, b"x", MSG_NOSIGNAL)
+            api.poll([(fd, POLL_ALL)], 0)
+            api.close(peer)
+            api.close(fd)
+
+
+@scenario(STREAM, families=(_socket.AF_INET, _socket.AF_INET6))
+def scenario_shutdown_of_an_unconnected_socket_then_connect(api: Recorder, env: Env) -> None:
+    """A TCP socket shut (ENOTCONN) before it connects keeps the shut directions through
+    connect: what the connection can then still carry either way."""
+    listener, addr = listening(api, env)
+    for how in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+        fd = api.socket(env.family, env.type)
+        api.shutdown(fd, how)
+        api.connect(fd, addr)
+        server, _ = api.accept(listener)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.send(fd, b"up", MSG_NOSIGNAL)
+        api.send(server, b"down", MSG_NOSIGNAL)
+        api.poll([(server, POLLIN)], 200)
+        api.recv(server, 10, MSG_DONTWAIT)
+        api.recv(fd, 10, MSG_DONTWAIT)
+        api.shutdown(fd, _socket.SHUT_RDWR)
+        api.close(fd)
+        api.close(server)
+
+
+@scenario(STREAM, families=(_socket.AF_INET, _socket.AF_INET6))
+def scenario_shutdown_of_a_listener_then_listen_again(api: Recorder, env: Env) -> None:
+    """A listener shut for reading stops listening (Linux's tcp_disconnect: a closed
+    socket, its port given back unless bind() named one); SHUT_WR alone changes nothing.
+    It can listen again (on a new port, as getsockname then shows) and serve."""
+    for how in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+        listener = api.socket(env.family, env.type | _socket.SOCK_NONBLOCK)
+        api.bind(listener, env.address())
+        api.listen(listener, 4)
+        api.shutdown(listener, how)
+        api.getsockopt(listener, SOL_SOCKET, _socket.SO_ACCEPTCONN)
+        api.poll([(listener, POLL_ALL)], 0)
+        api.accept(listener)
+        api.listen(listener, 4)
+        api.getsockopt(listener, SOL_SOCKET, _socket.SO_ACCEPTCONN)
+        addr = api.getsockname(listener)
+        client = api.socket(env.family, env.type)
+        api.connect(client, addr)
+        wait_readable(api, listener)
+        accepted = api.accept(listener)
+        if not isinstance(accepted, Failure):
+            api.send(client, b"again")
+            api.recv(accepted[0], 10)
+            api.close(accepted[0])
+        api.close(client)
+        api.close(listener)
+
+
 @scenario(STREAM)
 def scenario_listening_socket_refuses_data_and_connect(api: Recorder, env: Env) -> None:
     """A listener is not a connection: recv, send, connect and getpeername fail."""

@@ -138,11 +138,12 @@ class TcpSocket:
     # -- connection setup ------------------------------------------------------------
 
     def listen(self, backlog: int, touched: list) -> None:
-        if (self.sock_state != SS_UNCONNECTED or self.state not in (CLOSE, LISTEN)
-                or self.shutdown):
+        # inet_listen looks at the states only: directions shut before (ENOTCONN, but
+        # recorded) do not keep a socket from listening.
+        if self.sock_state != SS_UNCONNECTED or self.state not in (CLOSE, LISTEN):
             raise oserror(errno.EINVAL)
-        if self.binding is None:
-            self._claim(self._any().ip, 0)
+        if self.binding is None:  # never bound, or its port given back: a new port
+            self._claim((self.local or self._any()).ip, 0)  # on the address it kept
         elif self.state == CLOSE:
             self.binding.listening = True
             try:
@@ -190,8 +191,7 @@ class TcpSocket:
             raise oserror(errno.ENETUNREACH)
         if self.binding is None:
             self._claim(route.source, 0, parity=0)
-        self.shutdown = 0
-        self.error = 0
+        self.error = 0  # directions shut before connect stay shut, as on Linux
         self.done = False
         if target is where.ip and not where.flowinfo and not where.scope_id:
             self.remote = where  # as Endpoint(target, where.port), without making one
@@ -249,6 +249,7 @@ class TcpSocket:
         child.state = ESTABLISHED
         child.sock_state = SS_CONNECTED
         child.userlocks = listener.userlocks
+        child.shutdown = listener.shutdown  # sk_clone copies directions shut before listen
         child.binding = Binding(child, child.local.ip, listener.binding.v6only,
                                 listener.binding.reuseaddr, listener.binding.reuseport)
         self.net.tcp.inherit(child.binding, child.local.port)
@@ -256,6 +257,8 @@ class TcpSocket:
         listener.backlog.append(child)
         self.state = ESTABLISHED
         touched += (listener, self)
+        if child.shutdown & SEND_SHUTDOWN:  # shut before listen: Linux's child sends
+            child._send_fin(touched)  # its FIN once established (FIN_WAIT2)
 
     def accept(self, touched: list) -> tuple[TcpSocket, tuple]:
         if self.state != LISTEN:
