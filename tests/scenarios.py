@@ -2696,3 +2696,70 @@ def scenario_udp_pending_datagram_keeps_its_ip_version(api: Recorder, env: Env) 
     wait_readable(api, v4)
     api.recvfrom(v4, 100)
     nothing_arrives(api, v6)
+
+
+IP_BIND_ADDRESS_NO_PORT = getattr(_socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def _bound_without_port(api: Recorder, env: Env, address: str) -> int:
+    fd = api.socket(env.family, env.type)
+    api.setsockopt(fd, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    api.bind(fd, (address, 0))
+    api.getsockname(fd)
+    return fd
+
+
+@scenario(STREAM, DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_bind_address_no_port(api: Recorder, env: Env) -> None:
+    """IP_BIND_ADDRESS_NO_PORT (a boolean; an empty value is 0): bind() to port 0
+    takes the address only (getsockname shows port 0, and bind may be called again);
+    the port is picked when the socket connects, listens or (UDP) first sends, from
+    the address bind() named.  A port given to bind, or the option set after bind,
+    binds as usual."""
+    names = ip(env)
+    probe = api.socket(env.family, env.type)
+    api.getsockopt(probe, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT)
+    for value in (1, b"", b"\x07", INT.pack(0), 5):
+        api.setsockopt(probe, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, value)
+        api.getsockopt(probe, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT)
+    api.getsockopt(probe, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    api.getsockopt(probe, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 4)
+    api.bind(probe, (names.loopback, 0))
+    api.getsockname(probe)
+    api.bind(probe, (names.loopback, 0))  # no port taken yet: bind may come again
+    api.getsockname(probe)
+
+    if env.type == STREAM:
+        listener, addr = listening(api, env)
+        for address in (names.loopback, names.wildcard):
+            client = _bound_without_port(api, env, address)
+            api.connect(client, addr)
+            api.getsockname(client)
+            server, _peer = api.accept(listener)
+            api.getpeername(server)
+            api.close(server)
+            api.close(client)
+        server = _bound_without_port(api, env, names.loopback)
+        api.listen(server, 4)
+        served = api.getsockname(server)
+        client = api.socket(env.family, env.type)
+        api.connect(client, served)
+        api.accept(server)
+    else:
+        receiver = api.socket(env.family, env.type)
+        api.bind(receiver, env.address())
+        target = api.getsockname(receiver)
+        for address in (names.loopback, names.wildcard):
+            sender = _bound_without_port(api, env, address)
+            api.recv(sender, 10, MSG_DONTWAIT)
+            api.sendto(sender, b"first", 0, target)
+            api.getsockname(sender)
+            api.poll([(receiver, POLLIN)], WAIT_MS)
+            api.recvfrom(receiver, 10)
+            connected = _bound_without_port(api, env, address)
+            api.connect(connected, target)
+            api.getsockname(connected)
+    late = api.socket(env.family, env.type)
+    api.bind(late, (names.loopback, 0))
+    api.setsockopt(late, _socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    api.getsockname(late)

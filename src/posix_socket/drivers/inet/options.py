@@ -22,7 +22,8 @@ import struct
 
 from ...errors import oserror
 
-__all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL", "IPV6_MULTICAST_ALL", "UDP_CORK"]
+__all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL", "IPV6_MULTICAST_ALL", "UDP_CORK",
+           "IP_BIND_ADDRESS_NO_PORT"]
 
 _INT = struct.Struct("@i")
 _LINGER = struct.Struct("@ii")
@@ -33,6 +34,10 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux's number; Python may n
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
 UDP_CORK = getattr(socket, "UDP_CORK", 1)
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+# IPPROTO_IP options that take an empty buffer (as 0): do_ip_setsockopt checks the
+# length only for the others.
+_EMPTY_IS_ZERO = frozenset({socket.IP_TOS, IP_BIND_ADDRESS_NO_PORT})
 # Group memberships: a UDP socket keeps them; a TCP socket has none (EPROTO).
 GROUP_OPTIONS = frozenset({(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
                            (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
@@ -79,6 +84,8 @@ _COMMON = {
     (IPPROTO_IP, socket.IP_MULTICAST_TTL): (_INTEGER, 1, -1, 255),  # -1: the default
     (IPPROTO_IP, socket.IP_MULTICAST_LOOP): (_BOOL, 1, None, None),
     (IPPROTO_IP, IP_MULTICAST_ALL): (_INTEGER, 1, 0, 1),  # 0 or 1, else EINVAL
+    # bind() to port 0 leaves the port to connect() or listen() (see tcp.py, udp.py)
+    (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT): (_BOOL, 0, None, None),
 }
 _TCP = {
     (IPPROTO_TCP, socket.TCP_NODELAY): (_BOOL, 0, None, None),
@@ -205,8 +212,8 @@ class Options:
         if level == IPPROTO_IP and not isinstance(value, int) and len(value) < _INT.size:
             if value:
                 number = value[0]  # do_ip_setsockopt takes one byte from a short buffer
-            elif name == socket.IP_TOS:
-                number = 0  # and reads nothing from an empty one: only IP_TOS takes that
+            elif name in _EMPTY_IS_ZERO:
+                number = 0  # and reads nothing from an empty one, which some take
             else:
                 raise oserror(errno.EINVAL)
         else:
@@ -231,6 +238,11 @@ class Options:
         if self.changed is None:
             self.changed = {}
         self.changed[(level, name)] = number
+
+    def bind_without_port(self, port: int) -> bool:
+        """Does bind() to ``port`` leave the port for later (IP_BIND_ADDRESS_NO_PORT)?"""
+        return not port and bool(self.changed) and bool(
+            self.changed.get((IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT)))
 
     def device(self) -> int:
         """SO_BINDTODEVICE's index (a TCP socket's; UDP keeps its own bound_device)."""

@@ -109,11 +109,14 @@ class TcpSocket:
         if not self.net.is_local(where.ip):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
-        try:
-            self._claim(where.ip, where.port)
-        except OSError:
-            self.opts.unbound(v6only_before)
-            raise
+        if self.opts.bind_without_port(where.port):
+            self.local = Endpoint(where.ip, 0)  # no port until connect or listen
+        else:
+            try:
+                self._claim(where.ip, where.port)
+            except OSError:
+                self.opts.unbound(v6only_before)
+                raise
         self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
             BINDPORT_LOCK if where.port else 0)
 
@@ -189,8 +192,10 @@ class TcpSocket:
             route = net.route(target)
         if not route.local:
             raise oserror(errno.ENETUNREACH)
-        if self.binding is None:
-            self._claim(route.source, 0, parity=0)
+        if self.binding is None:  # a port now, from the address bind() named if any
+            local = self.local
+            named = local is not None and not is_wildcard(local.ip)
+            self._claim(local.ip if named else route.source, 0, parity=0)
         self.error = 0  # directions shut before connect stay shut, as on Linux
         self.done = False
         if target is where.ip and not where.flowinfo and not where.scope_id:

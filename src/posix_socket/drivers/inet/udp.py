@@ -217,6 +217,9 @@ class UdpSocket:
         if not (self.net.is_local(where.ip) or where.ip in BROADCASTS or is_group(where.ip)):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
+        if self.opts.bind_without_port(where.port):
+            self.local = Endpoint(where.ip, 0)  # no port until it connects or sends
+            return
         try:
             self._claim(where.ip, where.port)
         except OSError:
@@ -246,10 +249,11 @@ class UdpSocket:
         self.entered = next(_entered)
 
     def _autobind(self) -> None:
-        """Linux binds an unbound socket to the wildcard and an ephemeral port before
-        it connects or sends, even when the call then fails."""
+        """Linux binds an unbound socket to the wildcard (or the address a bind()
+        under IP_BIND_ADDRESS_NO_PORT named) and an ephemeral port before it connects
+        or sends, even when the call then fails."""
         if self.binding is None:
-            self._claim(self._any().ip, 0)
+            self._claim((self.local or self._any()).ip, 0)
 
     def _settle_local(self, source: ipaddress.IPv6Address) -> None:
         """connect() on a wildcard-bound socket fixes its address to the route's
