@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
+import fuzz_found_scenarios  # noqa: F401  (registers what the differential fuzzer found)
 import pytest
 import scenarios
 import unix_scenarios  # registers the AF_UNIX scenarios too

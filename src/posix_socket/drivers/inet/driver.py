@@ -23,6 +23,8 @@ from .options import SO_RXQ_OVFL
 from .tcp import TcpSocket
 from .udp import UdpSocket
 
+_MSG_OOB = socket.MSG_OOB
+
 __all__ = ["InetDriver"]
 
 SIOCINQ = 0x541B  # FIONREAD
@@ -256,13 +258,15 @@ class InetDriver(SocketDriver):
         return self.sendto(sock, data, flags, addr, "sendmsg")
 
     def recv(self, sock: Any, bufsize: int, flags: int) -> bytes:
+        if bufsize == 0:
+            return b""  # like the stdlib's recv(0): no call, nothing consumed
         touched: list = []
         try:
             with self.network.lock:
                 if type(sock) is TcpSocket:
+                    if flags & _MSG_OOB:
+                        sock.recv_urgent()
                     return sock.recv(bufsize, flags, touched)
-                if bufsize == 0:
-                    return b""  # like the stdlib's recv(0): no call, nothing consumed
                 return sock.recvfrom(bufsize, flags, touched)[0]
         finally:
             for changed in touched:  # inline: this is every receive's path
@@ -272,9 +276,21 @@ class InetDriver(SocketDriver):
                 else:
                     self.notify(changed)
 
+    def _tcp_receive(self, sock: TcpSocket, bufsize: int, flags: int) -> bytes:
+        """A TCP recvfrom/recvmsg: recv without the shortcut for 0 bytes (the stdlib's
+        recvfrom and recvmsg make the call even then)."""
+        touched: list = []
+        try:
+            with self.network.lock:
+                if flags & _MSG_OOB:
+                    sock.recv_urgent()
+                return sock.recv(bufsize, flags, touched)
+        finally:
+            self._notify(touched)
+
     def recvfrom(self, sock: Any, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if type(sock) is TcpSocket:
-            return self.recv(sock, bufsize, flags), None
+            return self._tcp_receive(sock, bufsize, flags), None
         data, source, _msg_flags = self._recvfrom(sock, bufsize, flags)
         return data, source
 
@@ -288,7 +304,7 @@ class InetDriver(SocketDriver):
 
     def recvmsg(self, sock: Any, bufsize: int, ancbufsize: int, flags: int):
         if type(sock) is TcpSocket:
-            return self.recv(sock, bufsize, flags), [], 0, None
+            return self._tcp_receive(sock, bufsize, flags), [], 0, None
         touched: list = []
         ancdata = []
         try:

@@ -66,6 +66,12 @@ UDP_WMEM = kernel_setting("net/core/wmem_default", [212992])[0]
 _BOOL = "bool"
 _INTEGER = "int"
 _READ_ONLY = "read-only"  # reads its default; setting it is ENOPROTOOPT
+_NOT_ON_STREAM = "not on a stream"  # reads its default; setting it is EINVAL
+# Linux 6.x: credentials and security labels pass only over AF_UNIX (and netlink);
+# an IP socket answers EOPNOTSUPP to reading or setting them.
+_PASS_OPTIONS = frozenset({(SOL_SOCKET, getattr(socket, "SO_PASSCRED", 16)),
+                           (SOL_SOCKET, getattr(socket, "SO_PASSSEC", 34)),
+                           (SOL_SOCKET, getattr(socket, "SO_PASSPIDFD", 76))})
 
 # (level, name) -> (kind, default, lowest accepted, highest accepted)
 _COMMON = {
@@ -102,6 +108,9 @@ _TCP = {
     (IPPROTO_TCP, socket.TCP_FASTOPEN): (_INTEGER, 0, None, None),
     (IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT): (_INTEGER, 0, None, None),
     (IPPROTO_TCP, socket.TCP_MAXSEG): (_INTEGER, 536, 88, 32767),
+    # do_ip_setsockopt: EINVAL for the multicast TTL and interface of a stream socket
+    (IPPROTO_IP, socket.IP_MULTICAST_TTL): (_NOT_ON_STREAM, 1, None, None),
+    (IPPROTO_IP, socket.IP_MULTICAST_IF): (_NOT_ON_STREAM, 0, None, None),
 }
 _V6 = {
     (IPPROTO_IPV6, socket.IPV6_V6ONLY): (_BOOL, 0, None, None),
@@ -189,6 +198,8 @@ class Options:
             value = self.flag(level, name)
             if level == IPPROTO_IP and 0 < buflen < _INT.size and 0 <= value <= 255:
                 return bytes((value,))  # ip_getsockopt answers a short buffer with a byte
+        elif (level, name) in _PASS_OPTIONS:
+            raise oserror(errno.EOPNOTSUPP)
         else:
             raise self._unknown_to_get(level)
         return _INT.pack(value)[:buflen] if buflen else value
@@ -203,6 +214,11 @@ class Options:
         if (spec is None and level not in (SOL_SOCKET, self._transport())) or (
                 spec is not None and spec[0] == _READ_ONLY):
             raise oserror(errno.ENOPROTOOPT)  # before any length check, as ip_setsockopt
+        if spec is not None and spec[0] == _NOT_ON_STREAM:
+            raise oserror(errno.EINVAL)
+        if (level, name) in _PASS_OPTIONS:
+            _int_value(value)  # a short value is EINVAL first, as sk_setsockopt
+            raise oserror(errno.EOPNOTSUPP)
         if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
             if isinstance(value, int) or len(value) < _LINGER.size:
                 raise oserror(errno.EINVAL)

@@ -102,6 +102,10 @@ class TcpSocket:
             self.opts.flag(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
 
     def bind(self, where: Endpoint) -> None:
+        # __inet_bind checks an IPv4 address before the socket's state (a second bind
+        # to a foreign address is EADDRNOTAVAIL); __inet6_bind checks the state first.
+        if self.family == socket.AF_INET and not self.net.is_local(where.ip):
+            raise oserror(errno.EADDRNOTAVAIL)
         if self.state != CLOSE or self.binding is not None:
             raise oserror(errno.EINVAL)
         if self.family == socket.AF_INET6 and is_v4(where.ip) and self._v6only():
@@ -366,6 +370,12 @@ class TcpSocket:
         if was_full and self.peer is not None:
             touched.append(self.peer)  # writable again
         return data
+
+    def recv_urgent(self) -> None:
+        """recv(MSG_OOB): the virtual TCP sends urgent bytes in line (as with
+        SO_OOBINLINE), so there is never an urgent byte to take: tcp_recvmsg's
+        ENOTCONN on a listener, else tcp_recv_urg's EINVAL."""
+        raise oserror(errno.ENOTCONN if self.state == LISTEN else errno.EINVAL)
 
     def _recv_nothing(self, bufsize: int, touched: list) -> bytes:
         """A receive with nothing queued, in tcp_recvmsg's order: EOF once a FIN came,

@@ -206,6 +206,8 @@ class UdpSocket:
             self.opts.flag(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
 
     def bind(self, where: Endpoint) -> None:
+        if self.family == socket.AF_INET and not self._bindable(where.ip):
+            raise oserror(errno.EADDRNOTAVAIL)  # before the state, as __inet_bind
         if self.binding is not None:
             raise oserror(errno.EINVAL)
         if self.family == socket.AF_INET6:
@@ -214,7 +216,7 @@ class UdpSocket:
                     raise oserror(errno.EINVAL)
             elif where.ip != ANY:
                 self._bind_device(where)
-        if not (self.net.is_local(where.ip) or where.ip in BROADCASTS or is_group(where.ip)):
+        if not self._bindable(where.ip):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
         if self.opts.bind_without_port(where.port):
@@ -225,6 +227,9 @@ class UdpSocket:
         except OSError:
             self.opts.unbound(v6only_before)
             raise
+
+    def _bindable(self, ip: ipaddress.IPv6Address) -> bool:
+        return self.net.is_local(ip) or ip in BROADCASTS or is_group(ip)
 
     def _bind_device(self, where: Endpoint) -> None:
         """__inet6_bind's interface checks for a specific IPv6 address: a link-local

@@ -308,6 +308,8 @@ class UnixSocket:
         if optname not in SETTABLE:
             raise oserror(errno.ENOPROTOOPT)
         number = int_value(value)
+        if optname == socket.SO_REUSEPORT and number:
+            raise oserror(errno.EOPNOTSUPP)  # sk_setsockopt: only inet sockets reuse ports
         if optname == SO_PASSCRED:
             self.passcred = bool(number)
         elif optname == socket.SO_SNDBUF:
@@ -357,6 +359,7 @@ PLAIN_OPTIONS = {
     socket.SO_OOBINLINE: ("bool", 0),
     socket.SO_DONTROUTE: ("bool", 0),
     socket.SO_DEBUG: ("bool", 0),
+    socket.SO_REUSEPORT: ("bool", 0),  # reads 0; only 0 can be set (EOPNOTSUPP)
     socket.SO_PRIORITY: ("int", 0),
     socket.SO_RCVLOWAT: ("int", 1),
     socket.SO_SNDLOWAT: ("int", 1),

@@ -201,6 +201,11 @@ class DgramSocket(UnixSocket):
         if name is None:
             other = self.peer
             if other is None:
+                # Linux 6.x checks the size and a shut sending side before the peer.
+                if len(data) > self.sndbuf - 32:
+                    raise oserror(errno.EMSGSIZE)
+                if self.shutdown & SEND_SHUTDOWN:
+                    raise oserror(errno.EPIPE)
                 raise oserror(errno.ENOTCONN)
         if self.passcred and self.name is None:
             self.space.autobind(self)

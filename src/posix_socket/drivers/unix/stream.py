@@ -218,7 +218,7 @@ class StreamSocket(UnixSocket):
         peer = self.peer
         if peer is not None:
             peer.shutdown = SHUTDOWN_MASK
-            if self.rx or embryo:
+            if self.rx_bytes or embryo:  # unread bytes: empty messages do not count
                 peer.error = errno.ECONNRESET
             touched.append(peer)
         self.purge(touched)

@@ -1,0 +1,137 @@
+"""Oracle scenarios for what the differential fuzzer (``test_fuzz_differential.py``)
+found: each pins one difference it reported, now fixed, so that the fix is checked on
+every run and not only when a random sequence happens to reach it again.  Like every
+scenario, they run on the kernel and through the layer (see ``scenarios``)."""
+
+from __future__ import annotations
+
+import socket as _socket
+
+from scenarios import (
+    DGRAM,
+    IP,
+    IPPROTO_TCP,
+    POLL_ALL,
+    SEQPACKET,
+    SOCKOPTS,
+    SOL_SOCKET,
+    STREAM,
+    Env,
+    Recorder,
+    connected_pair,
+    ip,
+    scenario,
+    wait_readable,
+)
+from unix_scenarios import UNIX, UNIX_FAMILY
+
+IPPROTO_IP = _socket.IPPROTO_IP
+MSG_OOB, MSG_DONTWAIT = _socket.MSG_OOB, _socket.MSG_DONTWAIT
+SO_PASSCRED = getattr(_socket, "SO_PASSCRED", 16)
+SO_PASSSEC = getattr(_socket, "SO_PASSSEC", 34)
+SO_PASSPIDFD = getattr(_socket, "SO_PASSPIDFD", 76)
+
+
+@scenario(STREAM, DGRAM, families=IP)
+def scenario_second_bind_to_a_foreign_address(api: Recorder, env: Env) -> None:
+    """A bound socket binding again: IPv4 looks at the address first
+    (EADDRNOTAVAIL for one this host lacks), IPv6 at the socket first (EINVAL)."""
+    fd = api.socket(env.family, env.type)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.bind(fd, (ip(env).foreign, 0))
+    api.bind(fd, (ip(env).loopback, 0))
+    api.bind(fd, (ip(env).wildcard, 0))
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_receive_of_urgent_data_that_never_came(api: Recorder, env: Env) -> None:
+    """recv(MSG_OOB) with no urgent byte: EINVAL, except on a listener (ENOTCONN); it
+    never hands out ordinary data.  recv of 0 bytes is b'' without asking anything
+    (the stdlib's shortcut), recvfrom of 0 bytes asks."""
+    fd = api.socket(env.family, env.type)
+    api.recv(fd, 1, MSG_OOB | MSG_DONTWAIT)
+    api.recv(fd, 0)
+    api.recv(fd, 0, MSG_OOB)
+    api.recvfrom(fd, 0)
+    api.recvmsg(fd, 0)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.listen(fd, 1)
+    api.recv(fd, 1, MSG_OOB | MSG_DONTWAIT)
+    api.recv(fd, 0)
+    client, server = connected_pair(api, env)
+    api.send(client, b"abc")
+    wait_readable(api, server)
+    api.recv(server, 1, MSG_OOB | MSG_DONTWAIT)
+    api.recvfrom(server, 1, MSG_OOB | MSG_DONTWAIT)
+    api.recv(server, 0)
+    api.recvfrom(server, 0)
+    api.recv(server, 10)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_multicast_ttl_and_interface_are_not_for_tcp(api: Recorder, env: Env) -> None:
+    """A stream socket reads IP_MULTICAST_TTL and IP_MULTICAST_IF but may not set them
+    (EINVAL); IP_MULTICAST_LOOP it may."""
+    fd = api.socket(env.family, env.type)
+    for option in (_socket.IP_MULTICAST_TTL, _socket.IP_MULTICAST_IF,
+                   _socket.IP_MULTICAST_LOOP):
+        api.getsockopt(fd, IPPROTO_IP, option)
+        api.setsockopt(fd, IPPROTO_IP, option, 1)
+        api.setsockopt(fd, IPPROTO_IP, option, 0)
+        api.getsockopt(fd, IPPROTO_IP, option)
+    api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_NODELAY)
+
+
+@scenario(STREAM, DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_credential_options_are_for_unix_sockets(api: Recorder, env: Env) -> None:
+    """SO_PASSCRED, SO_PASSSEC and SO_PASSPIDFD on an IP socket: EOPNOTSUPP to read or
+    set (Linux 6.x; a short value is EINVAL first)."""
+    fd = api.socket(env.family, env.type)
+    for option in (SO_PASSCRED, SO_PASSSEC, SO_PASSPIDFD):
+        api.getsockopt(fd, SOL_SOCKET, option)
+        api.setsockopt(fd, SOL_SOCKET, option, 1)
+        api.setsockopt(fd, SOL_SOCKET, option, 0)
+        api.setsockopt(fd, SOL_SOCKET, option, b"\1")
+
+
+@scenario(STREAM, DGRAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_so_reuseport_reads_zero_and_cannot_be_set(api: Recorder,
+                                                            env: Env) -> None:
+    """Only IP sockets share ports: AF_UNIX reads SO_REUSEPORT as 0 and may set it to
+    0, but not on (EOPNOTSUPP)."""
+    fd = api.socket(env.family, env.type)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_REUSEPORT)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_REUSEPORT, 0)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_REUSEPORT)
+
+
+@scenario(DGRAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_unconnected_send_after_shutdown(api: Recorder, env: Env) -> None:
+    """An unconnected datagram socket checks the size, then a shut sending side
+    (EPIPE), then the missing peer (ENOTCONN); seqpacket says ENOTCONN first."""
+    fd = api.socket(env.family, env.type)
+    api.send(fd, b"x")
+    api.send(fd, b"x" * 300_000)
+    api.shutdown(fd, _socket.SHUT_WR)
+    api.send(fd, b"x")
+    api.send(fd, b"x" * 300_000)
+    api.sendto(fd, b"x", 0, env.address())
+
+
+@scenario(SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_unread_empty_message_does_not_reset_the_peer(api: Recorder,
+                                                               env: Env) -> None:
+    """A seqpacket end closed with unread bytes resets its peer (ECONNRESET once);
+    closed with only an empty message unread, it does not."""
+    first, second = connected_pair(api, env)
+    api.send(first, b"")
+    api.close(second)
+    api.poll([(first, POLL_ALL)], 0)
+    api.recv(first, 10, MSG_DONTWAIT)
+    first, second = connected_pair(api, env)
+    api.send(first, b"data")
+    api.close(second)
+    api.poll([(first, POLL_ALL)], 0)
+    api.recv(first, 10, MSG_DONTWAIT)
+    api.recv(first, 10, MSG_DONTWAIT)
