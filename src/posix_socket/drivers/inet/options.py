@@ -214,8 +214,6 @@ class Options:
         if (spec is None and level not in (SOL_SOCKET, self._transport())) or (
                 spec is not None and spec[0] == _READ_ONLY):
             raise oserror(errno.ENOPROTOOPT)  # before any length check, as ip_setsockopt
-        if spec is not None and spec[0] == _NOT_ON_STREAM:
-            raise oserror(errno.EINVAL)
         if (level, name) in _PASS_OPTIONS:
             _int_value(value)  # a short value is EINVAL first, as sk_setsockopt
             raise oserror(errno.EOPNOTSUPP)
@@ -234,6 +232,8 @@ class Options:
                 raise oserror(errno.EINVAL)
         else:
             number = _int_value(value, level)
+        if spec is not None and spec[0] == _NOT_ON_STREAM:
+            raise oserror(errno.EINVAL)  # after reading the value, as do_ip_setsockopt
         if (level, name) == (SOL_SOCKET, socket.SO_RCVBUF):
             self.rcvbuf = max(min(number, RMEM_MAX) * 2, SOCK_MIN_RCVBUF)
             return
