@@ -18,9 +18,12 @@ from scenarios import (
     STREAM,
     Env,
     Recorder,
+    closed_port,
     connected_pair,
     ip,
+    nonblocking,
     scenario,
+    wait_for_hangup,
     wait_readable,
 )
 from unix_scenarios import UNIX, UNIX_FAMILY
@@ -66,6 +69,23 @@ def scenario_tcp_receive_of_urgent_data_that_never_came(api: Recorder, env: Env)
     api.recv(server, 0)
     api.recvfrom(server, 0)
     api.recv(server, 10)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_port_bound_after_a_refused_connect_stays(api: Recorder, env: Env) -> None:
+    """A non-blocking connect is refused in the background, bind() then takes a port,
+    and the next connect reports the refusal: the socket keeps that port (Linux
+    gives a port back only when the state changes to CLOSE), so binding again is
+    EINVAL."""
+    target = closed_port(api, env)
+    fd = api.socket(env.family, nonblocking(env))
+    api.connect(fd, target)
+    wait_for_hangup(api, fd)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.connect(fd, target)
+    api.getsockname(fd)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.getsockname(fd)
 
 
 @scenario(STREAM, families=IP, needs=(SOCKOPTS,))

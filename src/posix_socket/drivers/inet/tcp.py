@@ -493,7 +493,8 @@ class TcpSocket:
         elif self.state == SYN_SENT:
             self._leave_waiting()
             self.error = errno.ECONNRESET
-        self._enter_close()
+        if self.state != CLOSE:  # tcp_set_state only on a change: a socket already
+            self._enter_close()  # closed keeps the port a bind() took since
         self.shutdown = 0
         self.done = False
         self.rx = None
