@@ -255,6 +255,13 @@ KNOWN_DIFFERENCES: list[Known] = [
           "driver's rework of name lookup (issue 14 item 15, unixkernel)",
           "connect", "ECONNREFUSED", "EPROTOTYPE", frozenset(KINDS[4:]),
           avoided="no AF_UNIX socket is aimed at an abstract name of another type"),
+    Known("connected AF_UNIX stream connecting to a name nobody holds",
+          "Linux looks the name up first (ECONNREFUSED when no socket has it); the "
+          "unix driver hands a name no virtual socket holds to the kernel's world "
+          "(issue 14 item 15) and answers EISCONN for a connected socket without "
+          "asking (drivers/unix/kernel.py connect_out), also for a name its own closed "
+          "socket left",
+          "connect", "ECONNREFUSED", "EISCONN", UNIX_STREAM_KINDS),
     Known("IPv6 UDP mixing IPv4 and IPv6 addresses",
           "Linux keeps an IPv6 and an IPv4 source for an AF_INET6 UDP socket: one whose "
           "::1 came from connect() (not from bind) can still connect or send to a "
