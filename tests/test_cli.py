@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from posix_socket import bench, cli, run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -76,13 +78,28 @@ def test_unknown_command_is_a_usage_error(capsys):
         raise AssertionError("argparse accepted an unknown command")
 
 
-def test_readme_examples_run_and_print_what_they_say():
-    text = (ROOT / "README.md").read_text()
-    example = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
-    result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
-                            timeout=60)
+README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+# What each block prints, in the README's order (its comments say the same).
+README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.2 b'select 1'\n",
+                 "b'a pipe' b'through the pipe'\n"]
+
+
+def test_the_readme_has_the_python_blocks_this_test_knows() -> None:
+    assert len(README_BLOCKS) == len(README_OUTPUT)
+
+
+@pytest.mark.parametrize(("block", "output"), zip(README_BLOCKS, README_OUTPUT, strict=False),
+                         ids=[f"block{n}" for n in range(1, len(README_BLOCKS) + 1)])
+def test_each_readme_python_block_runs_alone_and_prints_what_it_says(
+        block: str, output: str, tmp_path: pathlib.Path) -> None:
+    """A reader copies one block into a file and runs it: no block may lean on
+    another's imports or names."""
+    script = tmp_path / "block.py"
+    script.write_text(block)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "200 b'hello'\nb'hello'\n10.0.0.2 b'select 1'\n"
+    assert result.stdout == output
 
 
 def test_help_lists_run_and_run_takes_its_own_command_line(capsys, tmp_path, monkeypatch):

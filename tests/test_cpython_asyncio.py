@@ -13,6 +13,7 @@ asyncio's shutdown waits on the layer to pass the kernel's EOF on.
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -22,14 +23,34 @@ import pytest
 from cpython_runs import assert_failures_as_listed, finished
 
 RUNNER = pathlib.Path(__file__).parent / "conformance" / "run_cpython_asyncio.py"
+# The running interpreter's own test_asyncio (3.10 has no test_ssl module yet).
 MODULES = [f"test.test_asyncio.{name}" for name in (
     "test_events", "test_streams", "test_sock_lowlevel", "test_server", "test_sendfile",
     "test_base_events", "test_unix_events", "test_selector_events", "test_buffered_proto",
-    "test_sslproto", "test_ssl")]
+    "test_sslproto", "test_ssl")
+    if importlib.util.find_spec(f"test.test_asyncio.{name}") is not None]
 PRESETS = ("host", "virtual", "virtual-unshown")
 
 # {test id: reason} per preset.
 KNOWN_FAILURES: dict[str, dict[str, str]] = {preset: {} for preset in PRESETS}
+
+# From 3.12 these tests start processes that listen on AF_UNIX for this one:
+# multiprocessing's forkserver makes its listener here (a virtual socket) and passes
+# the number to the server process, where it is no kernel socket; a forked Manager
+# listens on the virtual network of its own (forked) process.  This process's connect
+# finds no kernel socket at the path and is refused (ECONNREFUSED, no hang): the
+# network lives in one process (README, known limits).
+FORKSERVER = ("another process listens on AF_UNIX through a virtual socket (forkserver, "
+              "Manager): ECONNREFUSED, the network lives in one process (README limits)")
+if sys.version_info >= (3, 12):  # the tests are new in 3.12
+    for preset in ("virtual", "virtual-unshown"):
+        KNOWN_FAILURES[preset].update(dict.fromkeys([
+            "test.test_asyncio.test_events.TestCGetEventLoop.test_get_event_loop_new_process",
+            "test.test_asyncio.test_events.TestPyGetEventLoop.test_get_event_loop_new_process",
+            "test.test_asyncio.test_unix_events.TestFork.test_fork_asyncio_run",
+            "test.test_asyncio.test_unix_events.TestFork.test_fork_asyncio_subprocess",
+            "test.test_asyncio.test_unix_events.TestFork.test_fork_signal_handling",
+        ], FORKSERVER))
 
 
 @pytest.fixture(scope="module")
@@ -65,4 +86,8 @@ def test_cpython_test_asyncio_passes_on_the_patched_stdlib(
     if preset != "host":
         host = runs("host")
         assert result["skipped"] == host["skipped"]
-        assert result["modules"] == host["modules"]
+        # Module by module what host passes, but for the known failures (host has none).
+        expected = {name: {**counts, "passed": counts["passed"] - sum(
+                        test.startswith(f"{name}.") for test in KNOWN_FAILURES[preset])}
+                    for name, counts in host["modules"].items()}
+        assert result["modules"] == expected

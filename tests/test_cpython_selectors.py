@@ -57,7 +57,8 @@ def results() -> dict[str, dict]:
 def test_cpython_test_selectors_passes_on_the_patched_stdlib(run: str, results) -> None:
     result = results[run]
     assert_failures_as_listed(result, KNOWN_FAILURES[run])
-    assert result["run"] == 79
+    # Every test of the classes ran: 79 in 3.11's test_selectors, 75 in 3.10's.
+    assert result["run"] == result["selected"] >= 75
     # Skipped on Linux by the stdlib itself (modify of a select selector's key does
     # not go through a poll object).
     allowed = {"test.test_selectors.SelectSelectorTestCase.test_modify_unregister"}

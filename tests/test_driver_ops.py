@@ -7,6 +7,7 @@ import ctypes
 import errno
 import os
 import select
+import signal
 import socket
 import struct
 import threading
@@ -430,6 +431,37 @@ def test_bug_in_send_and_recv(family, no_leaks, bug, blocking):
         posix.close(a)
         posix.close(b)
     assert driver.closes == 2
+
+
+class Interrupted(Faulty):
+    """Sends run a signal whose Python handler raises, as a program's alarm can
+    strike between two bytecodes of a driver's code."""
+
+    def send(self, sock, data, flags):
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs before this returns
+        return super().send(sock, data, flags)
+
+
+def test_a_signal_handlers_exception_passes_through_a_driver_op_as_the_stdlib_lets_it(
+        family, no_leaks):
+    def handler(signum, frame):
+        raise ZeroDivisionError("from the handler")
+
+    # With the stdlib, a handler's exception leaves the call it interrupted unchanged
+    # (CPython's test_socket InterruptedSendTimeoutTest, run in test_cpython_socket,
+    # raises ZeroDivisionError from SIGALRM); it is the program's, not a driver bug.
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        register(Interrupted())
+        a, b = posix.socketpair(family, socket.SOCK_STREAM)
+        try:
+            with pytest.raises(ZeroDivisionError, match="from the handler"):
+                posix.send(a, b"data")
+        finally:
+            posix.close(a)
+            posix.close(b)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 @pytest.mark.parametrize("bug", BUGS, ids=BUG_IDS)

@@ -8,6 +8,7 @@ and the server's traces -- results and exception types, call by call -- must be 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import http.server
 import os
@@ -1107,4 +1108,21 @@ def test_no_descriptor_is_left_open(cert: Certificate) -> None:
     run("virtual", "handshake_and_queries", cert)
     run("virtual", "unwrap_back_to_plaintext", cert)
     time.sleep(0.05)
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_a_hostname_idna_rejects_closes_the_socket_it_took(cert: Certificate) -> None:
+    """wrap_socket took the number before the hostname failed to encode: the new
+    object closes it (CPython 3.13's test_check_hostname_idn asks for no
+    ResourceWarning; 3.13's stdlib closes it the same way)."""
+    context = cert.client_context()
+    with network("virtual"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        socket.socket().close()  # what the first socket sets up for good is not a leak
+        before = set(os.listdir("/proc/self/fd"))
+        for hostname in (".pythontest.net", b"k\xf6nig.idn.pythontest.net"):
+            with pytest.raises(UnicodeError):
+                context.wrap_socket(socket.socket(), server_hostname=hostname)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert set(os.listdir("/proc/self/fd")) <= before

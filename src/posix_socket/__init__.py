@@ -17,6 +17,7 @@ from .drivers.unix import UnixDriver
 from .patching import patch
 from .registry import (
     PRESET_FAMILIES,
+    VirtualDrivers,
     add_preset,
     load_entry_points,
     register_family,
@@ -28,7 +29,7 @@ from .registry import (
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
-    "UnixDriver", "patch",
+    "UnixDriver", "patch", "VirtualDrivers",
 ]
 
 __version__ = "0.1.0"
@@ -37,14 +38,15 @@ _HOST = HostDriver()
 add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
 
 
-def _virtual() -> dict[int, SocketDriver]:
+def _virtual() -> VirtualDrivers:
     """A fresh, isolated virtual network and AF_UNIX namespace for each use("virtual").
 
     ``posix.socketpair(AF_UNIX, ...)`` then gives virtual sockets too.  (asyncio's
     self-pipe must stay a kernel pair: see ``drivers.unix.driver``.)
     """
     inet = InetDriver(VirtualNetwork())
-    return {_socket.AF_INET: inet, _socket.AF_INET6: inet, _socket.AF_UNIX: UnixDriver()}
+    return VirtualDrivers({_socket.AF_INET: inet, _socket.AF_INET6: inet,
+                           _socket.AF_UNIX: UnixDriver()})
 
 
 add_preset("virtual", _virtual)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import _locale
 import errno
 import os
+import signal
+import threading
 
-__all__ = ["oserror", "DriverFailure"]
+__all__ = ["oserror", "DriverFailure", "raised_by_signal_handler"]
 
 # os.strerror's text per errno, kept while LC_MESSAGES is a locale that does not
 # translate (the C locale, which every program that never calls setlocale for
@@ -51,3 +53,35 @@ class DriverFailure(OSError):
         super().__init__(errno.EIO, f"driver {driver_name!r} failed in {op}: {exc!r}")
         self.driver_name = driver_name
         self.op = op
+
+
+def raised_by_signal_handler(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a program's Python signal handler that ran while a
+    driver's code did (between two of its bytecodes), not from the driver itself.
+
+    The stdlib passes such an exception through whatever call was under way (CPython's
+    test_socket raises ZeroDivisionError from SIGALRM during sendto); it is the
+    program's, not a driver bug.  Asked only on the failure path: it looks up the
+    installed handlers and looks for one of their code objects in the traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False  # Python runs signal handlers in the main thread only
+    codes = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        handler = getattr(handler, "__func__", handler)  # a bound method's function
+        code = getattr(handler, "__code__", None)
+        if code is None:  # an object with a __call__ method
+            method = vars(type(handler)).get("__call__")
+            code = getattr(method, "__code__", None)
+        if code is not None:
+            codes.add(code)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False

@@ -26,7 +26,7 @@ from typing import Any
 from . import descriptors, inflight, options, readiness, registry
 from .descriptors import OpenSocket
 from .driver import NullBuffer, SocketDriver
-from .errors import DriverFailure, oserror
+from .errors import DriverFailure, oserror, raised_by_signal_handler
 
 __all__ = [
     "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "shutdown",
@@ -129,6 +129,10 @@ def _get(fd: int) -> OpenSocket:
 
 
 def _failure(f: OpenSocket, op: str, exc: BaseException) -> DriverFailure:
+    """What the call raises for ``exc`` from a driver op: EIO for the driver's bug;
+    an exception of the program's signal handler passes through (raised here)."""
+    if raised_by_signal_handler(exc):
+        raise exc
     return DriverFailure(f.driver.name, op, exc)
 
 

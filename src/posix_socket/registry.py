@@ -14,14 +14,20 @@ import socket
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .driver import SocketDriver
+
+if TYPE_CHECKING:
+    from .drivers.host import HostDriver
+    from .drivers.inet import InetDriver
+    from .drivers.unix import UnixDriver
 
 __all__ = [
     "register_family", "unregister_family", "registered_families", "driver_for",
     "family_sources", "use", "presets", "add_preset", "load_entry_points",
-    "ENTRY_POINT_GROUP",
+    "ENTRY_POINT_GROUP", "VirtualDrivers",
 ]
 
 ENTRY_POINT_GROUP = "posix_socket.drivers"
@@ -117,15 +123,53 @@ def presets() -> list[str]:
     return sorted(_presets)
 
 
-class use:
+_InetFamily = Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6, 2, 10]
+_UnixFamily = Literal[socket.AddressFamily.AF_UNIX, 1]
+
+
+class VirtualDrivers(dict[int, SocketDriver]):
+    """What ``use("virtual")`` registers: one ``InetDriver`` (its ``.network`` the
+    virtual network) for AF_INET and AF_INET6, a ``UnixDriver`` for AF_UNIX.
+
+    A plain dict at run time; for type checkers, indexing it with those families
+    gives those classes, so ``preset.drivers[AF_INET].network`` type-checks.
+    """
+
+    if TYPE_CHECKING:
+        @overload
+        def __getitem__(self, family: _InetFamily) -> InetDriver: ...
+        @overload
+        def __getitem__(self, family: _UnixFamily) -> UnixDriver: ...
+        @overload
+        def __getitem__(self, family: int) -> SocketDriver: ...
+        def __getitem__(self, family: int) -> SocketDriver: ...
+
+
+_Drivers = TypeVar("_Drivers", bound=Mapping[int, SocketDriver])
+_Use = TypeVar("_Use", bound="use[Any]")
+
+
+class use(Generic[_Drivers]):
     """Register a preset's drivers (AF_INET, AF_INET6, AF_UNIX), replacing what is there.
 
     Takes effect at the call.  Used as a context manager it restores, on exit, exactly
     the registrations it replaced::
 
-        with posix_socket.use("virtual"):
-            ...
+        with posix_socket.use("virtual") as preset:
+            network = preset.drivers[socket.AF_INET].network
+
+    ``drivers`` is the preset's ``{family: driver}``: ``VirtualDrivers`` for
+    "virtual", HostDriver values for "host".
     """
+
+    drivers: _Drivers
+
+    @overload
+    def __init__(self: use[VirtualDrivers], name: Literal["virtual"]) -> None: ...
+    @overload
+    def __init__(self: use[dict[int, HostDriver]], name: Literal["host"]) -> None: ...
+    @overload
+    def __init__(self: use[dict[int, SocketDriver]], name: str) -> None: ...
 
     def __init__(self, name: str) -> None:
         try:
@@ -134,14 +178,14 @@ class use:
             known = ", ".join(presets()) or "none"
             raise ValueError(f"unknown preset {name!r} (known: {known})") from None
         drivers = factory()
-        self.drivers = drivers  # e.g. use("virtual").drivers[AF_INET].network
+        self.drivers = drivers  # type: ignore[assignment]  # the overloads name the type
         with _lock:
             self._saved = {f: (_drivers.get(f), _sources.get(f)) for f in drivers}
             for family, driver in drivers.items():
                 register_family(family, driver, replace=True, source=f"preset {name}")
         self.name = name
 
-    def __enter__(self) -> use:
+    def __enter__(self: _Use) -> _Use:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

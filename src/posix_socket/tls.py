@@ -557,19 +557,22 @@ if _stdssl is not None:
             # layer); ``fileno()`` arms it when a poller outside may watch it.
             _socket.socket.detach(sock)
             sock._closed = True
-            self._context = context
-            self._session = session
-            self._closed = False
-            self._sslobj = None
-            self.server_side = server_side
-            self.server_hostname = context._encode_hostname(server_hostname)
-            self.do_handshake_on_connect = do_handshake_on_connect
-            self.suppress_ragged_eofs = suppress_ragged_eofs
-            connected = self._connected_now()
-            self.settimeout(timeout)
-            self._connected = connected
-            if connected:
-                try:
+            # The number is this object's now: whatever fails closes it (a hostname
+            # IDNA rejects, a failed handshake), as CPython 3.13 does; before, only
+            # OSError/ValueError closed it and the rest left a ResourceWarning.
+            try:
+                self._context = context
+                self._session = session
+                self._closed = False
+                self._sslobj = None
+                self.server_side = server_side
+                self.server_hostname = context._encode_hostname(server_hostname)
+                self.do_handshake_on_connect = do_handshake_on_connect
+                self.suppress_ragged_eofs = suppress_ragged_eofs
+                connected = self._connected_now()
+                self.settimeout(timeout)
+                self._connected = connected
+                if connected:
                     self._sslobj = _TLSChannel(self, server_side, self.server_hostname,
                                                session)
                     if do_handshake_on_connect:
@@ -577,9 +580,12 @@ if _stdssl is not None:
                             raise ValueError("do_handshake_on_connect should not be "
                                              "specified for non-blocking sockets")
                         self.do_handshake()
-                except (OSError, ValueError):
+            except BaseException:
+                try:
                     self.close()
-                    raise
+                except OSError:
+                    pass
+                raise
             return self
 
         def _connected_now(self) -> bool:

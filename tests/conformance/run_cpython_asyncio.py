@@ -22,13 +22,6 @@ from posix_socket.patching import patch
 
 WATCHDOG_SECONDS = 300
 
-preset, unshown, _ = sys.argv[1].partition("-unshown")
-ps.use(preset)
-patch(kernel_pollers=not unshown)
-
-scratch = tempfile.mkdtemp(prefix="cpython_asyncio_")  # AF_UNIX paths land here
-os.chdir(scratch)
-
 
 class Result(unittest.TestResult):
     def startTest(self, test: unittest.TestCase) -> None:
@@ -41,23 +34,36 @@ def broken(result: unittest.TestResult) -> list:
             + [(test, "unexpected success") for test in result.unexpectedSuccesses])
 
 
-faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
-modules = {}
-for name in sys.argv[2:]:
-    suite = unittest.TestLoader().loadTestsFromModule(importlib.import_module(name))
-    result = Result()
-    suite.run(result)
-    modules[name] = result
-faulthandler.cancel_dump_traceback_later()
-os.chdir("/")
-shutil.rmtree(scratch, ignore_errors=True)
+def main() -> None:
+    preset, unshown, _ = sys.argv[1].partition("-unshown")
+    ps.use(preset)
+    patch(kernel_pollers=not unshown)
 
-print(json.dumps({
-    "run": sum(r.testsRun for r in modules.values()),
-    "failed": sorted(t.id() for r in modules.values() for t, _ in broken(r)),
-    "skipped": sorted(t.id() for r in modules.values() for t, _ in r.skipped),
-    "details": {t.id(): text[-1500:] for r in modules.values() for t, text in broken(r)},
-    "modules": {name: {"run": r.testsRun, "skipped": len(r.skipped),
-                       "passed": r.testsRun - len(r.skipped) - len(broken(r))}
-                for name, r in modules.items()},
-}))
+    scratch = tempfile.mkdtemp(prefix="cpython_asyncio_")  # AF_UNIX paths land here
+    os.chdir(scratch)
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    modules = {}
+    for name in sys.argv[2:]:
+        suite = unittest.TestLoader().loadTestsFromModule(importlib.import_module(name))
+        result = Result()
+        suite.run(result)
+        modules[name] = result
+    faulthandler.cancel_dump_traceback_later()
+    os.chdir("/")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    print(json.dumps({
+        "run": sum(r.testsRun for r in modules.values()),
+        "failed": sorted(t.id() for r in modules.values() for t, _ in broken(r)),
+        "skipped": sorted(t.id() for r in modules.values() for t, _ in r.skipped),
+        "details": {t.id(): text[-1500:] for r in modules.values() for t, text in broken(r)},
+        "modules": {name: {"run": r.testsRun, "skipped": len(r.skipped),
+                           "passed": r.testsRun - len(r.skipped) - len(broken(r))}
+                    for name, r in modules.items()},
+    }))
+
+
+# Guarded: multiprocessing's forkserver and spawn children (3.13's asyncio tests start
+# them) import the main script again, as __mp_main__, and must not rerun the tests.
+if __name__ == "__main__":
+    main()

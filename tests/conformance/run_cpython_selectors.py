@@ -64,6 +64,7 @@ suite = unittest.TestSuite([test for test in tests if test.id() not in last]
 result = unittest.TestResult()
 suite.run(result)
 print(json.dumps({
+    "selected": len(tests),  # what the classes hold in this interpreter's test_selectors
     "run": result.testsRun,
     "failed": sorted(test.id() for test, _ in result.failures + result.errors),
     "skipped": sorted(test.id() for test, _ in result.skipped),
