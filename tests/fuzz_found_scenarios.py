@@ -6,6 +6,7 @@ scenario, they run on the kernel and through the layer (see ``scenarios``)."""
 from __future__ import annotations
 
 import socket as _socket
+import struct
 
 from scenarios import (
     DGRAM,
@@ -30,6 +31,7 @@ from unix_scenarios import UNIX, UNIX_FAMILY
 
 IPPROTO_IP = _socket.IPPROTO_IP
 MSG_OOB, MSG_DONTWAIT = _socket.MSG_OOB, _socket.MSG_DONTWAIT
+LINGER = struct.Struct("@ii")
 SO_PASSCRED = getattr(_socket, "SO_PASSCRED", 16)
 SO_PASSSEC = getattr(_socket, "SO_PASSSEC", 34)
 SO_PASSPIDFD = getattr(_socket, "SO_PASSPIDFD", 76)
@@ -155,3 +157,12 @@ def scenario_unix_unread_empty_message_does_not_reset_the_peer(api: Recorder,
     api.poll([(first, POLL_ALL)], 0)
     api.recv(first, 10, MSG_DONTWAIT)
     api.recv(first, 10, MSG_DONTWAIT)
+
+
+@scenario(STREAM, DGRAM, SEQPACKET, needs=(SOCKOPTS,))
+def scenario_so_linger_off_keeps_its_time(api: Recorder, env: Env) -> None:
+    """Turning SO_LINGER off clears the flag only: the time set before reads back."""
+    fd = api.socket(env.family, env.type)
+    for onoff, seconds in ((1, 7), (0, 0), (0, 3), (1, 0), (0, 5)):
+        api.setsockopt(fd, SOL_SOCKET, _socket.SO_LINGER, LINGER.pack(onoff, seconds))
+        api.getsockopt(fd, SOL_SOCKET, _socket.SO_LINGER, LINGER.size)

@@ -221,7 +221,8 @@ class Options:
             if isinstance(value, int) or len(value) < _LINGER.size:
                 raise oserror(errno.EINVAL)
             onoff, seconds = _LINGER.unpack(value[:_LINGER.size])
-            self.linger = (1 if onoff else 0, seconds)
+            # l_onoff 0 clears the flag only: the time stays (sk_lingertime)
+            self.linger = (1, seconds) if onoff else (0, self.linger[1])
             return
         if level == IPPROTO_IP and not isinstance(value, int) and len(value) < _INT.size:
             if value:

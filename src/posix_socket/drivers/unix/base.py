@@ -303,7 +303,8 @@ class UnixSocket:
             if isinstance(value, int) or len(value) < LINGER.size:
                 raise oserror(errno.EINVAL)
             onoff, seconds = LINGER.unpack(value[:LINGER.size])
-            self.linger = (1 if onoff else 0, seconds)
+            # l_onoff 0 clears the flag only: the time stays (sk_lingertime)
+            self.linger = (1, seconds) if onoff else (0, self.linger[1])
             return
         if optname not in SETTABLE:
             raise oserror(errno.ENOPROTOOPT)
