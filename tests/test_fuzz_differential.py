@@ -262,6 +262,13 @@ KNOWN_DIFFERENCES: list[Known] = [
           "asking (drivers/unix/kernel.py connect_out), also for a name its own closed "
           "socket left",
           "connect", "ECONNREFUSED", "EISCONN", UNIX_STREAM_KINDS),
+    Known("AF_UNIX socket with a virtual past aimed at a name nobody holds",
+          "a name no virtual socket holds goes to the kernel's world (issue 14 item 15); "
+          "a socket that is already bound or connected in the virtual namespace cannot "
+          "move there and gets EOPNOTSUPP, also for a name its own closed socket left, "
+          "where Linux says ECONNREFUSED (nothing holds it)",
+          ("connect", "sendto", "sendmsg"), "ECONNREFUSED", "EOPNOTSUPP",
+          frozenset(KINDS[4:])),
     Known("IPv6 UDP mixing IPv4 and IPv6 addresses",
           "Linux keeps an IPv6 and an IPv4 source for an AF_INET6 UDP socket: one whose "
           "::1 came from connect() (not from bind) can still connect or send to a "
