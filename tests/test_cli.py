@@ -1,5 +1,6 @@
 """The ``posix-socket`` command and the README's example."""
 
+import importlib.metadata
 import pathlib
 import re
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+import posix_socket
 from posix_socket import bench, cli, run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -114,3 +116,51 @@ def test_help_lists_run_and_run_takes_its_own_command_line(capsys, tmp_path, mon
     assert run.parse_args(["-mpkg.mod", "-h"]) == run.Options("pkg.mod", ["-h"], module=True)
     assert run.parse_args(["--host=a,b=10.0.0.2,fd00::2", "--", "-odd.py"]) == run.Options(
         "-odd.py", [], hosts=[(["a", "b"], ["10.0.0.2", "fd00::2"])])
+
+
+def test_version_prints_the_installed_version():
+    result = subprocess.run([sys.executable, "-m", "posix_socket", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"posix-socket {posix_socket.__version__}\n"
+    assert posix_socket.__version__ == importlib.metadata.version("posix-socket")
+
+
+@pytest.mark.parametrize("args", [["--rounds", "0"], ["--rounds", "-2"], ["--rounds", "x"],
+                                  ["--scale", "0"], ["--scale", "-1"], ["--scale", "nan"],
+                                  ["--scale", "inf"], ["--scale", "x"],
+                                  ["--rounds", "0", "--scale", "-1"]])
+def test_bench_rejects_counts_that_would_print_nan_or_inf(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", *args])
+    assert info.value.code == 2  # argparse's usage error
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: posix-socket bench")
+    assert f"error: argument {args[0]}: " in err or f"error: argument {args[2]}: " in err
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("db=0.0.0.0", "unspecified"), ("db=::", "unspecified"), ("db=224.0.0.1", "multicast"),
+    ("db=ff02::1", "multicast"), ("db=255.255.255.255", "broadcast"),
+    ("my db=10.0.0.2", "a name has no spaces"),
+    ("db=10.0.0.2 cache=10.0.0.3", "one NAME=ADDRESS per --host"),
+    ("db=10.0.0.2,cache=10.0.0.3", "one NAME=ADDRESS per --host"),
+    ("db\t2=10.0.0.2", "a name has no spaces"), ("=10.0.0.2", "expected NAME=ADDRESS"),
+    ("db=", "expected NAME=ADDRESS"), ("db=example.com", "not an IP address"),
+])
+def test_run_rejects_a_host_no_network_could_have(value, why, capsys):
+    assert run.main(["--host", value, "prog.py"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(run.USAGE + "\nposix-socket run: error: argument --host: ")
+    assert why in err
+
+
+def test_run_usage_says_one_host_per_flag(capsys):
+    assert "[--host NAME=ADDRESS]..." in run.USAGE
+    assert run.main(["--help"]) == 0
+    assert "One\n                 host per flag; repeat the flag" in capsys.readouterr().out
+    assert run.parse_args(["--host", "a=10.0.0.2", "--host=b,c=10.0.0.3,fd00::3", "-c",
+                           "pass", "x"]) == run.Options(
+        "pass", ["x"], command=True,
+        hosts=[(["a"], ["10.0.0.2"]), (["b", "c"], ["10.0.0.3", "fd00::3"])])

@@ -379,8 +379,9 @@ def test_a_missing_script_or_module_fails_as_python_does(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "a script or -m module is required"), (["--net"], "expected one argument"),
+    ([], "a script, -m module or -c code is required"), (["--net"], "expected one argument"),
     (["--net", "nowhere", "x.py"], "invalid choice: 'nowhere'"), (["-m"], "expected one"),
+    (["-c"], "argument -c: expected one argument"),
     (["--frobnicate", "x.py"], "unrecognized option: --frobnicate"),
     (["--host", "db", "x.py"], "expected NAME=ADDRESS, not 'db'"),
     (["--host", "db=nowhere", "x.py"], "'nowhere' is not an IP address"),
@@ -418,6 +419,62 @@ def test_run_help_lists_the_presets():
     result = online([*command(), "run", "--help"])
     assert result.returncode == 0
     assert "--net PRESET" in result.stdout and "host, virtual" in result.stdout
+
+
+# -- run -c CODE, as python -c ------------------------------------------------------------
+
+COMMAND_PROBE = """\
+import json, socket, sys, warnings
+main = sys.modules["__main__"]
+warnings.warn("shown in __main__ by default", DeprecationWarning)
+print(json.dumps({
+    "argv": sys.argv, "path0": sys.path[0], "name": __name__,
+    "has_file": "__file__" in globals(), "spec": __spec__, "package": __package__,
+    "loader": repr(__loader__), "is_main": main.__dict__ is globals(),
+}))
+print(socket.socket.__module__, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["a", "-m", "--net", "host"], ["--", "-c", "x"]],
+                         ids=["alone", "with-options", "dashes"])
+def test_run_dash_c_looks_to_the_code_as_python_dash_c_does(tmp_path, args):
+    python, run = both(["-c", COMMAND_PROBE, *args], tmp_path)
+    (expected, python_err), (got, run_err) = split_probe(python), split_probe(run)
+    assert got == expected
+    assert got["argv"] == ["-c", *args] and got["path0"] == ""
+    assert python_err[:-1] == run_err[:-1]  # the warning, shown from "<string>"
+    assert (python_err[-1], run_err[-1]) == ("socket", "posix_socket.socket")
+
+
+def test_run_dash_c_attached_and_safe_path_as_python(tmp_path):
+    code = "import sys; print(sys.argv, sys.path[0])"
+    python, run = both(["-c" + code, "x"], tmp_path)
+    assert python.returncode == run.returncode == 0, run.stderr
+    assert run.stdout == python.stdout == "['-c', 'x'] \n"
+    # -P (3.11+; -I before it, which also drops PYTHONPATH): python puts nothing in
+    # sys.path[0] for -c, and neither does run.
+    flag = "-P" if sys.version_info >= (3, 11) else "-I"
+    python = online([sys.executable, flag, "-c", code], cwd=tmp_path)
+    run = online([sys.executable, flag, "-m", "posix_socket", "run", "-c", code],
+                 cwd=tmp_path)
+    assert python.returncode == run.returncode == 0, run.stderr
+    assert python.stdout == run.stdout
+    assert not python.stdout.endswith(" \n")
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    ("pass", 0), ("import sys; sys.exit(3)", 3), ("import sys; sys.exit('bye')", 1),
+    ("def f():\n    raise ValueError('boom')\nf()", 1), ("def broken(:\n    pass", 1),
+    ("try:\n    {}['key']\nexcept KeyError as e:\n    raise RuntimeError('wrapped') from e",
+     1),
+], ids=["end", "exit-3", "exit-text", "exception", "syntax-error", "chained"])
+def test_run_dash_c_exit_status_and_traceback_are_python_dash_cs(tmp_path, code, status):
+    python, run = both(["-c", code], tmp_path)
+    assert python.returncode == status
+    assert (run.returncode, run.stdout, run.stderr) == (status, python.stdout, python.stderr)
+    if status == 1 and "SystemExit" not in code and "exit" not in code:
+        assert 'File "<string>", line' in run.stderr
 
 
 def test_python_dash_m_posix_socket_run_is_the_same(scripts):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import sys
 from collections.abc import Sequence
 
-from . import bench, registry
+from . import __version__, bench, registry
 from . import run as runner
 
 __all__ = ["main"]
@@ -83,19 +84,42 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rounds(text: str) -> int:
+    """At least one round: with none there is no best time (the ratio would be nan)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _scale(text: str) -> float:
+    """A positive, finite factor (0, a negative or nan would time nothing: inf or nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posix-socket",
         description="A POSIX socket layer with pluggable drivers per address family.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser(
         "families", help="list the registered address families and their drivers"
     ).set_defaults(handler=families)
     bench_parser = commands.add_parser(
         "bench", help="time the layer against the stdlib, same work, same run")
-    bench_parser.add_argument("--rounds", type=int, default=15,
+    bench_parser.add_argument("--rounds", type=_rounds, default=15,
                               help="interleaved rounds per row; the best counts (default 15)")
-    bench_parser.add_argument("--scale", type=float, default=1.0,
+    bench_parser.add_argument("--scale", type=_scale, default=1.0,
                               help="multiply every row's iterations (e.g. 0.1 for a quick look)")
     bench_parser.add_argument("--only", metavar="TEXT", help="run rows whose name contains TEXT")
     bench_parser.set_defaults(handler=run_bench)

@@ -3,13 +3,15 @@
 The program runs in this process, so it needs no change and no import of ours: the
 preset is registered (``use(net)``) and the stdlib patched
 (``patching.patch(kernel_pollers=None)``) before its first line.  Everything else is
-arranged to look as it does under ``python script.py`` / ``python -m module``, because
-programs look at it:
+arranged to look as it does under ``python script.py`` / ``python -m module`` /
+``python -c code``, because programs look at it:
 
-- ``sys.argv`` is the program's (``argv[0]`` the script as given, or the module's file);
-- ``sys.path[0]`` is the script's directory (symlinks resolved) or, for ``-m``, the
-  current directory, in place of the directory of the ``posix-socket`` launcher
-  (nothing is put there under ``-P``/``-I``, as python does);
+- ``sys.argv`` is the program's (``argv[0]`` the script as given, the module's file,
+  or ``-c``);
+- ``sys.path[0]`` is the script's directory (symlinks resolved), for ``-m`` the
+  current directory and for ``-c`` the empty string (the current directory), in place
+  of the directory of the ``posix-socket`` launcher (nothing is put there under
+  ``-P``/``-I``, as python does);
 - the program is the ``__main__`` module, with python's ``__file__``, ``__spec__`` and
   ``__loader__``; for ``-m`` and for directories or zip files with a ``__main__.py``
   the work is ``runpy``'s, the code python itself runs for them;
@@ -17,8 +19,8 @@ programs look at it:
   python's would (none of this module's frames) and the status is python's: 1, or for
   KeyboardInterrupt the interpreter's own SIGINT death; ``sys.exit`` codes pass through.
 
-``--host NAME=ADDRESS`` adds named hosts to the virtual network first, the one thing a
-program that knows nothing of posix-socket cannot do for itself.
+``--host NAME=ADDRESS`` (one host per flag) adds named hosts to the virtual network
+first, the one thing a program that knows nothing of posix-socket cannot do for itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import builtins
 import importlib.machinery
 import ipaddress
+import linecache
 import os
 import runpy
 import socket
@@ -39,24 +42,27 @@ from . import c_event_loops, interrupts, patching, registry
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
-USAGE = ("usage: posix-socket run [--net PRESET] [--host NAME=ADDRESS ...] "
-         "(-m module | script.py) [args ...]")
+USAGE = ("usage: posix-socket run [--net PRESET] [--host NAME=ADDRESS]... "
+         "(-m module | -c code | script.py) [args ...]")
 
 _HELP = f"""{USAGE}
 
 Run a Python program with the stdlib's sockets routed through the registry: the preset
 is registered and the stdlib patched before the program's first line.  Arguments after
-the script or module belong to the program.
+the script, module or code belong to the program.
 
 options:
   -h, --help     show this help message and exit
   --net PRESET   the drivers to run on: {{presets}} (default: virtual, an in-process
                  network that never touches the kernel's TCP/IP)
   --host NAME[,NAME...]=ADDRESS[,ADDRESS...]
-                 add a host to the virtual network before the program starts: the
-                 names resolve to the addresses, and sockets may bind to them
-                 (repeatable; e.g. --host db.internal=10.0.0.2)
+                 add one host to the virtual network before the program starts: the
+                 names resolve to the addresses, and sockets may bind to them.  One
+                 host per flag; repeat the flag for more (--host db.internal=10.0.0.2
+                 --host cache=10.0.0.3).  Addresses are unicast (not 0.0.0.0, ::,
+                 multicast or broadcast); names have no spaces
   -m module      run a library module as a script, like python -m
+  -c code        run the code given as a string, like python -c
 """
 
 
@@ -67,6 +73,7 @@ class Options:
     target: str
     args: list[str] = field(default_factory=list)
     module: bool = False
+    command: bool = False  # target is the code of -c
     net: str = "virtual"
     hosts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (names, addresses)
 
@@ -105,12 +112,15 @@ def parse_args(argv: Sequence[str]) -> Options:
             else:
                 options.hosts.append(_host(value))
             continue
-        if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
-            options.target = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
-            if not options.target:
+        if word[:2] in ("-m", "-c"):  # -m module, -mmodule, -c code, -ccode
+            attached = word[2:]
+            if not attached and i + 1 >= len(argv):
+                raise UsageError(f"argument {word[:2]}: expected one argument")
+            options.target = attached or argv[i + 1]
+            if word[:2] == "-m" and not options.target:
                 raise UsageError("argument -m: expected one argument")
-            options.args = argv[i + (1 if word[2:] else 2):]
-            options.module = True
+            options.args = argv[i + (1 if attached else 2):]
+            options.module, options.command = word[:2] == "-m", word[:2] == "-c"
             return options
         if word == "--":
             i += 1
@@ -121,7 +131,7 @@ def parse_args(argv: Sequence[str]) -> Options:
             raise UsageError(f"unrecognized option: {word}")
         options.target, options.args = word, argv[i + 1:]
         return options
-    raise UsageError("a script or -m module is required")
+    raise UsageError("a script, -m module or -c code is required")
 
 
 def _preset(name: str) -> str:
@@ -132,17 +142,31 @@ def _preset(name: str) -> str:
 
 
 def _host(value: str) -> tuple[list[str], list[str]]:
+    """One host: ``NAME[,NAME...]=ADDRESS[,ADDRESS...]``.  Its addresses must be ones
+    a host can have (unicast); its names, ones a resolver can be asked for."""
     names_text, _, addresses_text = value.rpartition("=")
     names = [name for name in names_text.split(",") if name]
     addresses = [address for address in addresses_text.split(",") if address]
     if not names or not addresses:
         raise UsageError(f"argument --host: expected NAME=ADDRESS, not {value!r}")
+    for name in names:
+        if "=" in name or any(character.isspace() for character in name):
+            raise UsageError(f"argument --host: {name!r}: a name has no spaces or '=' "
+                             "(one NAME=ADDRESS per --host)")
     for address in addresses:
         try:
-            ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(address)
         except ValueError:
             raise UsageError(f"argument --host: {address!r} is not an IP address") from None
+        if ip.is_unspecified or ip.is_multicast or ip == _BROADCAST:
+            kind = ("unspecified" if ip.is_unspecified
+                    else "multicast" if ip.is_multicast else "broadcast")
+            raise UsageError(f"argument --host: {address!r} is a {kind} address, "
+                             "not one a host can have")
     return names, addresses
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -155,14 +179,15 @@ def main(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"{USAGE}\nposix-socket run: error: {exc}", file=sys.stderr)
         return 2
-    return run(options.target, options.args, module=options.module, net=options.net,
-               hosts=options.hosts)
+    return run(options.target, options.args, module=options.module,
+               command=options.command, net=options.net, hosts=options.hosts)
 
 
 def run(target: str, args: Sequence[str] = (), *, module: bool = False,
-        net: str = "virtual", hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = ()
-        ) -> int:
-    """Run ``target`` (a script path, or a module name if ``module``) as ``__main__``.
+        command: bool = False, net: str = "virtual",
+        hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = ()) -> int:
+    """Run ``target`` (a script path, a module name if ``module``, Python code if
+    ``command``) as ``__main__``.
 
     ``hosts`` are ``(names, addresses)`` added to the preset's virtual network first.
     Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
@@ -172,7 +197,7 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     KeyboardInterrupt) after its usual shutdown (non-daemon threads joined, atexit
     run, streams flushed).
     """
-    if not module and not os.path.exists(target):
+    if not module and not command and not os.path.exists(target):
         error = os.strerror(2)
         print(f"posix-socket run: can't open file {os.path.abspath(target)!r}: "
               f"[Errno 2] {error}", file=sys.stderr)
@@ -197,9 +222,13 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     sys.modules["__main__"] = main_module
     # Python itself hands modules, directories and zip files (holding __main__.py) to
     # runpy, and its tracebacks then show runpy's frames; it runs a script file itself.
-    packaged = not module and (os.path.isdir(target) or _is_zip(target))
+    packaged = not module and not command and (os.path.isdir(target) or _is_zip(target))
     try:
-        if module:
+        if command:
+            sys.argv = ["-c", *args]
+            _set_path0("")
+            _run_command(target, main_module)
+        elif module:
             _set_path0(os.getcwd())
             sys.argv = ["-m", *args]  # as python, until runpy finds the module's file
             runpy._run_module_as_main(target, alter_argv=True)  # what python -m calls
@@ -254,6 +283,20 @@ def _run_source(path: str, main_module: types.ModuleType) -> None:
     main_module.__dict__.update(__file__=filename, __cached__=None, __loader__=loader,
                                 __package__=None, __spec__=None)
     exec(code, main_module.__dict__)
+
+
+def _run_command(code: str, main_module: types.ModuleType) -> None:
+    """Execute ``-c`` code in the real ``__main__`` as python does: compiled as
+    ``<string>``, with the builtin importer as ``__loader__``.  From 3.13 python also
+    keeps the code's lines for tracebacks to show (its linecache entry for
+    ``<string>``); earlier ones show the frames only."""
+    if sys.version_info >= (3, 13):
+        linecache.cache["<string>"] = (
+            len(code), None, [line + "\n" for line in code.splitlines()], "<string>")
+    compiled = compile(code, "<string>", "exec", dont_inherit=True)
+    main_module.__dict__.update(__loader__=importlib.machinery.BuiltinImporter,
+                                __package__=None, __spec__=None)
+    exec(compiled, main_module.__dict__)
 
 
 def _report_and_reraise(exc: BaseException, *, runpy_frames: bool) -> None:
