@@ -275,3 +275,29 @@ def test_many_threads_stream_through_one_listener(unix, tmp_path) -> None:
         thread.join(10)
     posix.close(listener)
     assert errors == []
+
+
+def test_accept_on_a_listener_shut_for_reading_waits_out_its_timeout_as_the_kernel():
+    """Linux polls such a listener readable, yet accept sleeps: the layer must not spin."""
+    kernel = socket.socket(socket.AF_UNIX)
+    kernel.bind(b"\0shut-listener-kernel")
+    kernel.listen()
+    kernel.shutdown(socket.SHUT_RD)
+    kernel.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        kernel.accept()
+    kernel.close()
+    with ps.use("virtual"):
+        fd = posix.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        posix.bind(fd, b"\0shut-listener-virtual")
+        posix.listen(fd, 5)
+        posix.shutdown(fd, socket.SHUT_RD)
+        timeval = (0).to_bytes(8, "little") + (300_000).to_bytes(8, "little")
+        posix.setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        started, cpu_started = time.monotonic(), time.process_time()
+        with pytest.raises(BlockingIOError):
+            posix.accept(fd)
+        waited, cpu = time.monotonic() - started, time.process_time() - cpu_started
+        posix.close(fd)
+    assert 0.25 < waited < 2.0
+    assert cpu < 0.15, "the wait spun"

@@ -197,6 +197,7 @@ def _retry(f: OpenSocket, events: int, timeout: float | None, op: str,
            attempt: Callable[[], Any]) -> Any:
     """Call ``attempt`` until it stops raising BlockingIOError, parking in between."""
     deadline = _deadline(timeout)
+    nap = 0.0
     with _Using(f):
         while True:
             if not _wait(f, events, _remaining(deadline)):
@@ -204,11 +205,31 @@ def _retry(f: OpenSocket, events: int, timeout: float | None, op: str,
             try:
                 return attempt()
             except BlockingIOError:
+                if f.revents() & (events | POLLERR | POLLHUP):
+                    nap = _nap_while_falsely_ready(f, nap, deadline)
                 continue
             except _EXPECTED:
                 raise
             except Exception as exc:
                 raise _failure(f, op, exc) from exc
+
+
+def _never() -> bool:
+    return False
+
+
+def _nap_while_falsely_ready(f: OpenSocket, nap: float, deadline: float | None) -> float:
+    """Wait a little when poll says ready yet the op would block, instead of spinning.
+
+    Linux has such states: an AF_UNIX listener shut for reading polls readable while
+    accept sleeps on a queue no connection can reach any more.  The nap doubles from
+    1 ms to 50 ms; a timeout still ends the call on time and Ctrl-C interrupts it."""
+    nap = min(max(nap * 2, 0.001), 0.05)
+    remaining = _remaining(deadline)
+    if remaining is not None and remaining <= 0:
+        raise oserror(errno.EAGAIN)
+    readiness.wait((f.watch,), _never, nap if remaining is None else min(nap, remaining))
+    return nap
 
 
 def _receive(f: OpenSocket, op: str, flags: int, bufsize: int,
