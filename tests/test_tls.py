@@ -191,36 +191,6 @@ def large_transfers_checksummed(cert: Certificate) -> dict[str, Any]:
 
 
 @scenario
-def full_duplex_from_two_threads(cert: Certificate) -> dict[str, Any]:
-    """A reader thread and a writer thread on one SSLSocket, the server echoing."""
-    blob = random_bytes(MiB, 3)
-
-    def handler(conn: Any, trace: Trace) -> None:
-        with cert.server_context().wrap_socket(conn, server_side=True) as s:
-            total = 0
-            while total < len(blob):
-                data = s.recv(65536)
-                if not data:
-                    break
-                s.sendall(data)
-                total += len(data)
-            trace.append(("echoed", total))
-
-    server = Server(handler)
-    trace = Trace()
-    with cert.client_context().wrap_socket(socket.create_connection((HOST, server.port)),
-                                           server_hostname=NAME) as s:
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.append(recv_exactly(s, len(blob))))
-        reader.start()
-        for start in range(0, len(blob), 100_000):
-            s.sendall(blob[start:start + 100_000])
-        reader.join(20)
-        trace.append(("echo", bool(got) and digest(got[0]) == digest(blob)))
-    return {"client": trace, "server": server.join()}
-
-
-@scenario
 def unwrap_back_to_plaintext(cert: Certificate) -> dict[str, Any]:
     def handler(conn: Any, trace: Trace) -> None:
         s = cert.server_context().wrap_socket(conn, server_side=True)
