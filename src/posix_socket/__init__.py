@@ -12,7 +12,7 @@ import socket as _socket
 from . import posix
 from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
-from .drivers.inet import InetDriver, VirtualNetwork
+from .drivers.inet import Conditions, Host, InetDriver, Link, VirtualNetwork
 from .drivers.unix import UnixDriver
 from .patching import patch
 from .registry import (
@@ -20,6 +20,7 @@ from .registry import (
     VirtualDrivers,
     add_preset,
     load_entry_points,
+    network,
     register_family,
     registered_families,
     unregister_family,
@@ -29,7 +30,7 @@ from .registry import (
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
-    "UnixDriver", "patch", "VirtualDrivers",
+    "UnixDriver", "patch", "VirtualDrivers", "network", "Host", "Link", "Conditions",
 ]
 
 __version__ = "0.1.0"
@@ -38,13 +39,20 @@ _HOST = HostDriver()
 add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
 
 
-def _virtual() -> VirtualDrivers:
+CLOCKS = ("real",)
+
+
+def _virtual(seed: int | None = None, clock: str = "real") -> VirtualDrivers:
     """A fresh, isolated virtual network and AF_UNIX namespace for each use("virtual").
 
+    ``seed`` fixes the network's random choices (ports, each link's fates).
     ``posix.socketpair(AF_UNIX, ...)`` then gives virtual sockets too.  (asyncio's
     self-pipe must stay a kernel pair: see ``drivers.unix.driver``.)
     """
-    inet = InetDriver(VirtualNetwork())
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(map(repr, CLOCKS))}, "
+                         f"not {clock!r}")
+    inet = InetDriver(VirtualNetwork(seed))
     return VirtualDrivers({_socket.AF_INET: inet, _socket.AF_INET6: inet,
                            _socket.AF_UNIX: UnixDriver()})
 

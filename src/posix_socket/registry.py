@@ -9,6 +9,7 @@ the entry point's name is the family (a number or an ``AF_*`` name) and its obje
 
 from __future__ import annotations
 
+import inspect
 import operator
 import socket
 import threading
@@ -21,13 +22,13 @@ from .driver import SocketDriver
 
 if TYPE_CHECKING:
     from .drivers.host import HostDriver
-    from .drivers.inet import InetDriver
+    from .drivers.inet import InetDriver, VirtualNetwork
     from .drivers.unix import UnixDriver
 
 __all__ = [
     "register_family", "unregister_family", "registered_families", "driver_for",
     "family_sources", "use", "presets", "add_preset", "load_entry_points",
-    "ENTRY_POINT_GROUP", "VirtualDrivers",
+    "ENTRY_POINT_GROUP", "VirtualDrivers", "network",
 ]
 
 ENTRY_POINT_GROUP = "posix_socket.drivers"
@@ -111,11 +112,12 @@ def driver_for(family: int) -> SocketDriver | None:
 
 # -- presets -----------------------------------------------------------------------------
 
-_presets: dict[str, Callable[[], dict[int, SocketDriver]]] = {}
+_presets: dict[str, Callable[..., dict[int, SocketDriver]]] = {}
 
 
-def add_preset(name: str, factory: Callable[[], dict[int, SocketDriver]]) -> None:
-    """Make ``use(name)`` available; ``factory`` returns ``{family: driver}``."""
+def add_preset(name: str, factory: Callable[..., dict[int, SocketDriver]]) -> None:
+    """Make ``use(name, **options)`` available; ``factory(**options)`` returns
+    ``{family: driver}``."""
     _presets[name] = factory
 
 
@@ -165,25 +167,38 @@ class use(Generic[_Drivers]):
     drivers: _Drivers
 
     @overload
-    def __init__(self: use[VirtualDrivers], name: Literal["virtual"]) -> None: ...
+    def __init__(self: use[VirtualDrivers], name: Literal["virtual"], *,
+                 seed: int | None = None, clock: str = "real") -> None: ...
     @overload
     def __init__(self: use[dict[int, HostDriver]], name: Literal["host"]) -> None: ...
     @overload
-    def __init__(self: use[dict[int, SocketDriver]], name: str) -> None: ...
+    def __init__(self: use[dict[int, SocketDriver]], name: str, **options: Any) -> None: ...
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, **options: Any) -> None:
         try:
             factory = _presets[name]
         except KeyError:
             known = ", ".join(presets()) or "none"
             raise ValueError(f"unknown preset {name!r} (known: {known})") from None
-        drivers = factory()
+        if options:
+            accepted = inspect.signature(factory).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+            for option in options:
+                if not takes_any and option not in accepted:
+                    raise TypeError(f"preset {name!r} has no option {option!r}")
+        drivers = factory(**options)
         self.drivers = drivers  # type: ignore[assignment]  # the overloads name the type
         with _lock:
             self._saved = {f: (_drivers.get(f), _sources.get(f)) for f in drivers}
             for family, driver in drivers.items():
                 register_family(family, driver, replace=True, source=f"preset {name}")
         self.name = name
+
+    @property
+    def network(self) -> VirtualNetwork | None:
+        """The virtual network serving AF_INET/AF_INET6 in this preset (None: the
+        kernel's, or a driver without one)."""
+        return getattr(self.drivers.get(socket.AF_INET), "network", None)
 
     def __enter__(self: _Use) -> _Use:
         return self
@@ -203,6 +218,17 @@ class use(Generic[_Drivers]):
 
     def __repr__(self) -> str:
         return f"use({self.name!r})"
+
+
+def network() -> VirtualNetwork:
+    """The virtual network serving AF_INET now: how a program (also one under
+    ``posix-socket run``) reaches the network it runs on.  LookupError when the
+    kernel, or a driver without a network, serves AF_INET."""
+    driver = _drivers.get(socket.AF_INET)
+    found = getattr(driver, "network", None)
+    if found is None:
+        raise LookupError(f"AF_INET is served by {driver!r}, not by a virtual network")
+    return found
 
 
 # -- entry points ------------------------------------------------------------------------

@@ -15,21 +15,27 @@ Linux's default tcp_tw_reuse=2 allows on loopback.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import ipaddress
 import itertools
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from ... import readiness
 from ...errors import oserror
 from . import hostnames
 from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
+from .hosts import Host
+from .links import Conditions, Link, Path
+from .scheduler import Scheduler
+from .settings import tcp_sysctls
 
-__all__ = ["VirtualNetwork", "Binding", "GroupMemberships", "INTERFACE_INDEX",
-           "INTERFACE_NAME"]
+__all__ = ["VirtualNetwork", "Binding", "GroupMemberships", "Host", "Link", "Conditions",
+           "INTERFACE_INDEX", "INTERFACE_NAME"]
 
 EPHEMERAL_PORTS = range(32768, 61000)  # net.ipv4.ip_local_port_range default
 TIME_WAIT_SECONDS = 60.0  # Linux's TCP_TIMEWAIT_LEN
@@ -104,7 +110,8 @@ class PortTable:
     listening and accepted sockets); TIME_WAIT entries are kept apart in ``waits`` so
     the many a busy server leaves behind cost only the binds of their own port."""
 
-    def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS) -> None:
+    def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS,
+                 rng: random.Random | None = None) -> None:
         self.tcp = tcp
         # port -> its bindings, an insertion-ordered set: a server's port holds one
         # entry per live accepted connection, and each close must find its own at once.
@@ -112,7 +119,7 @@ class PortTable:
         # port -> its listening bindings (TCP): what a connect looks for, without
         # walking past the accepted connections that share the port.
         self.listeners: dict[int, list[Binding]] = {}
-        self._next = random.randrange(len(EPHEMERAL_PORTS))
+        self._next = (rng or random).randrange(len(EPHEMERAL_PORTS))
         self.time_wait = time_wait
         self.waits: dict[int, list[Binding]] = {}  # oldest first; rarely more than one
         self._expiry: collections.deque[Binding] = collections.deque()  # oldest first
@@ -297,34 +304,44 @@ class Route(NamedTuple):
     v4: bool  # an IPv4 (mapped) address
     wildcard: bool  # 0.0.0.0 or ::
     local: bool  # this network's (the wildcard counts)
-    source: ipaddress.IPv6Address  # where an unbound socket connecting to it speaks from
-
-
-class Host:
-    def __init__(self, addresses: list[ipaddress.IPv6Address], names: list[str]) -> None:
-        self.addresses = addresses
-        self.names = names
+    source: ipaddress.IPv6Address  # where a socket of the same host connecting speaks from
+    host: Host | None  # the host owning the address (None: the wildcard)
 
 
 class VirtualNetwork:
     """An isolated IPv4/IPv6 network living in this process.
 
     ``add_host("10.0.0.2", names=["db.internal"])`` adds a host; sockets bound to its
-    address speak from it.  ``resolve`` answers names from the network only: its added
-    hosts, and ``localhost`` and the machine's name as /etc/hosts gives them (see
-    ``hostnames``); the addresses /etc/hosts gives the machine are the first host's.
+    address, or made inside ``with net.host("db.internal"):``, live on it.  ``resolve``
+    answers names from the network only: its added hosts, and ``localhost`` and the
+    machine's name as /etc/hosts gives them (see ``hostnames``); the addresses
+    /etc/hosts gives the machine are the first host's.
+
+    The paths between hosts are perfect until ``link``, ``conditions`` or
+    ``partition`` says otherwise; then the scheduler delivers packets at their time.
+    ``seed`` fixes every random choice (ephemeral ports, each link's fates).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**63)
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+        self.seed = seed
         # Re-entrant: a finalizer run by the garbage collector inside an op may read
         # (``repr`` asks getsockname); a close is deferred (see ``InetDriver.close``).
         self.lock = threading.RLock()
-        self.tcp = PortTable(tcp=True)
-        self.udp = PortTable(tcp=False)
+        self.notify = readiness.changed  # how events of the scheduler wake sockets
+        self.scheduler = Scheduler(self.lock, self._notify_changed)
+        self.sysctl: dict[str, int] = tcp_sysctls()
+        self.tcp = PortTable(tcp=True, rng=self.random_stream("tcp ports"))
+        self.udp = PortTable(tcp=False, rng=self.random_stream("udp ports"))
         self.udp_drops = 0  # datagrams dropped at a full receive queue
         self.multicast_groups = GroupMemberships()
         # The first host is the machine; its names are /etc/hosts' (``_machine_names``).
-        self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], [])]
+        self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], [], 0)]
+        self._owners: dict[ipaddress.IPv6Address, Host] = {}  # added hosts' addresses
+        self._current = threading.local()  # .host: where sockets made now live
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
         self._added_lines: list[hostnames.Line] = []
         self.names_version = 0  # changes whenever a name may answer differently
@@ -334,18 +351,249 @@ class VirtualNetwork:
         # hashes in Python, and a program's connects mostly repeat one address (the
         # same object, from the parse cache).
         self._last_route: tuple[object, Route | None] = (None, None)
+        # Conditions: links by direction, the defaults, the partition's groups.
+        self._links: dict[tuple[Host, Host], Link] = {}
+        self._defaults = Conditions(self._reconfigure)
+        self._groups: dict[Host, int] | None = None
+        self._paths: dict[tuple[Host, Host], Path] = {}
+        self._pair_randoms: dict[tuple[int, int], random.Random] = {}
         self._machine_names()
 
-    def add_host(self, *addresses: str, names: Iterable[str] = ()) -> None:
-        ips = [_internal(ipaddress.ip_address(text)) for text in addresses]
+    def random_stream(self, label: str) -> random.Random:
+        """A random stream of its own for ``label``, fixed by the seed (str seeds are
+        hashed with SHA-512 by ``random``, the same in every process)."""
+        return random.Random(f"{self.seed}/{label}")
+
+    def _notify_changed(self, sock: Any) -> None:
+        self.notify(sock)
+
+    # -- hosts -----------------------------------------------------------------------
+
+    @property
+    def first_host(self) -> Host:
+        return self.hosts[0]
+
+    def add_host(self, *addresses: str, names: Iterable[str] = ()) -> Host:
+        """A new host owning ``addresses`` and answering ``names`` (ValueError when an
+        address is not one a host can have or another host owns it)."""
+        if isinstance(names, str):
+            raise TypeError("names must be a list of names, not a str")
+        ips = [_internal(_host_address(text)) for text in addresses]
         names = list(names)
+        for name in names:
+            if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+                raise ValueError(f"{name!r} is not a host name")
+        if not ips:
+            raise ValueError("a host needs at least one address")
         with self.lock:
-            self.hosts.append(Host(ips, names))
+            for ip in ips:
+                if ip in self._owners or self.is_local(ip) or ips.count(ip) > 1:
+                    raise ValueError(f"{ip.ipv4_mapped or ip} belongs to a host already")
+            host = Host(ips, names, len(self.hosts))
+            self.hosts.append(host)
+            for ip in ips:
+                self._owners[ip] = host
             self._added_lines += hostnames.lines_of_host(ips, names)
             self._local.update(ips)
             self._routes.clear()
             self._last_route = (None, None)
             self.names_version += 1
+            self._reconfigure()
+        return host
+
+    def host_of(self, ip: ipaddress.IPv6Address) -> Host | None:
+        """The host owning ``ip`` (None for the wildcard or a foreign address)."""
+        host = self._owners.get(ip)
+        if host is not None:
+            return host
+        if is_wildcard(ip) or not self.is_local(ip):
+            return None
+        return self.hosts[0]
+
+    def find_host(self, which: Host | str) -> Host:
+        """The host ``which`` names: a Host of this network, an address it owns, or a
+        name it answers (the machine's names and ``localhost`` for the first host).
+        LookupError if none."""
+        if isinstance(which, Host):
+            if which.index < len(self.hosts) and self.hosts[which.index] is which:
+                return which
+            raise LookupError(f"{which!r} is not a host of this network")
+        if not isinstance(which, str):
+            raise TypeError(f"a host is a Host, an address or a name, not "
+                            f"{type(which).__name__}")
+        try:
+            ip = ipaddress.ip_address(which)
+        except ValueError:
+            key = which.lower().rstrip(".")
+            with self.lock:
+                for host in self.hosts[1:]:
+                    if key in (name.lower().rstrip(".") for name in host.names):
+                        return host
+            try:
+                found = self.resolve(which)[1]
+            except OSError:
+                raise LookupError(f"no host named {which!r} on this network") from None
+            ip = found[0][1]
+        host = self.host_of(_internal(ip))
+        if host is None:
+            raise LookupError(f"no host of this network has the address {which!r}")
+        return host
+
+    def current_host(self) -> Host:
+        """Where a socket made now in this thread lives (see ``host``)."""
+        return getattr(self._current, "host", None) or self.hosts[0]
+
+    @contextlib.contextmanager
+    def host(self, which: Host | str) -> Iterator[Host]:
+        """Sockets this thread makes inside the block live on host ``which``."""
+        host = self.find_host(which)
+        saved = getattr(self._current, "host", None)
+        self._current.host = host
+        try:
+            yield host
+        finally:
+            self._current.host = saved
+
+    def source_for(self, host: Host, route: Route) -> ipaddress.IPv6Address | None:
+        """The address an unbound socket of ``host`` speaks from to ``route``'s
+        address: the address itself (or 127.0.0.1 for 127/8) on its own host, as
+        Linux's local routes give; else the host's address of that family (None: it
+        has none, the destination is unreachable from it)."""
+        if route.host is host or route.host is None:
+            return route.source
+        source = host.address_of(route.v4)
+        if source is None and host.index == 0:  # the machine speaks from loopback
+            source = _LOOPBACK4_ADDRESS if route.v4 else _LOOPBACK6
+        return source
+
+    # -- conditions ------------------------------------------------------------------
+
+    def link(self, a: Host | str, b: Host | str, *, both_ways: bool = True,
+             **conditions: Any) -> Link:
+        """Set the conditions of the path between hosts ``a`` and ``b`` (``a == b``:
+        that host's loopback path), replacing a link they had.  Conditions: latency,
+        jitter (seconds), bandwidth (bytes per second, None: unlimited), loss,
+        duplicate, reorder (probabilities), mtu (bytes), down."""
+        first, second = self.find_host(a), self.find_host(b)
+        if not isinstance(both_ways, bool):
+            raise TypeError("both_ways must be a bool")
+        ends = sorted((first, second), key=lambda host: host.index)
+        label = f"link {ends[0].index}-{ends[1].index}" + ("" if both_ways else
+                                                          f" {first.index}>{second.index}")
+        link = Link(first, second, both_ways, self.random_stream(label), self._reconfigure,
+                    **conditions)  # checked before anything changes
+        with self.lock:
+            self._links[(first, second)] = link
+            if both_ways:
+                self._links[(second, first)] = link
+            self._reconfigure()
+        return link
+
+    def links(self) -> list[Link]:
+        with self.lock:
+            return list(dict.fromkeys(self._links.values()))
+
+    def unlink(self, link: Link) -> None:
+        """Remove ``link``: its path takes the defaults again."""
+        with self.lock:
+            for key, value in list(self._links.items()):
+                if value is link:
+                    del self._links[key]
+            self._reconfigure()
+
+    def conditions(self, **conditions: Any) -> Conditions:
+        """Set the defaults of every path without a link of its own, loopback paths
+        included (the conditions not named go back to perfect); returns them, live."""
+        checked = Conditions(None, **conditions)  # every value checked first
+        with self.lock:
+            self._defaults.update(**checked.values())
+        return self._defaults
+
+    def partition(self, *groups: Any) -> None:
+        """Cut the network: hosts in different groups cannot reach each other (packets
+        vanish).  A group is a host (Host, address or name) or an iterable of them;
+        one group stands against all other hosts.  Replaces an earlier partition."""
+        if not groups:
+            raise TypeError("partition() needs at least one group of hosts")
+        members: dict[Host, int] = {}
+        for number, group in enumerate(groups, 1):
+            hosts = [group] if isinstance(group, (str, Host)) else list(group)
+            if not hosts:
+                raise ValueError(f"group {number} of the partition is empty")
+            for which in hosts:
+                host = self.find_host(which)
+                if members.setdefault(host, number) != number:
+                    raise ValueError(f"{host.label} is in two groups of the partition")
+        with self.lock:
+            self._groups = members
+            self._reconfigure()
+
+    def heal(self) -> None:
+        """End the partition: every host reaches every other again."""
+        with self.lock:
+            self._groups = None
+            self._reconfigure()
+
+    def partitioned(self, a: Host, b: Host) -> bool:
+        groups = self._groups
+        return groups is not None and a is not b and groups.get(a, 0) != groups.get(b, 0)
+
+    def reset(self, host: Host | str, port: int | None = None) -> int:
+        """Reset every TCP connection with an end on ``host`` (on its ``port`` when
+        given), as a RST reaching both ends would; returns how many."""
+        target = self.find_host(host)
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                                 or not 0 < port < 65536):
+            raise ValueError(f"port must be in 1..65535 or None, not {port!r}")
+        touched: list = []
+        with self.lock:
+            ends = [binding.owner for bindings in self.tcp.ports.values()
+                    for binding in bindings if binding.owner is not None]
+            connections = set()
+            for sock in ends:
+                if sock.host is target and (port is None or sock.local.port == port):
+                    connection = sock.connection()
+                    if connection is not None:
+                        connections.add(connection)
+            for connection in connections:
+                for sock in connection:
+                    if sock is not None:
+                        sock.abort(touched)
+        for sock in touched:
+            self.notify(sock)
+        return len(connections)
+
+    def path(self, source: Host, destination: Host) -> Path:
+        """One direction between two hosts (the same object for the pair, kept up to
+        date as the configuration changes).  Called under the lock."""
+        path = self._paths.get((source, destination))
+        if path is None:
+            path = self._paths[(source, destination)] = Path(source, destination)
+            self._configure(path)
+        return path
+
+    def _reconfigure(self) -> None:
+        with self.lock:
+            for path in self._paths.values():
+                self._configure(path)
+
+    def _configure(self, path: Path) -> None:
+        source, destination = path.source, path.destination
+        link = self._links.get((source, destination))
+        path.link = link
+        path.defaults = self._defaults
+        conditions = link if link is not None else self._defaults
+        path.blocked = conditions.down or self.partitioned(source, destination)
+        path.perfect = conditions.perfect and not path.blocked
+        if link is not None:
+            path.random = link.random
+        else:
+            pair = (min(source.index, destination.index),
+                    max(source.index, destination.index))
+            rng = self._pair_randoms.get(pair)
+            if rng is None:
+                rng = self._pair_randoms[pair] = self.random_stream(f"path {pair[0]}-{pair[1]}")
+            path.random = rng
 
     def _machine_names(self) -> hostnames.MachineNames:
         """/etc/hosts' lines for this machine now; the addresses they give become the
@@ -355,13 +603,13 @@ class VirtualNetwork:
             with self.lock:
                 if machine is not self._machine:
                     first = self.hosts[0]
-                    first.addresses = [_LOOPBACK4_ADDRESS, _LOOPBACK6, *sorted(
+                    first.ips = [_LOOPBACK4_ADDRESS, _LOOPBACK6, *sorted(
                         machine.addresses - {_LOOPBACK4_ADDRESS, _LOOPBACK6})]
                     if self._machine is not None:
                         self._local -= self._machine.addresses - {_LOOPBACK6}
                     self._local.update(machine.addresses)
                     for host in self.hosts[1:]:
-                        self._local.update(host.addresses)
+                        self._local.update(host.ips)
                     self._machine = machine
                     self._routes.clear()
                     self._last_route = (None, None)
@@ -408,7 +656,7 @@ class VirtualNetwork:
         machine = self._machine_names()
         with self.lock:
             for host in self.hosts[1:]:
-                if ip in host.addresses:
+                if ip in host.ips:
                     return tuple(host.names)
         return hostnames.reverse(machine.lines, ip, v4)
 
@@ -427,7 +675,8 @@ class VirtualNetwork:
             source = _LOOPBACK4_ADDRESS if v4 is not None and v4.is_loopback else ip
             if source == ip:
                 source = ip  # the caller's own object: later lookups by it match by identity
-            route = Route(v4 is not None, is_wildcard(ip), self.is_local(ip), source)
+            route = Route(v4 is not None, is_wildcard(ip), self.is_local(ip), source,
+                          self.host_of(ip))
             if len(self._routes) >= 4096:
                 self._routes.clear()
             self._routes[ip] = route
@@ -450,6 +699,19 @@ class VirtualNetwork:
     def loopback(self, v4: bool) -> ipaddress.IPv6Address:
         """Where a connect to the wildcard address goes, as on Linux."""
         return _LOOPBACK4_ADDRESS if v4 else _LOOPBACK6
+
+
+def _host_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if not isinstance(text, str):
+        raise TypeError(f"an address is a str, not {type(text).__name__}")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address(
+            "255.255.255.255") or ip.is_loopback:
+        raise ValueError(f"{text!r} is not an address a host can have")
+    return ip
 
 
 def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv6Address:

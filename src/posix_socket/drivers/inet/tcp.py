@@ -60,7 +60,7 @@ MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the h
 class TcpSocket:
     __slots__ = ("net", "family", "opts", "state", "sock_state", "userlocks", "orphan",
                  "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
-                 "backlog", "max_backlog", "waiting", "listener", "done", "__weakref__")
+                 "backlog", "max_backlog", "waiting", "listener", "done", "host", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int, opts: Options | None = None) -> None:
         self.net = net
@@ -83,6 +83,7 @@ class TcpSocket:
         self.waiting: collections.deque[TcpSocket] | None = None  # connects beyond it
         self.listener: TcpSocket | None = None  # while waiting for room in its backlog
         self.done = False  # FIN received (SOCK_DONE): reads return EOF before any error
+        self.host = net.current_host()  # where it lives: its bound address's host
 
     # -- names ---------------------------------------------------------------------
 
@@ -123,6 +124,8 @@ class TcpSocket:
                 raise
         self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
             BINDPORT_LOCK if where.port else 0)
+        if self.userlocks & BINDADDR_LOCK:
+            self.host = self.net.host_of(where.ip) or self.host
 
     def _claim(self, ip, port: int, parity: int = 1) -> None:
         opts = self.opts
@@ -199,7 +202,15 @@ class TcpSocket:
         if self.binding is None:  # a port now, from the address bind() named if any
             local = self.local
             named = local is not None and not is_wildcard(local.ip)
-            self._claim(local.ip if named else route.source, 0, parity=0)
+            if named:
+                source = local.ip
+            elif route.host is self.host:  # the usual case: a host talking to itself
+                source = route.source
+            else:
+                source = net.source_for(self.host, route)
+                if source is None:  # the host has no address of that family
+                    raise oserror(errno.ENETUNREACH)
+            self._claim(source, 0, parity=0)
         self.error = 0  # directions shut before connect stay shut, as on Linux
         self.done = False
         if target is where.ip and not where.flowinfo and not where.scope_id:
@@ -258,6 +269,7 @@ class TcpSocket:
         child.state = ESTABLISHED
         child.sock_state = SS_CONNECTED
         child.userlocks = listener.userlocks
+        child.host = self.net.host_of(child.local.ip) or listener.host
         child.shutdown = listener.shutdown  # sk_clone copies directions shut before listen
         child.binding = Binding(child, child.local.ip, listener.binding.v6only,
                                 listener.binding.reuseaddr, listener.binding.reuseport)
@@ -538,6 +550,20 @@ class TcpSocket:
         if self.state != FIN_WAIT2:
             self.peer = None
             self._enter_close()
+
+    def connection(self) -> tuple[TcpSocket, TcpSocket | None] | None:
+        """Both ends of the connection this socket is an end of (the peer None while
+        it is not known or gone), or None when it is not in one."""
+        if self.state in (CLOSE, LISTEN):
+            return None
+        peer = self.peer
+        if peer is None:
+            return (self, None)
+        return (self, peer) if id(self) < id(peer) else (peer, self)
+
+    def abort(self, touched: list) -> None:
+        """A reset reached this end (``VirtualNetwork.reset``)."""
+        self._receive_reset(touched)
 
     # -- readiness -----------------------------------------------------------------
 

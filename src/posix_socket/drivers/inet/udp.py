@@ -157,7 +157,7 @@ class Pending:
 class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
-                 "pending", "groups", "mc_addr", "bound_device", "__weakref__")
+                 "pending", "groups", "mc_addr", "bound_device", "host", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
@@ -179,6 +179,7 @@ class UdpSocket:
         self.groups: Memberships | None = None  # made on the first join
         self.mc_addr = ANY4  # IP_MULTICAST_IF's address
         self.bound_device = 0  # Linux's sk_bound_dev_if: set by a link-local scope id
+        self.host = net.current_host()  # where it lives: its bound address's host
 
     # -- names ---------------------------------------------------------------------
 
@@ -252,6 +253,7 @@ class UdpSocket:
         self.binding = binding
         self.local = Endpoint(ip, port)
         self.entered = next(_entered)
+        self.host = self.net.host_of(ip) or self.host
 
     def _autobind(self) -> None:
         """Linux binds an unbound socket to the wildcard (or the address a bind()
