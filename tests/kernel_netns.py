@@ -1,0 +1,241 @@
+"""Run Python code in a child process, optionally inside a fresh network namespace.
+
+The kernel half of the imperfect-network oracle: Linux's TCP timers (SYN retries, data
+retries, TCP_USER_TIMEOUT, keepalive) are the reference, and a private namespace is
+where they can be shortened and packets dropped without touching the machine.  Inside
+``unshare -n``, the namespace's own sysctls under /proc/sys/net/ipv4 shorten the timers
+to seconds and nftables rules drop packets (a partition by address, loss with
+``numgen random``), which is what netem would do if this kernel had it.
+
+``start("module:function", *args)`` launches a child that imports ``function`` and calls
+``function(namespace, *args)``; its return value (anything JSON can carry) is what
+``Child.result()`` gives back.  With ``netns=False`` the child is a plain process
+(``namespace`` is None): the virtual half of a comparison runs that way, so both halves
+can run in parallel and neither leaks registrations into the test process.
+
+Needs root (or user namespaces), util-linux's ``unshare`` and nftables' ``nft``;
+``missing()`` says in a sentence what is absent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from typing import Any
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+TABLE = "inet oracle"
+CHAIN = "input"  # every packet on lo passes here once, whatever its direction; dropping
+#                  here, after the sender's output, is loss on the wire: a drop at output
+#                  would fail the sender's own send with EPERM, which no partition does
+INSTALL_HINT = ("the kernel oracle for imperfect networks needs root (or user namespaces), "
+                "util-linux's `unshare` and nftables' `nft` (Debian: apt-get install -y "
+                "nftables)")
+
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
+SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
+IFF_UP = 0x1
+
+
+# -- inside the namespace --------------------------------------------------------------
+
+def _ifreq_address(name: str, address: str) -> bytes:
+    """A struct ifreq carrying a sockaddr_in (what SIOCSIFADDR/SIOCSIFNETMASK read)."""
+    sockaddr = struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", socket.inet_aton(address))
+    return struct.pack("16s16s", name.encode(), sockaddr)
+
+
+def _bring_up_loopback(addresses: tuple[str, ...]) -> None:
+    """Set lo up and give it ``addresses`` (as /32 aliases lo:1, lo:2...), by ioctl so
+    no iproute2 is needed: a new namespace's lo is down and has no address at all."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
+        for index, address in enumerate(addresses, start=1):
+            fcntl.ioctl(sock, SIOCSIFADDR, _ifreq_address(f"lo:{index}", address))
+            fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq_address(f"lo:{index}", "255.255.255.255"))
+
+
+def _cut_into_wire_segments(mtu: int) -> None:
+    """Give lo a wire's MTU and one segment per packet (GSO at most ``mtu``, one
+    segment), so each packet nftables sees is one segment of at most ``mtu`` bytes: lo
+    otherwise carries 64 KB super-packets, and a rule dropping 7 % of them is not 7 %
+    loss on a wire.  (lo's offloads are fixed, so ethtool cannot switch them off.)"""
+    if shutil.which("ip") is None:
+        raise RuntimeError("`ip` (iproute2) is needed to set lo's gso_max_size")
+    done = subprocess.run(["ip", "link", "set", "dev", "lo", "mtu", str(mtu),
+                           "gso_max_size", str(mtu), "gso_max_segs", "1"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"ip link set lo mtu {mtu} failed: {done.stderr.strip()}")
+
+
+class Namespace:
+    """What a function run in the namespace may change: its sysctls and its nftables
+    rules (one table, ``inet oracle``, with one chain hooked at input).
+
+    Rules are nft rule bodies such as ``"ip saddr 10.0.0.1 ip daddr 10.0.0.2 drop"``;
+    ``add`` returns the rule's handle so it can be deleted again mid-scenario.
+    """
+
+    def __init__(self, addresses: tuple[str, ...] = ()) -> None:
+        if not os.path.exists("/proc/self/ns/net"):
+            raise RuntimeError("no network namespaces here: " + INSTALL_HINT)
+        _bring_up_loopback(addresses)
+        self.addresses = addresses
+        self.nft(f"add table {TABLE}")
+        self.nft(f"add chain {TABLE} {CHAIN} {{ type filter hook input priority 0; "
+                 "policy accept; }")
+
+    @staticmethod
+    def nft(command: str) -> str:
+        """Run one nft command; its output, or RuntimeError with nft's message."""
+        done = subprocess.run(["nft", *_split_options(command)], capture_output=True,
+                              text=True)
+        if done.returncode:
+            raise RuntimeError(f"nft {command!r} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def add(self, rule: str) -> int:
+        """Append ``rule`` to the chain; returns its handle."""
+        out = self.nft(f"--echo --handle add rule {TABLE} {CHAIN} {rule}")
+        return int(out.rsplit("# handle", 1)[1].split()[0])
+
+    def delete(self, handle: int) -> None:
+        self.nft(f"delete rule {TABLE} {CHAIN} handle {handle}")
+
+    def flush(self) -> None:
+        """Remove every rule: the network is perfect again."""
+        self.nft(f"flush chain {TABLE} {CHAIN}")
+
+    @staticmethod
+    def wire(mtu: int = 1500) -> None:
+        """Make lo behave as a wire of ``mtu`` for loss: see _cut_into_wire_segments."""
+        _cut_into_wire_segments(mtu)
+
+    @staticmethod
+    def sysctl(name: str, value: int | str) -> None:
+        """Set net.ipv4.``name`` in this namespace only (tcp_syn_retries, tcp_retries2
+        and tcp_keepalive_* are per namespace)."""
+        with open(f"/proc/sys/net/ipv4/{name}", "w") as file:
+            file.write(f"{value}\n")
+
+    @staticmethod
+    def read_sysctl(name: str) -> str:
+        with open(f"/proc/sys/net/ipv4/{name}") as file:
+            return file.read().strip()
+
+
+def _split_options(command: str) -> list[str]:
+    """nft takes leading ``--options`` as separate arguments and the rest as one."""
+    words = command.split(" ")
+    options = []
+    while words and words[0].startswith("--"):
+        options.append(words.pop(0))
+    return [*options, " ".join(words)]
+
+
+# -- from the test process ---------------------------------------------------------------
+
+@cache
+def missing() -> str | None:
+    """None when namespaces with nftables can be made here; else why not, with the fix."""
+    for tool in ("unshare", "nft"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed: {INSTALL_HINT}"
+    probe = subprocess.run([*_unshare(), "nft", "list", "ruleset"], capture_output=True,
+                           text=True, timeout=30)
+    if probe.returncode:
+        return f"`unshare -n nft list ruleset` failed ({probe.stderr.strip()}): {INSTALL_HINT}"
+    return None
+
+
+def _unshare() -> list[str]:
+    """Root makes a plain network namespace; anyone else needs a user namespace too."""
+    return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
+
+
+class Child:
+    """A running child; ``result()`` waits for it and returns what the function returned."""
+
+    def __init__(self, target: str, args: tuple, netns: bool,
+                 addresses: tuple[str, ...]) -> None:
+        self.target = target
+        handle, self._path = tempfile.mkstemp(prefix="netns-", suffix=".json")
+        os.close(handle)
+        command = [sys.executable, os.path.join(TESTS, "kernel_netns.py"), target, self._path,
+                   json.dumps({"args": list(args), "netns": netns,
+                               "addresses": list(addresses)})]
+        if netns:
+            command = [*_unshare(), *command]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [TESTS, *filter(None, [env.get("PYTHONPATH")])])
+        self._process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+
+    def kill(self) -> None:
+        """Stop the child if it still runs (a test run cut short) and forget its file."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.communicate()
+        if os.path.exists(self._path):
+            os.unlink(self._path)
+
+    def result(self, timeout: float = 120.0) -> Any:
+        try:
+            output, _ = self._process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            output, _ = self._process.communicate()
+            raise RuntimeError(f"{self.target} still running after {timeout} s:\n{output}")
+        try:
+            with open(self._path) as file:
+                text = file.read()
+        finally:
+            os.unlink(self._path)
+        if self._process.returncode or not text:
+            raise RuntimeError(f"{self.target} failed (exit {self._process.returncode}):\n"
+                               f"{output}")
+        return json.loads(text)
+
+
+def start(target: str, *args: Any, netns: bool = True,
+          addresses: tuple[str, ...] = ()) -> Child:
+    """Launch ``target`` ("module:function", a module importable from tests/) in a child:
+    in a fresh network namespace whose lo is up with ``addresses`` added, or (``netns``
+    False) as a plain process.  ``args`` must be JSON values."""
+    if netns:
+        reason = missing()
+        if reason:
+            raise RuntimeError(reason)
+    return Child(target, args, netns, addresses)
+
+
+def run(target: str, *args: Any, netns: bool = True, addresses: tuple[str, ...] = (),
+        timeout: float = 120.0) -> Any:
+    return start(target, *args, netns=netns, addresses=addresses).result(timeout)
+
+
+def _child_main(target: str, result_path: str, config_text: str) -> None:
+    config = json.loads(config_text)
+    namespace = Namespace(tuple(config["addresses"])) if config["netns"] else None
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    value = function(namespace, *config["args"])
+    with open(result_path, "w") as file:
+        json.dump(value, file)
+
+
+if __name__ == "__main__":
+    _child_main(*sys.argv[1:4])
