@@ -198,7 +198,8 @@ class Child:
         except subprocess.TimeoutExpired:
             self._process.kill()
             output, _ = self._process.communicate()
-            raise RuntimeError(f"{self.target} still running after {timeout} s:\n{output}")
+            raise RuntimeError(
+                f"{self.target} still running after {timeout} s:\n{output}") from None
         try:
             with open(self._path) as file:
                 text = file.read()

@@ -78,17 +78,19 @@ def _slower_calls(kernel: dict, virtual: dict) -> list[str]:
     """The calls whose virtual time is off the kernel's by more than the tolerance."""
     off = []
     for index, (entry, want, got) in enumerate(zip(kernel["log"], kernel["times"],
-                                                   virtual["times"])):
+                                                   virtual["times"], strict=True)):
         if abs(got - want) > RELATIVE * want + ABSOLUTE:
             off.append(f"call {index} {entry[0]}: kernel {want:.3f} s, virtual {got:.3f} s")
     return off
 
 
 def _report(kernel: dict, virtual: dict) -> str:
-    lines = ["", "kernel:"]
-    lines += [f"  {t:7.3f}  {json.dumps(e)}" for e, t in zip(kernel["log"], kernel["times"])]
-    lines.append("virtual:")
-    lines += [f"  {t:7.3f}  {json.dumps(e)}" for e, t in zip(virtual["log"], virtual["times"])]
+    """Both logs with each call's time, for the failure message."""
+    lines = [""]
+    for side, run in (("kernel", kernel), ("virtual", virtual)):
+        lines.append(f"{side}:")
+        lines += [f"  {seconds:7.3f}  {json.dumps(entry)}"
+                  for entry, seconds in zip(run["log"], run["times"], strict=True)]
     return "\n".join(lines)
 
 
