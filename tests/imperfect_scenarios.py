@@ -51,7 +51,7 @@ POLL_NAMES = [(0x001, "POLLIN"), (0x002, "POLLPRI"), (0x004, "POLLOUT"), (0x008,
               (0x010, "POLLHUP"), (0x020, "POLLNVAL"), (0x2000, "POLLRDHUP")]
 POLLIN, POLLOUT, POLLRDHUP = 0x001, 0x004, 0x2000
 POLL_ASKED = POLLIN | POLLOUT | POLLRDHUP  # POLLERR and POLLHUP are always reported
-GUARD = 15.0  # SO_RCVTIMEO/SO_SNDTIMEO on every socket: longer than any timer here, so
+GUARD = 10.0  # SO_RCVTIMEO/SO_SNDTIMEO on every socket: longer than any timer here, so
 #               the kernel's log is unchanged, but a virtual wait that never ends fails
 TIMEVAL = struct.Struct("@ll")
 

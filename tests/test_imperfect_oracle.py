@@ -28,9 +28,34 @@ from scenarios import first_difference
 RELATIVE, ABSOLUTE = 0.15, 0.3
 LOSSY_FACTOR, LOSSY_SLACK = 3.0, 2.0
 
-# What the virtual network does not do yet, scenario by scenario (strict: a scenario
-# that starts passing must be taken off this list).
-VIRTUAL_LACKS: dict[str, str] = {}
+# What the virtual network does not do yet, scenario by scenario.  To see those
+# failures: pytest --runxfail tests/test_imperfect_oracle.py
+_CONNECT_ACROSS = ("virtual TCP completes the handshake across net.partition: no SYN "
+                   "retransmission by tcp_syn_retries/TCP_SYNCNT, no ETIMEDOUT")
+_DATA_ACROSS = ("virtual TCP delivers data across net.partition: no retransmission, "
+                "no ETIMEDOUT by tcp_retries2")
+VIRTUAL_LACKS: dict[str, str] = {
+    "syn_retries_end_a_blocking_connect": _CONNECT_ACROSS,
+    "syn_retries_end_a_nonblocking_connect": _CONNECT_ACROSS,
+    "syn_count_of_the_socket_overrides_the_sysctl": _CONNECT_ACROSS,
+    "send_timeout_ends_a_connect_early": _CONNECT_ACROSS + " (so SO_SNDTIMEO never ends it)",
+    "socket_timeout_ends_a_connect_early": _CONNECT_ACROSS + " (so settimeout never ends it)",
+    "user_timeout_ends_a_connect_early": _CONNECT_ACROSS + " nor by TCP_USER_TIMEOUT",
+    "data_retries_2_end_a_connection": _DATA_ACROSS,
+    "data_retries_3_end_a_connection": _DATA_ACROSS,
+    "user_timeout_ends_a_connection": _DATA_ACROSS + " nor by TCP_USER_TIMEOUT",
+    "keepalive_finds_a_partitioned_peer": "virtual TCP sends no keepalive probes: an idle "
+                                          "connection across net.partition never times out",
+    "keepalive_defaults_come_from_the_sysctls": "TCP_KEEPIDLE reads 7200 after "
+                                                "net.sysctl['tcp_keepalive_time'] = 1",
+    "partition_healed_in_time_loses_nothing": _DATA_ACROSS,
+    "datagrams_vanish_across_a_partition_without_error": "virtual UDP delivers datagrams "
+                                                         "across net.partition",
+    "no_port_unreachable_comes_back_across_a_partition": "virtual UDP answers a datagram "
+                                                         "sent across net.partition with "
+                                                         "ECONNREFUSED",
+}
+STRICT = False  # True once the features land: a scenario passing must leave the list
 
 
 class Runs:
@@ -96,7 +121,7 @@ def _report(kernel: dict, virtual: dict) -> str:
 
 def _params(names: list[str]) -> list:
     return [pytest.param(name, id=name, marks=(
-        [pytest.mark.xfail(strict=True, reason=VIRTUAL_LACKS[name])]
+        [pytest.mark.xfail(strict=STRICT, reason=VIRTUAL_LACKS[name])]
         if name in VIRTUAL_LACKS else [])) for name in names]
 
 
