@@ -153,6 +153,12 @@ class Conditions:
         raise NotImplementedError
 
     def heal(self) -> None:
+        """Undo every partition, down link and loss."""
+        raise NotImplementedError
+
+    def link_down(self, a: str, b: str) -> None:
+        """The path between hosts ``a`` and ``b`` (``a == b``: a host's own loopback
+        path) is down both ways; packets vanish silently."""
         raise NotImplementedError
 
     def loss(self, share: float, mtu: int = 1500) -> None:
@@ -180,6 +186,10 @@ class KernelConditions(Conditions):
     def heal(self) -> None:
         self.namespace.flush()
 
+    def link_down(self, a: str, b: str) -> None:
+        for source, destination in {(a, b), (b, a)}:
+            self.namespace.add(f"ip saddr {source} ip daddr {destination} drop")
+
     def loss(self, share: float, mtu: int = 1500) -> None:
         self.namespace.wire(mtu)
         hosts = "{ " + ", ".join(HOSTS) + " }"
@@ -195,6 +205,7 @@ class KernelConditions(Conditions):
 class VirtualConditions(Conditions):
     def __init__(self, network: Any) -> None:
         self.network = network
+        self._links: list = []
 
     def sysctl(self, name: str, value: int) -> None:
         self.network.sysctl[name] = value
@@ -204,11 +215,15 @@ class VirtualConditions(Conditions):
 
     def heal(self) -> None:
         self.network.heal()
-        for link in getattr(self, "_links", ()):
+        for link in self._links:
             link.loss = 0.0
+            link.down = False
+
+    def link_down(self, a: str, b: str) -> None:
+        self._links.append(self.network.link(a, b, down=True))
 
     def loss(self, share: float, mtu: int = 1500) -> None:
-        self._links = [self.network.link(CLIENT_HOST, SERVER_HOST, loss=share, mtu=mtu)]
+        self._links.append(self.network.link(CLIENT_HOST, SERVER_HOST, loss=share, mtu=mtu))
 
     def reset(self, api: Recorder, fd: int) -> None:
         port = api.quietly("getsockname", fd)[1]
@@ -328,6 +343,32 @@ def syn_count_of_the_socket_overrides_the_sysctl(api: Timed, net: Conditions) ->
     api.getsockopt(fd, IPPROTO_TCP, TCP_SYNCNT)
     api.connect(fd, address)  # SYN at 0, one retry at 1, gives up at 3 s
     api.so_error(fd)
+
+
+@imperfect
+def a_down_link_ends_a_connect_like_a_partition(api: Timed, net: Conditions) -> None:
+    net.sysctl("tcp_syn_retries", 1)
+    _, address = listening(api)
+    net.link_down(CLIENT_HOST, SERVER_HOST)
+    fd = client(api)
+    api.connect(fd, address)  # SYN at 0, one retry at 1, gives up at 3 s
+    net.heal()
+    api.connect(fd, address)
+    api.mask(fd)
+
+
+@imperfect
+def a_host_whose_loopback_path_is_down_cannot_reach_itself(api: Timed, net: Conditions
+                                                           ) -> None:
+    net.sysctl("tcp_syn_retries", 1)
+    _, address = listening(api)
+    net.link_down(SERVER_HOST, SERVER_HOST)
+    fd = guarded(api, api.socket(AF_INET, STREAM))
+    api.bind(fd, (SERVER_HOST, 0))
+    api.connect(fd, address)  # ETIMEDOUT at 3 s
+    other = client(api)
+    api.connect(other, address)  # another host's path is up
+    api.mask(other)
 
 
 @imperfect

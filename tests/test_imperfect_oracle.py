@@ -38,6 +38,10 @@ VIRTUAL_LACKS: dict[str, str] = {
     "syn_retries_end_a_blocking_connect": _CONNECT_ACROSS,
     "syn_retries_end_a_nonblocking_connect": _CONNECT_ACROSS,
     "syn_count_of_the_socket_overrides_the_sysctl": _CONNECT_ACROSS,
+    "a_down_link_ends_a_connect_like_a_partition": _CONNECT_ACROSS.replace(
+        "net.partition", "a link that is down"),
+    "a_host_whose_loopback_path_is_down_cannot_reach_itself": _CONNECT_ACROSS.replace(
+        "net.partition", "a host's own loopback link that is down"),
     "send_timeout_ends_a_connect_early": _CONNECT_ACROSS + " (so SO_SNDTIMEO never ends it)",
     "socket_timeout_ends_a_connect_early": _CONNECT_ACROSS + " (so settimeout never ends it)",
     "user_timeout_ends_a_connect_early": _CONNECT_ACROSS + " nor by TCP_USER_TIMEOUT",
