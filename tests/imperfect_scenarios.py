@@ -51,8 +51,14 @@ POLL_NAMES = [(0x001, "POLLIN"), (0x002, "POLLPRI"), (0x004, "POLLOUT"), (0x008,
               (0x010, "POLLHUP"), (0x020, "POLLNVAL"), (0x2000, "POLLRDHUP")]
 POLLIN, POLLOUT, POLLRDHUP = 0x001, 0x004, 0x2000
 POLL_ASKED = POLLIN | POLLOUT | POLLRDHUP  # POLLERR and POLLHUP are always reported
-GUARD = 10.0  # SO_RCVTIMEO/SO_SNDTIMEO on every socket: longer than any timer here, so
-#               the kernel's log is unchanged, but a virtual wait that never ends fails
+GUARD = 10.0  # SO_RCVTIMEO/SO_SNDTIMEO on every socket and the longest poll: longer than
+#               any timer here, so the kernel never meets it; a call that lasts that long
+#               ends the scenario (StuckAtGuard), as the rest could only wait out guards
+GUARD_MS = int(GUARD * 1000)
+
+
+class StuckAtGuard(Exception):
+    """A call waited out the guard: the kernel never does, so the run has diverged."""
 TIMEVAL = struct.Struct("@ll")
 
 
@@ -76,7 +82,10 @@ class Timed:
         try:
             return super()._call(name, normalise, *args)  # type: ignore[misc]
         finally:
-            self.times.append(round(time.monotonic() - started, 3))
+            elapsed = time.monotonic() - started
+            self.times.append(round(elapsed, 3))
+            if elapsed >= GUARD - 0.5:
+                raise StuckAtGuard(f"{name} waited {elapsed:.1f} s")
 
     def note(self, what: str, value: Any) -> None:
         super().note(what, value)  # type: ignore[misc]
@@ -322,7 +331,7 @@ def syn_retries_end_a_nonblocking_connect(api: Timed, net: Conditions) -> None:
     api.send(fd, b"x")
     api.recv(fd, 10)
     api.connect(fd, address)  # EALREADY
-    api.mask(fd, 10000)  # wakes when the SYN retries run out, at 7 s
+    api.mask(fd, GUARD_MS)  # wakes when the SYN retries run out, at 7 s
     api.so_error(fd)  # ETIMEDOUT, once
     api.so_error(fd)
     api.mask(fd)
@@ -458,7 +467,7 @@ def user_timeout_ends_a_connection(api: Timed, net: Conditions) -> None:
     api.getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT)
     net.partition()
     api.send(fd, b"hello")
-    api.poll([(fd, POLLIN | POLLRDHUP)], 10000)  # TCP_USER_TIMEOUT: 1.5 s after the send
+    api.poll([(fd, POLLIN | POLLRDHUP)], GUARD_MS)  # TCP_USER_TIMEOUT: 1.5 s after the send
     api.so_error(fd)
     api.recv(fd, 100)
     api.send(fd, b"x")
@@ -493,7 +502,7 @@ def keepalive_defaults_come_from_the_sysctls(api: Timed, net: Conditions) -> Non
     api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_KEEPINTVL)
     api.getsockopt(fd, IPPROTO_TCP, _socket.TCP_KEEPCNT)
     net.partition()
-    api.poll([(fd, POLLIN | POLLRDHUP)], 10000)  # ETIMEDOUT at 3 s
+    api.poll([(fd, POLLIN | POLLRDHUP)], GUARD_MS)  # ETIMEDOUT at 3 s
     api.so_error(fd)
     api.recv(fd, 100)
 
@@ -546,7 +555,7 @@ def lossy_link_delivers_a_megabyte_intact(api: Timed, net: Conditions) -> None:
     sent, received = 0, []
     while True:
         wanted = [(server, POLLIN)] + ([(fd, POLLOUT)] if sent < len(payload) else [])
-        ready = dict(api.quietly("poll", wanted, int(GUARD * 1000)))
+        ready = dict(api.quietly("poll", wanted, GUARD_MS))
         if not ready:
             break
         if ready.get(fd, 0) & POLLOUT:

@@ -19,6 +19,7 @@ Needs root (or user namespaces), util-linux's ``unshare`` and nftables' ``nft``;
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import importlib
 import json
@@ -29,6 +30,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 from functools import cache
 from typing import Any
 
@@ -166,15 +168,23 @@ def _unshare() -> list[str]:
 
 
 class Child:
-    """A running child; ``result()`` waits for it and returns what the function returned."""
+    """A running child process making one or more calls of ``target``.
 
-    def __init__(self, target: str, args: tuple, netns: bool,
+    The child imports ``target`` once and forks once per call, so the calls run in
+    parallel without paying for a Python start each; with ``netns`` every fork first
+    enters a network namespace of its own (the child itself runs under ``unshare -n``,
+    or ``unshare -r -n`` for a user who is not root, which gives it the right to).
+    ``results()`` waits and returns one value per call.
+    """
+
+    def __init__(self, target: str, calls: list[tuple], netns: bool,
                  addresses: tuple[str, ...]) -> None:
         self.target = target
+        self._results: list | None = None
         handle, self._path = tempfile.mkstemp(prefix="netns-", suffix=".json")
         os.close(handle)
         command = [sys.executable, os.path.join(TESTS, "kernel_netns.py"), target, self._path,
-                   json.dumps({"args": list(args), "netns": netns,
+                   json.dumps({"calls": [list(args) for args in calls], "netns": netns,
                                "addresses": list(addresses)})]
         if netns:
             command = [*_unshare(), *command]
@@ -192,7 +202,10 @@ class Child:
         if os.path.exists(self._path):
             os.unlink(self._path)
 
-    def result(self, timeout: float = 120.0) -> Any:
+    def results(self, timeout: float = 120.0) -> list:
+        """One entry per call: the value it returned, or RuntimeError if it raised."""
+        if self._results is not None:
+            return self._results
         try:
             output, _ = self._process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -208,34 +221,97 @@ class Child:
         if self._process.returncode or not text:
             raise RuntimeError(f"{self.target} failed (exit {self._process.returncode}):\n"
                                f"{output}")
-        return json.loads(text)
+        self._results = [entry["value"] if "value" in entry else
+                         RuntimeError(f"{self.target} raised:\n{entry['error']}\n{output}")
+                         for entry in json.loads(text)]
+        return self._results
+
+    def result(self, index: int = 0, timeout: float = 120.0) -> Any:
+        """The value call ``index`` returned; raises if it raised."""
+        value = self.results(timeout)[index]
+        if isinstance(value, RuntimeError):
+            raise value
+        return value
 
 
-def start(target: str, *args: Any, netns: bool = True,
-          addresses: tuple[str, ...] = ()) -> Child:
-    """Launch ``target`` ("module:function", a module importable from tests/) in a child:
+def start_many(target: str, calls: list[tuple], *, netns: bool = True,
+               addresses: tuple[str, ...] = ()) -> Child:
+    """Launch ``target`` ("module:function", a module importable from tests/) once per
+    entry of ``calls`` (its JSON arguments after the namespace), all in parallel: each
     in a fresh network namespace whose lo is up with ``addresses`` added, or (``netns``
-    False) as a plain process.  ``args`` must be JSON values."""
+    False) in a plain forked process."""
     if netns:
         reason = missing()
         if reason:
             raise RuntimeError(reason)
-    return Child(target, args, netns, addresses)
+    return Child(target, calls, netns, addresses)
+
+
+def start(target: str, *args: Any, netns: bool = True,
+          addresses: tuple[str, ...] = ()) -> Child:
+    """``start_many`` for one call."""
+    return start_many(target, [args], netns=netns, addresses=addresses)
 
 
 def run(target: str, *args: Any, netns: bool = True, addresses: tuple[str, ...] = (),
         timeout: float = 120.0) -> Any:
-    return start(target, *args, netns=netns, addresses=addresses).result(timeout)
+    return start(target, *args, netns=netns, addresses=addresses).result(timeout=timeout)
+
+
+# -- the child ----------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+
+
+def _enter_new_namespace() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"unshare(CLONE_NEWNET): {os.strerror(code)}")
+
+
+def _one_call(function: Any, args: list, config: dict, path: str) -> None:
+    """In a forked process: the namespace, the call, its value (or traceback) to ``path``."""
+    try:
+        namespace = None
+        if config["netns"]:
+            _enter_new_namespace()
+            namespace = Namespace(tuple(config["addresses"]))
+        entry = {"value": function(namespace, *args)}
+    except BaseException:
+        entry = {"error": traceback.format_exc()}
+    with open(path, "w") as file:
+        json.dump(entry, file)
 
 
 def _child_main(target: str, result_path: str, config_text: str) -> None:
     config = json.loads(config_text)
-    namespace = Namespace(tuple(config["addresses"])) if config["netns"] else None
     module_name, function_name = target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    value = function(namespace, *config["args"])
+    sys.stdout.flush()
+    paths, forks = [], []
+    for index, args in enumerate(config["calls"]):
+        paths.append(f"{result_path}.{index}")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _one_call(function, args, config, paths[-1])
+            finally:
+                sys.stdout.flush()
+                os._exit(0)
+        forks.append(pid)
+    for pid in forks:
+        os.waitpid(pid, 0)
+    entries = []
+    for path in paths:
+        try:
+            with open(path) as file:
+                entries.append(json.load(file))
+            os.unlink(path)
+        except (OSError, ValueError) as exc:
+            entries.append({"error": f"no result ({exc})"})
     with open(result_path, "w") as file:
-        json.dump(value, file)
+        json.dump(entries, file)
 
 
 if __name__ == "__main__":

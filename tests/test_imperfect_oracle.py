@@ -10,8 +10,10 @@ kernel's time plus 0.3 s, which absorbs scheduling noise on a loaded machine but
 missing or extra retransmission (each costs 0.2 s or more, doubling).
 
 The 1 MB transfer over a lossy link is compared only for integrity and roughly in time:
-the virtual transfer may take at most ``3 x kernel + 2 s``.  (The kernel's time under
-random loss varies by a factor of two from run to run: 0.65-1.7 s here.)
+the virtual transfer must take between a quarter of the kernel's time (7 % loss of
+~720 segments costs Linux retransmission timeouts of 0.2 s and more; a transfer much
+faster than that lost nothing) and ``3 x kernel + 2 s``.  (The kernel's time under
+random loss varies by a factor of two or more from run to run: 0.65-1.7 s here.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from imperfect_scenarios import HOSTS, SCENARIOS
 from scenarios import first_difference
 
 RELATIVE, ABSOLUTE = 0.15, 0.3
-LOSSY_FACTOR, LOSSY_SLACK = 3.0, 2.0
+LOSSY_FACTOR, LOSSY_SLACK, LOSSY_AT_LEAST = 3.0, 2.0, 0.25
 
 # What the virtual network does not do yet, scenario by scenario.  To see those
 # failures: pytest --runxfail tests/test_imperfect_oracle.py
@@ -53,6 +55,8 @@ VIRTUAL_LACKS: dict[str, str] = {
     "keepalive_defaults_come_from_the_sysctls": "TCP_KEEPIDLE reads 7200 after "
                                                 "net.sysctl['tcp_keepalive_time'] = 1",
     "partition_healed_in_time_loses_nothing": _DATA_ACROSS,
+    "lossy_link_delivers_a_megabyte_intact": "virtual TCP ignores a link's loss (1 MB in "
+                                             "a few ms: no segment lost, none retransmitted)",
     "datagrams_vanish_across_a_partition_without_error": "virtual UDP delivers datagrams "
                                                          "across net.partition",
     "no_port_unreachable_comes_back_across_a_partition": "virtual UDP answers a datagram "
@@ -63,30 +67,24 @@ STRICT = False  # True once the features land: a scenario passing must leave the
 
 
 class Runs:
-    """Every scenario's two runs, started together at the first test that needs one."""
+    """Every scenario's two runs, all started together (one forking child per side) at
+    the first test that needs one."""
 
     def __init__(self) -> None:
-        self.kernel: dict[str, kernel_netns.Child] = {}
-        self.virtual: dict[str, kernel_netns.Child] = {}
-        self.results: dict[tuple[str, str], dict] = {}
+        calls = [(name,) for name in SCENARIOS]
         self.unavailable = kernel_netns.missing()
+        self.sides: dict[str, kernel_netns.Child] = {}
         if self.unavailable is None:
-            for name in SCENARIOS:
-                self.kernel[name] = kernel_netns.start("imperfect_scenarios:on_kernel", name,
-                                                       addresses=HOSTS)
-        for name in SCENARIOS:
-            self.virtual[name] = kernel_netns.start("imperfect_scenarios:on_virtual", name,
-                                                    netns=False)
+            self.sides["kernel"] = kernel_netns.start_many(
+                "imperfect_scenarios:on_kernel", calls, addresses=HOSTS)
+        self.sides["virtual"] = kernel_netns.start_many(
+            "imperfect_scenarios:on_virtual", calls, netns=False)
 
     def result(self, side: str, name: str) -> dict:
-        key = (side, name)
-        if key not in self.results:
-            children = self.kernel if side == "kernel" else self.virtual
-            self.results[key] = children.pop(name).result(timeout=90)
-        return self.results[key]
+        return self.sides[side].result(list(SCENARIOS).index(name), timeout=90)
 
     def close(self) -> None:
-        for child in [*self.kernel.values(), *self.virtual.values()]:
+        for child in self.sides.values():
             child.kill()
 
 
@@ -149,10 +147,11 @@ def test_lossy_link_delivers_everything_in_about_the_kernels_time(runs: Runs,
                                                                                    virtual)
     difference = first_difference(kernel["log"], virtual["log"])
     assert difference is None, difference + _report(kernel, virtual)
-    allowed = LOSSY_FACTOR * kernel["transfer_seconds"] + LOSSY_SLACK
-    assert virtual["transfer_seconds"] <= allowed, (
+    shortest = LOSSY_AT_LEAST * kernel["transfer_seconds"]
+    longest = LOSSY_FACTOR * kernel["transfer_seconds"] + LOSSY_SLACK
+    assert shortest <= virtual["transfer_seconds"] <= longest, (
         f"virtual transfer {virtual['transfer_seconds']} s, kernel "
-        f"{kernel['transfer_seconds']} s (allowed {allowed:.2f} s)")
+        f"{kernel['transfer_seconds']} s (allowed {shortest:.2f}-{longest:.2f} s)")
 
 
 # -- the harness itself -------------------------------------------------------------------
