@@ -82,7 +82,7 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 # What each block prints, in the README's order (its comments say the same).
-README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.2 b'select 1'\n",
+README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.3 b'select 1'\n",
                  "b'a pipe' b'through the pipe'\n"]
 
 
