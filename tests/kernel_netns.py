@@ -13,7 +13,8 @@ to seconds and nftables rules drop packets (a partition by address, loss with
 (``namespace`` is None): the virtual half of a comparison runs that way, so both halves
 can run in parallel and neither leaks registrations into the test process.
 
-Needs root (or user namespaces), util-linux's ``unshare`` and nftables' ``nft``;
+Needs root (or user namespaces: then ``unshare -r -n``), util-linux's ``unshare``,
+nftables' ``nft`` and iproute2's ``ip`` (for lo's segment size under loss);
 ``missing()`` says in a sentence what is absent.
 """
 
@@ -40,8 +41,8 @@ CHAIN = "input"  # every packet on lo passes here once, whatever its direction; 
 #                  here, after the sender's output, is loss on the wire: a drop at output
 #                  would fail the sender's own send with EPERM, which no partition does
 INSTALL_HINT = ("the kernel oracle for imperfect networks needs root (or user namespaces), "
-                "util-linux's `unshare` and nftables' `nft` (Debian: apt-get install -y "
-                "nftables)")
+                "util-linux's `unshare`, nftables' `nft` and iproute2's `ip` (Debian: "
+                "apt-get install -y nftables iproute2)")
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
@@ -152,7 +153,7 @@ def _split_options(command: str) -> list[str]:
 @cache
 def missing() -> str | None:
     """None when namespaces with nftables can be made here; else why not, with the fix."""
-    for tool in ("unshare", "nft"):
+    for tool in ("unshare", "nft", "ip"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed: {INSTALL_HINT}"
     probe = subprocess.run([*_unshare(), "nft", "list", "ruleset"], capture_output=True,
