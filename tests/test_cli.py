@@ -1,6 +1,8 @@
 """The ``posix-socket`` command and the README's example."""
 
 import importlib.metadata
+import json
+import os
 import pathlib
 import re
 import subprocess
@@ -80,6 +82,13 @@ def test_unknown_command_is_a_usage_error(capsys):
         raise AssertionError("argparse accepted an unknown command")
 
 
+def checkout_environment() -> dict[str, str]:
+    """The environment for a child that must import this checkout's package, whatever
+    its working directory (an installed copy elsewhere would otherwise win)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 # What each block prints, in the README's order (its comments say the same).
 README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.3 b'select 1'\n",
@@ -99,7 +108,7 @@ def test_each_readme_python_block_runs_alone_and_prints_what_it_says(
     script = tmp_path / "block.py"
     script.write_text(block)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+                            timeout=60, cwd=tmp_path, env=checkout_environment())
     assert result.returncode == 0, result.stderr
     assert result.stdout == output
 
@@ -164,3 +173,112 @@ def test_run_usage_says_one_host_per_flag(capsys):
                            "pass", "x"]) == run.Options(
         "pass", ["x"], command=True,
         hosts=[(["a"], ["10.0.0.2"]), (["b", "c"], ["10.0.0.3", "fd00::3"])])
+
+
+# -- run --seed / --net-config ------------------------------------------------------------
+
+NET_PROBE = """\
+import socket
+import posix_socket as ps
+net = ps.network()
+db = net.find_host("db.test")
+print(net.seed, db.addresses, db.names, socket.gethostbyname("db.test"))
+print([(link.a.label, link.b.label, link.latency, link.loss) for link in net.links()])
+with net.lock:
+    path = net.path(net.first_host, net.first_host)
+    print(path.conditions.latency, net.path(db, net.first_host).blocked)
+"""
+NET_CONFIG = {"seed": 7, "hosts": {"db.test": ["10.0.0.2", "fd00::2"]},
+              "defaults": {"latency": 0.01},
+              "links": [{"between": ["localhost", "db.test"], "latency": 0.05,
+                         "loss": 0.01}],
+              "partition": [["db.test"]]}
+
+
+def run_command(args, cwd):
+    """``posix-socket run`` of this checkout, in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "posix_socket", "run", *args],
+                          capture_output=True, text=True, timeout=60, cwd=cwd,
+                          env=checkout_environment())
+
+
+def test_run_parses_the_seed_and_the_network_configuration():
+    assert run.parse_args(["--seed", "5", "--net-config=n.json", "x.py", "--seed", "y"]) == (
+        run.Options("x.py", ["--seed", "y"], seed=5, net_config="n.json"))
+    assert run.parse_args(["--seed=-3", "-c", "pass"]) == run.Options(
+        "pass", [], command=True, seed=-3)
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--seed", "x", "p.py"], "argument --seed: invalid int value: 'x'"),
+    (["--seed"], "argument --seed: expected one argument"),
+    (["--net-config"], "argument --net-config: expected one argument"),
+    (["--net-config=", "p.py"], "argument --net-config: expected a file name"),
+    (["--net", "host", "--seed", "1", "p.py"], "argument --seed: not allowed with --net host"),
+    (["--seed", "1", "--net", "host", "p.py"], "argument --seed: not allowed with --net host"),
+    (["--net", "host", "--net-config", "n.json", "p.py"],
+     "argument --net-config: not allowed with --net host"),
+])
+def test_run_rejects_a_bad_seed_or_one_for_the_kernel(args, error, capsys):
+    assert run.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(run.USAGE + "\nposix-socket run: error: ")
+    assert error in err
+
+
+@pytest.mark.parametrize(("config", "where"), [
+    ('{"links": [{"between": ["a", "b"]}, {"between": ["a", "b"], "loss": 1.5}]}',
+     "links[1].loss: loss must be a probability in 0..1, not 1.5"),
+    ('{"links": [{"between": ["localhost", "db.test"]}]}',
+     "links[0].between[1]: no host 'db.test'"),
+    ('{"hosts": {"db.test": "10.0.0.2"}}',
+     'hosts["db.test"]: 10.0.0.2 belongs to a host of the network already (db)'),
+    ('{"defaults": {"latency": -1}}', "defaults.latency: latency must be >= 0 seconds"),
+    ('{"seed": 1,}', "line 1 column 12: malformed JSON"),
+    (None, "can't open file: [Errno 2] No such file or directory"),
+])
+def test_run_refuses_a_bad_network_configuration_before_the_program_runs(
+        config, where, tmp_path, capsys):
+    path = tmp_path / "net.json"
+    if config is not None:
+        path.write_text(config)
+    program = tmp_path / "prog.py"
+    program.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    before = posix_socket.registry.registered_families()
+    assert run.main(["--host", "db=10.0.0.2", "--net-config", str(path), str(program)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"{run.USAGE}\nposix-socket run: error: argument --net-config: "
+                   f"{path}: {where}" + err.partition(where)[2])
+    assert err.endswith("\n") and err.count("\n") == 2
+    assert not (tmp_path / "ran").exists()
+    assert posix_socket.registry.registered_families() == before  # the preset is undone
+
+
+def test_a_program_run_with_a_network_configuration_finds_it_through_network(tmp_path):
+    (tmp_path / "net.json").write_text(json.dumps(NET_CONFIG))
+    (tmp_path / "prog.py").write_text(NET_PROBE)
+    result = run_command(["--net-config", "net.json", "prog.py"], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ("7 ('10.0.0.2', 'fd00::2') ['db.test'] 10.0.0.2\n"
+                             "[('127.0.0.1', 'db.test', 0.05, 0.01)]\n"
+                             "0.01 True\n")
+    # --seed wins over the file's; --host hosts come first, so the file's links name them.
+    (tmp_path / "net.json").write_text(json.dumps(
+        {**NET_CONFIG, "hosts": {}, "links": [{"between": ["db", "localhost"], "loss": 0.5}]}))
+    result = run_command(["--seed", "12", "--host", "db.test,db=10.0.0.2,fd00::2",
+                          "--net-config", "net.json", "prog.py"], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[:2] == [
+        "12 ('10.0.0.2', 'fd00::2') ['db.test', 'db'] 10.0.0.2",
+        "[('db.test', '127.0.0.1', 0.0, 0.5)]"]
+
+
+def test_a_program_run_on_the_kernel_has_no_network_to_find(tmp_path):
+    code = ("import posix_socket as ps\ntry:\n    ps.network()\n"
+            "except LookupError as exc:\n    print('LookupError', exc)\n")
+    result = run_command(["--net", "host", "-c", code], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("LookupError AF_INET is served by")
+    result = run_command(["--seed", "3", "-c", "import posix_socket as ps\n"
+                          "print(ps.network().seed)"], tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "3\n", "")

@@ -14,6 +14,7 @@ from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
 from .drivers.inet import Conditions, Host, InetDriver, Link, VirtualNetwork
 from .drivers.unix import UnixDriver
+from .net_config import NetworkConfig, NetworkConfigError, load_network_config
 from .patching import patch
 from .registry import (
     PRESET_FAMILIES,
@@ -31,6 +32,7 @@ __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
     "UnixDriver", "patch", "VirtualDrivers", "network", "Host", "Link", "Conditions",
+    "load_network_config", "NetworkConfig", "NetworkConfigError",
 ]
 
 __version__ = "0.1.0"

@@ -19,8 +19,12 @@ arranged to look as it does under ``python script.py`` / ``python -m module`` /
   python's would (none of this module's frames) and the status is python's: 1, or for
   KeyboardInterrupt the interpreter's own SIGINT death; ``sys.exit`` codes pass through.
 
-``--host NAME=ADDRESS`` (one host per flag) adds named hosts to the virtual network
-first, the one thing a program that knows nothing of posix-socket cannot do for itself.
+The virtual network is shaped before the program starts, the one thing a program that
+knows nothing of posix-socket cannot do for itself: ``--host NAME=ADDRESS`` (one host
+per flag) adds named hosts, ``--net-config FILE.json`` hosts, links, default conditions,
+a partition and a seed (see ``net_config``), and ``--seed N`` fixes the network's random
+choices (winning over the file's seed).  A program reaches the network it runs on with
+``posix_socket.network()``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import ipaddress
 import linecache
 import os
 import runpy
-import socket
 import sys
 import types
 import zipfile
@@ -39,11 +42,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import c_event_loops, interrupts, patching, registry
+from .net_config import NetworkConfig, NetworkConfigError, load_network_config
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
-USAGE = ("usage: posix-socket run [--net PRESET] [--host NAME=ADDRESS]... "
-         "(-m module | -c code | script.py) [args ...]")
+USAGE = ("usage: posix-socket run [--net PRESET] [--seed N] [--net-config FILE.json] "
+         "[--host NAME=ADDRESS]... (-m module | -c code | script.py) [args ...]")
 
 _HELP = f"""{USAGE}
 
@@ -60,7 +64,16 @@ options:
                  names resolve to the addresses, and sockets may bind to them.  One
                  host per flag; repeat the flag for more (--host db.internal=10.0.0.2
                  --host cache=10.0.0.3).  Addresses are unicast (not 0.0.0.0, ::,
-                 multicast or broadcast); names have no spaces
+                 multicast or broadcast); names have no spaces.  Added before
+                 the --net-config file's hosts, so its links may name them
+  --seed N       fix the virtual network's random choices (ephemeral ports, which
+                 packets a lossy link drops): the same seed, the same run.  Wins
+                 over the --net-config file's seed
+  --net-config FILE.json
+                 shape the virtual network before the program starts: hosts, links
+                 (latency, jitter in seconds; bandwidth in bytes/s; loss, duplicate,
+                 reorder in 0..1; mtu; down), default conditions, a partition, TCP
+                 sysctls and the seed.  Format: see the README, "Imperfect networks"
   -m module      run a library module as a script, like python -m
   -c code        run the code given as a string, like python -c
 """
@@ -76,6 +89,8 @@ class Options:
     command: bool = False  # target is the code of -c
     net: str = "virtual"
     hosts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (names, addresses)
+    seed: int | None = None
+    net_config: str | None = None  # the file's path
 
 
 class UsageError(Exception):
@@ -101,7 +116,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         if word in ("-h", "--help"):
             raise _Help
         option, equals, value = word.partition("=")
-        if option in ("--net", "--host"):
+        if option in ("--net", "--host", "--seed", "--net-config"):
             if not equals:
                 if i + 1 >= len(argv):
                     raise UsageError(f"argument {option}: expected one argument")
@@ -109,8 +124,14 @@ def parse_args(argv: Sequence[str]) -> Options:
             i += 1
             if option == "--net":
                 options.net = _preset(value)
-            else:
+            elif option == "--host":
                 options.hosts.append(_host(value))
+            elif option == "--seed":
+                options.seed = _seed(value)
+            else:
+                if not value:
+                    raise UsageError("argument --net-config: expected a file name")
+                options.net_config = value
             continue
         if word[:2] in ("-m", "-c"):  # -m module, -mmodule, -c code, -ccode
             attached = word[2:]
@@ -121,7 +142,7 @@ def parse_args(argv: Sequence[str]) -> Options:
                 raise UsageError("argument -m: expected one argument")
             options.args = argv[i + (1 if attached else 2):]
             options.module, options.command = word[:2] == "-m", word[:2] == "-c"
-            return options
+            return _checked(options)
         if word == "--":
             i += 1
             if i >= len(argv):
@@ -130,8 +151,27 @@ def parse_args(argv: Sequence[str]) -> Options:
         elif word.startswith("-") and word != "-":
             raise UsageError(f"unrecognized option: {word}")
         options.target, options.args = word, argv[i + 1:]
-        return options
+        return _checked(options)
     raise UsageError("a script, -m module or -c code is required")
+
+
+def _checked(options: Options) -> Options:
+    """Options that shape the virtual network make no sense with the kernel's."""
+    if options.net == "host":
+        for flag, given in (("--seed", options.seed is not None),
+                            ("--net-config", options.net_config is not None),
+                            ("--host", bool(options.hosts))):
+            if given:
+                raise UsageError(f"argument {flag}: not allowed with --net host: {flag} "
+                                 "needs a virtual network; the 'host' preset has none")
+    return options
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"argument --seed: invalid int value: {text!r}") from None
 
 
 def _preset(name: str) -> str:
@@ -177,20 +217,35 @@ def main(argv: Sequence[str]) -> int:
         print(_HELP.format(presets=", ".join(registry.presets())), end="")
         return 0
     except UsageError as exc:
-        print(f"{USAGE}\nposix-socket run: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(str(exc))
+    config = None
+    if options.net_config is not None:
+        try:
+            config = load_network_config(options.net_config)
+        except NetworkConfigError as exc:
+            return _usage_error(f"argument --net-config: {exc}")
     return run(options.target, options.args, module=options.module,
-               command=options.command, net=options.net, hosts=options.hosts)
+               command=options.command, net=options.net, hosts=options.hosts,
+               seed=options.seed, config=config)
+
+
+def _usage_error(message: str) -> int:
+    print(f"{USAGE}\nposix-socket run: error: {message}", file=sys.stderr)
+    return 2
 
 
 def run(target: str, args: Sequence[str] = (), *, module: bool = False,
         command: bool = False, net: str = "virtual",
-        hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = ()) -> int:
+        hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
+        seed: int | None = None, config: NetworkConfig | None = None) -> int:
     """Run ``target`` (a script path, a module name if ``module``, Python code if
     ``command``) as ``__main__``.
 
-    ``hosts`` are ``(names, addresses)`` added to the preset's virtual network first.
-    Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
+    The preset's virtual network gets ``seed`` (else ``config``'s), then ``hosts``
+    (``(names, addresses)``), then ``config`` is applied (see ``net_config``): all
+    before the program's first line, and a problem with any is a usage error (2)
+    before it runs.  Returns 0 when the program's code returns (2 if it cannot
+    start); ``sys.exit``
     from the program propagates as SystemExit.  An uncaught exception is reported
     through ``sys.excepthook`` and re-raised with reporting silenced, so that the
     interpreter, not this function, decides the status (1, or death by SIGINT for
@@ -202,16 +257,29 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
         print(f"posix-socket run: can't open file {os.path.abspath(target)!r}: "
               f"[Errno 2] {error}", file=sys.stderr)
         return 2
-    preset = registry.use(net)
-    if hosts:
-        network = getattr(preset.drivers.get(socket.AF_INET), "network", None)
+    if seed is None and config is not None:
+        seed = config.seed
+    try:
+        preset = registry.use(net, **({} if seed is None else {"seed": seed}))
+    except TypeError:  # a preset without a seed option: no virtual network
+        return _usage_error(f"argument --seed: --seed needs a virtual network; the "
+                            f"{net!r} preset has none")
+    if hosts or config is not None:
+        network = preset.network
         if network is None:
             preset.restore()
-            print(f"posix-socket run: --host needs a virtual network; the {net!r} preset "
-                  "has none", file=sys.stderr)
-            return 2
-        for names, addresses in hosts:
-            network.add_host(*addresses, names=names)
+            flag = "--host" if hosts else "--net-config"
+            return _usage_error(f"argument {flag}: {flag} needs a virtual network; the "
+                                f"{net!r} preset has none")
+        try:
+            for names, addresses in hosts:
+                network.add_host(*addresses, names=names)
+            if config is not None:
+                config.apply(network)
+        except (NetworkConfigError, ValueError, TypeError, LookupError) as exc:
+            preset.restore()  # the program never saw this network
+            flag = "--net-config" if isinstance(exc, NetworkConfigError) else "--host"
+            return _usage_error(f"argument {flag}: {exc}")
     # Before the program's first line nothing of it can hold the kernel's pollers, so
     # patch() finds out whether anything else does, and hides numbers if nothing does
     # (no kernel mirror, no system call per readiness change).
