@@ -207,11 +207,11 @@ def test_a_file_that_cannot_be_read_is_refused_with_its_name(tmp_path):
         load_network_config(missing)
     assert str(raised.value) == (f"{missing}: can't open file: [Errno 2] "
                                  "No such file or directory")
-    with pytest.raises(NetworkConfigError, match="can't open file: .*Is a directory"):
+    with pytest.raises(NetworkConfigError, match=r"can't open file: .*Is a directory"):
         load_network_config(tmp_path)
     binary = tmp_path / "binary.json"
     binary.write_bytes(b'{"seed": "\xff"}')
-    with pytest.raises(NetworkConfigError, match="binary.json: not UTF-8 text"):
+    with pytest.raises(NetworkConfigError, match=r"binary\.json: not UTF-8 text"):
         load_network_config(binary)
     with pytest.raises(TypeError):
         load_network_config(7)  # type: ignore[arg-type]
