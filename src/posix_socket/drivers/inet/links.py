@@ -13,6 +13,7 @@ Units: seconds, bytes per second, probabilities in 0..1.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 from collections.abc import Callable
@@ -154,7 +155,7 @@ class Path:
     not perfect."""
 
     __slots__ = ("source", "destination", "link", "defaults", "perfect", "blocked",
-                 "random", "busy_until")
+                 "random", "busy_until", "queue", "drops")
 
     def __init__(self, source: Any, destination: Any) -> None:
         self.source = source
@@ -165,6 +166,10 @@ class Path:
         self.blocked = False  # partitioned, or the link is down
         self.random: random.Random | None = None
         self.busy_until = 0.0  # when the last byte queued on this direction leaves
+        # When each datagram waiting to leave will have left (UDP's link queue), and
+        # how many packets this direction dropped because that queue was full.
+        self.queue: collections.deque[float] = collections.deque()
+        self.drops = 0
 
     @property
     def conditions(self) -> Conditions:

@@ -337,6 +337,7 @@ class VirtualNetwork:
         self.tcp = PortTable(tcp=True, rng=self.random_stream("tcp ports"))
         self.udp = PortTable(tcp=False, rng=self.random_stream("udp ports"))
         self.udp_drops = 0  # datagrams dropped at a full receive queue
+        self.link_drops = 0  # packets dropped at a full link queue (see udp_path)
         self.multicast_groups = GroupMemberships()
         # The first host is the machine; its names are /etc/hosts' (``_machine_names``).
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], [], 0)]

@@ -23,7 +23,7 @@ import struct
 from ...errors import oserror
 
 __all__ = ["Options", "kernel_setting", "IP_MULTICAST_ALL", "IPV6_MULTICAST_ALL", "UDP_CORK",
-           "IP_BIND_ADDRESS_NO_PORT"]
+           "IP_BIND_ADDRESS_NO_PORT", "IP_MTU_DISCOVER", "IPV6_MTU_DISCOVER"]
 
 _INT = struct.Struct("@i")
 _LINGER = struct.Struct("@ii")
@@ -35,6 +35,11 @@ IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
 UDP_CORK = getattr(socket, "UDP_CORK", 1)
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+# IP_PMTUDISC_DONT, _WANT (the default while net.ipv4.ip_no_pmtu_disc is 0), _DO,
+# _PROBE, _INTERFACE, _OMIT: the same numbers for IPv6's IPV6_PMTUDISC_*.
+PMTUDISC_DONT, PMTUDISC_WANT, PMTUDISC_DO, PMTUDISC_OMIT = 0, 1, 2, 5
 # IPPROTO_IP options that take an empty buffer (as 0): do_ip_setsockopt checks the
 # length only for the others.
 _EMPTY_IS_ZERO = frozenset({socket.IP_TOS, IP_BIND_ADDRESS_NO_PORT})
@@ -92,6 +97,7 @@ _COMMON = {
     (IPPROTO_IP, IP_MULTICAST_ALL): (_INTEGER, 1, 0, 1),  # 0 or 1, else EINVAL
     # bind() to port 0 leaves the port to connect() or listen() (see tcp.py, udp.py)
     (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT): (_BOOL, 0, None, None),
+    (IPPROTO_IP, IP_MTU_DISCOVER): (_INTEGER, PMTUDISC_WANT, PMTUDISC_DONT, PMTUDISC_OMIT),
 }
 _TCP = {
     (IPPROTO_TCP, socket.TCP_NODELAY): (_BOOL, 0, None, None),
@@ -120,6 +126,7 @@ _V6 = {
     (IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP): (_INTEGER, 1, 0, 1),  # 0 or 1, else EINVAL
     (IPPROTO_IPV6, socket.IPV6_MULTICAST_IF): (_INTEGER, 0, None, None),  # checked by UDP
     (IPPROTO_IPV6, IPV6_MULTICAST_ALL): (_BOOL, 1, None, None),
+    (IPPROTO_IPV6, IPV6_MTU_DISCOVER): (_INTEGER, PMTUDISC_WANT, PMTUDISC_DONT, PMTUDISC_OMIT),
 }
 # do_ipv6_setsockopt refuses the multicast interface and hops on a stream socket
 # (ENOPROTOOPT, whatever the value) but ipv6_getsockopt reads them all the same.

@@ -78,7 +78,9 @@ import socket
 import struct
 
 from ...errors import oserror
+from . import udp_path
 from .addresses import ANY, ANY4, BROADCAST, Endpoint, is_v4, is_wildcard, mapped, to_tuple
+from .links import Path
 from .multicast import (
     Memberships,
     interface_address4,
@@ -89,7 +91,16 @@ from .multicast import (
     needs_scope,
 )
 from .network import INTERFACE_INDEX, Binding, VirtualNetwork
-from .options import IP_MULTICAST_ALL, IPV6_MULTICAST_ALL, UDP_CORK, Options
+from .options import (
+    IP_MTU_DISCOVER,
+    IP_MULTICAST_ALL,
+    IPV6_MTU_DISCOVER,
+    IPV6_MULTICAST_ALL,
+    PMTUDISC_DO,
+    PMTUDISC_OMIT,
+    UDP_CORK,
+    Options,
+)
 
 __all__ = ["UdpSocket", "truesize"]
 
@@ -157,7 +168,8 @@ class Pending:
 class UdpSocket:
     __slots__ = ("net", "family", "opts", "binding", "local", "remote", "rx", "taken",
                  "charged", "deficit", "shutdown", "error", "entered", "drops", "recv_drops",
-                 "pending", "groups", "mc_addr", "bound_device", "host", "__weakref__")
+                 "pending", "groups", "mc_addr", "bound_device", "host", "via_ip", "via",
+                 "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int) -> None:
         self.net = net
@@ -180,6 +192,11 @@ class UdpSocket:
         self.mc_addr = ANY4  # IP_MULTICAST_IF's address
         self.bound_device = 0  # Linux's sk_bound_dev_if: set by a link-local scope id
         self.host = net.current_host()  # where it lives: its bound address's host
+        # The path of the last unicast destination and that address (compared by
+        # identity: addresses come from the parse cache), so a send reads one attribute
+        # to learn that the path is perfect.  None for a group or broadcast address.
+        self.via_ip: ipaddress.IPv6Address | None = None
+        self.via: Path | None = None
 
     # -- names ---------------------------------------------------------------------
 
@@ -254,6 +271,7 @@ class UdpSocket:
         self.local = Endpoint(ip, port)
         self.entered = next(_entered)
         self.host = self.net.host_of(ip) or self.host
+        self.via_ip = self.via = None  # the paths start from its host
 
     def _autobind(self) -> None:
         """Linux binds an unbound socket to the wildcard (or the address a bind()
@@ -298,19 +316,37 @@ class UdpSocket:
         if target in BROADCASTS:
             if not self.opts.flag(socket.SOL_SOCKET, socket.SO_BROADCAST):
                 raise oserror(errno.EACCES)
-        elif is_group4(target):
+            return target, (local if specific else self._host_address(True))
+        if is_group4(target):
             if specific:
                 return target, local
-            return target, (self.mc_addr if self.mc_addr != ANY4 else _LOOPBACK4_ADDRESS)
-        elif is_group6(target):
-            return target, (local if specific else _LOOPBACK6)
-        elif not self.net.is_local(target):
+            return target, (self.mc_addr if self.mc_addr != ANY4 else self._host_address(True))
+        if is_group6(target):
+            return target, (local if specific else self._host_address(False))
+        net = self.net
+        route = net.route(target)
+        if not route.local:
             raise oserror(errno.ENETUNREACH)
         if specific:
             return target, local
-        if v4 and (target in BROADCASTS or target.ipv4_mapped in _LOOPBACK4):
-            return target, _LOOPBACK4_ADDRESS  # lo's routes have src 127.0.0.1
-        return target, target  # any other address of this network is reached from itself
+        if route.host is self.host:  # lo's routes: 127.0.0.1 for 127/8, else the address
+            return target, route.source
+        source = net.source_for(self.host, route)  # Linux's source selection
+        if source is None:  # the host has no address of that family
+            raise oserror(errno.ENETUNREACH)
+        return target, source
+
+    def _host_address(self, v4: bool) -> ipaddress.IPv6Address:
+        """Where the socket's host speaks from to a group or a broadcast: the first
+        host from loopback (Linux's lo), another host from its address of the family
+        (ENETUNREACH without one)."""
+        host = self.host
+        if host.index == 0:
+            return _LOOPBACK4_ADDRESS if v4 else _LOOPBACK6
+        source = host.address_of(v4)
+        if source is None:
+            raise oserror(errno.ENETUNREACH)
+        return source
 
     # -- association ---------------------------------------------------------------------
 
@@ -359,6 +395,10 @@ class UdpSocket:
         destination, source = self._destination(where)
         if size > (IPV4_MAX_PAYLOAD if is_v4(destination.ip) else IPV6_MAX_PAYLOAD):
             raise oserror(errno.EMSGSIZE)
+        ip = destination.ip
+        path = self.via if ip is self.via_ip else self._path_to(ip)
+        if path is not None and not path.perfect and path.conditions.mtu is not None:
+            self._check_path_mtu(path, size, ip)
         self._check_sendable(touched)
         payload = data if type(data) is bytes else bytes(data)
         source_endpoint = Endpoint(source, self.local.port)
@@ -416,7 +456,11 @@ class UdpSocket:
         the size limit the whole datagram is thrown away (EMSGSIZE).  Without
         MSG_MORE and UDP_CORK the datagram then goes."""
         pending = self.pending
-        limit = IPV4_MAX_PAYLOAD if is_v4(pending.destination.ip) else IPV6_MAX_PAYLOAD
+        ip = pending.destination.ip
+        limit = IPV4_MAX_PAYLOAD if is_v4(ip) else IPV6_MAX_PAYLOAD
+        path = self.via if ip is self.via_ip else self._path_to(ip)
+        if path is not None and not path.perfect and path.conditions.mtu is not None:
+            limit = min(limit, self._path_limit(path, ip))
         if pending.size + size > limit:
             self.pending = None
             raise oserror(errno.EMSGSIZE)
@@ -447,16 +491,63 @@ class UdpSocket:
         else:
             pending.lost = True
 
+    # -- the path ------------------------------------------------------------------------
+
+    def _path_to(self, ip: ipaddress.IPv6Address) -> Path | None:
+        """The path from this socket's host to the host owning unicast address ``ip``
+        (None for a group or broadcast address: each receiver has its own), kept
+        for the next send to the same address.  Under the lock."""
+        path = None
+        if not (is_group(ip) or ip in BROADCASTS):
+            net = self.net
+            host = net.route(ip).host
+            if host is not None:
+                path = net.path(self.host, host)
+        self.via_ip, self.via = ip, path
+        return path
+
+    def _path_limit(self, path: Path, ip: ipaddress.IPv6Address) -> int:
+        """The largest payload a send may have on ``path``: the MTU's, when the socket
+        forbids fragments (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER at DO, PROBE or
+        INTERFACE: ip_sk_ignore_df is false), else the protocol's."""
+        v4 = is_v4(ip)
+        if v4:
+            mode, limit = self.opts.flag(IPPROTO_IP, IP_MTU_DISCOVER), IPV4_MAX_PAYLOAD
+            headers = udp_path.IPV4_HEADER + udp_path.UDP_HEADER
+        else:
+            mode, limit = self.opts.flag(IPPROTO_IPV6, IPV6_MTU_DISCOVER), IPV6_MAX_PAYLOAD
+            headers = udp_path.IPV6_HEADER + udp_path.UDP_HEADER
+        if PMTUDISC_DO <= mode < PMTUDISC_OMIT:
+            return min(limit, path.conditions.mtu - headers)
+        return limit
+
+    def _check_path_mtu(self, path: Path, size: int, ip: ipaddress.IPv6Address) -> None:
+        """A send over a path with an MTU: ENETUNREACH for IPv6 below IPv6's minimum
+        MTU (Linux takes IPv6 off such a device), EMSGSIZE past the MTU when the
+        socket forbids fragments (__ip_append_data, __ip6_append_data)."""
+        if not is_v4(ip) and path.conditions.mtu < udp_path.IPV6_MIN_MTU:
+            raise oserror(errno.ENETUNREACH)
+        if size > self._path_limit(path, ip):
+            raise oserror(errno.EMSGSIZE)
+
+    # -- delivery ------------------------------------------------------------------------
+
     def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
                  touched: list) -> None:
-        v6 = not is_v4(destination.ip)
-        if is_group(destination.ip):
-            for receiver in self._multicast_receivers(destination, source):
-                receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+        ip = destination.ip
+        if is_group(ip):
+            self._deliver_copies(self._multicast_receivers(destination, source),
+                                 payload, source, destination, touched)
             return
-        if destination.ip in BROADCASTS:
-            for receiver in self._broadcast_receivers(destination, source):
-                receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+        if ip in BROADCASTS:
+            self._deliver_copies(self._broadcast_receivers(destination, source),
+                                 payload, source, destination, touched)
+            return
+        path = self.via if ip is self.via_ip else self._path_to(ip)
+        if not path.perfect:
+            v6 = not is_v4(ip)
+            udp_path.carry(self.net, path, udp_path.packet_sizes(len(payload), v6, path.mtu),
+                           touched, self._arrive, payload, source, destination, path)
             return
         receiver = self._receiver(destination, source)
         if receiver is None:
@@ -465,7 +556,48 @@ class UdpSocket:
                 self.error = errno.ECONNREFUSED
                 touched.append(self)
             return
-        receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+        receiver._enqueue(payload, source, truesize(len(payload), not is_v4(ip)), touched)
+
+    def _deliver_copies(self, receivers: list, payload: bytes, source: Endpoint,
+                        destination: Endpoint, touched: list) -> None:
+        """A group's or a broadcast's copies: each over the path to its receiver's host
+        (the receivers are those of the moment it is sent)."""
+        v6 = not is_v4(destination.ip)
+        net, host = self.net, self.host
+        for receiver in receivers:
+            path = net.path(host, receiver.host)
+            if path.perfect:
+                receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
+            else:
+                udp_path.carry(net, path, udp_path.packet_sizes(len(payload), v6, path.mtu),
+                               touched, _arrive_at, receiver, payload, source, v6)
+
+    def _arrive(self, touched: list, payload: bytes, source: Endpoint,
+                destination: Endpoint, path: Path) -> None:
+        """A unicast datagram reaches its destination's host (the scheduler calls this
+        at its time): the receiver is looked up now, as the kernel does on arrival.
+        Nobody there: ICMP port unreachable travels back over the reverse path."""
+        receiver = self._receiver(destination, source)
+        if receiver is not None:
+            receiver._enqueue(payload, source, truesize(len(payload), not is_v4(
+                destination.ip)), touched)
+            return
+        back = self.net.path(path.destination, path.source)
+        if back.perfect:
+            self._refused(touched, destination)
+        elif not back.lost():
+            delay = back.delay()
+            if delay > 0:
+                self.net.scheduler.call_later(delay, self._refused, destination)
+            else:
+                self._refused(touched, destination)
+
+    def _refused(self, touched: list, destination: Endpoint) -> None:
+        """ICMP port unreachable for a datagram to ``destination``: only a socket
+        connected there takes it, as an error for its next call (ECONNREFUSED)."""
+        if self.remote is not None and self.remote == destination:
+            self.error = errno.ECONNREFUSED
+            touched.append(self)
 
     def _receiver(self, destination: Endpoint, source: Endpoint) -> UdpSocket | None:
         """The socket a unicast datagram reaches (Linux's udp4/udp6 lookup)."""
@@ -706,6 +838,13 @@ class UdpSocket:
     def take_error(self) -> int:
         code, self.error = self.error, 0
         return code
+
+
+def _arrive_at(touched: list, receiver: UdpSocket, payload: bytes, source: Endpoint,
+               v6: bool) -> None:
+    """A group's or a broadcast's copy reaches its receiver, if it is still open."""
+    if receiver.binding is not None:
+        receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
 
 
 def _chain_order(binding: Binding) -> tuple[int, int]:
