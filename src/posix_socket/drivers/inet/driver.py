@@ -32,6 +32,8 @@ SIOCOUTQ = 0x5411
 _INT = struct.Struct("@i")
 _UINT = struct.Struct("@I")
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_KEEPALIVE_OPTIONS = frozenset({(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                                (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)})
 DEVICES = {b"lo": INTERFACE_INDEX}  # the network's one interface, for SO_BINDTODEVICE
 
 
@@ -220,6 +222,8 @@ class InetDriver(SocketDriver):
                 if type(sock) is UdpSocket:
                     return sock.setsockopt(level, optname, value, touched)
                 sock.opts.set(level, optname, value)
+                if (level, optname) in _KEEPALIVE_OPTIONS:
+                    sock.keepalive_changed(touched)  # Linux starts or moves the timer
         finally:
             if touched:
                 self._notify(touched)

@@ -32,9 +32,11 @@ import select
 import socket
 
 from ...errors import oserror
+from . import tcp_timers
 from .addresses import ANY, ANY4, Endpoint, is_v4, is_wildcard, to_tuple
 from .network import Binding, VirtualNetwork
 from .options import TCP_RMEM, Options, kernel_setting
+from .wire import EndState, Flow, Handshake
 
 __all__ = ["TcpSocket"]
 
@@ -55,12 +57,19 @@ SOMAXCONN = 4096
 AUTOTUNED_WINDOW = min(kernel_setting("net/ipv4/tcp_rmem", [4096, 131072, 6291456])[2],
                        4 * 1024 * 1024)
 MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the hot path
+_KEEPALIVE = (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+_KEEPIDLE = (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+_KEEPINTVL = (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+_KEEPCNT = (socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+_SYNCNT = (socket.IPPROTO_TCP, socket.TCP_SYNCNT)
+_USER_TIMEOUT = (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
 
 
 class TcpSocket:
     __slots__ = ("net", "family", "opts", "state", "sock_state", "userlocks", "orphan",
                  "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
-                 "backlog", "max_backlog", "waiting", "listener", "done", "host", "__weakref__")
+                 "backlog", "max_backlog", "waiting", "listener", "done", "host", "path", "out",
+                 "wire", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int, opts: Options | None = None) -> None:
         self.net = net
@@ -84,6 +93,10 @@ class TcpSocket:
         self.listener: TcpSocket | None = None  # while waiting for room in its backlog
         self.done = False  # FIN received (SOCK_DONE): reads return EOF before any error
         self.host = net.current_host()  # where it lives: its bound address's host
+        # The wire (see wire.py), used only while the path is imperfect:
+        self.path = None  # the Path towards the peer, set at connect/accept
+        self.out: Flow | None = None  # this end's bytes in flight, None when there are none
+        self.wire: EndState | None = None  # timers and round trip, made when first needed
 
     # -- names ---------------------------------------------------------------------
 
@@ -219,6 +232,11 @@ class TcpSocket:
             self.remote = Endpoint(target, where.port)
         self.sock_state = SS_CONNECTING
         self.state = SYN_SENT
+        path = self.path = net.path(self.host, route.host)
+        if not path.perfect:  # the SYN travels: the outcome comes a round trip later
+            self._send_syn(Handshake(target, where.port, route.v4, route.host,
+                                     net.scheduler.now()), touched)
+            raise oserror(errno.EINPROGRESS)
         listener = self._find_listener(target, where.port, route.v4)
         if listener is None:
             self._receive_reset(touched)  # the SYN is answered with a reset: refused
@@ -263,6 +281,21 @@ class TcpSocket:
     def _join(self, listener: TcpSocket, touched: list) -> None:
         """The handshake completes: a new socket for the listener's backlog, sharing
         the listener's port (and its bind locks) as an accepted socket does on Linux."""
+        child = self._child_of(listener)
+        listener.backlog.append(child)
+        self.state = ESTABLISHED
+        touched += (listener, self)
+        if child.opts.changed is not None:  # SO_KEEPALIVE set on the listener
+            child.keepalive_changed(touched)
+            self.keepalive_changed(touched)
+        elif self.opts.changed is not None:
+            self.keepalive_changed(touched)
+        if child.shutdown & SEND_SHUTDOWN:  # shut before listen: Linux's child sends
+            child._send_fin(touched)  # its FIN once established (FIN_WAIT2)
+
+    def _child_of(self, listener: TcpSocket) -> TcpSocket:
+        """The accepted end of this connection: a new socket sharing the listener's
+        port (and its bind locks), joined to this one."""
         child = TcpSocket(self.net, listener.family, listener.opts.copy())
         child.local = self.remote  # the address connected to: the listener's port
         child.remote = self.local
@@ -275,11 +308,8 @@ class TcpSocket:
                                 listener.binding.reuseaddr, listener.binding.reuseport)
         self.net.tcp.inherit(child.binding, child.local.port)
         child.peer, self.peer = self, child
-        listener.backlog.append(child)
-        self.state = ESTABLISHED
-        touched += (listener, self)
-        if child.shutdown & SEND_SHUTDOWN:  # shut before listen: Linux's child sends
-            child._send_fin(touched)  # its FIN once established (FIN_WAIT2)
+        child.path = self.net.path(child.host, self.host)
+        return child
 
     def accept(self, touched: list) -> tuple[TcpSocket, tuple]:
         if self.state != LISTEN:
@@ -320,8 +350,10 @@ class TcpSocket:
         if state != ESTABLISHED and state != CLOSE_WAIT:
             # sk_stream_wait_connect: a handshake under way may still end; else EPIPE
             raise oserror(errno.EAGAIN if state == SYN_SENT else errno.EPIPE)
+        if self.out is not None or not self.path.perfect:
+            return self._send_wired(data, touched)
         peer = self.peer
-        if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state == FIN_WAIT2):
+        if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state in (FIN_WAIT2, CLOSE)):
             # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
             # What the call queued before the reset came back is what the send buffer
             # took, as on Linux.
@@ -379,8 +411,9 @@ class TcpSocket:
         self.rx_size -= len(data)
         if not self.rx:
             touched.append(self)  # no longer readable
-        if was_full and self.peer is not None:
-            touched.append(self.peer)  # writable again
+        peer = self.peer
+        if peer is not None and (was_full or peer.out is not None):
+            touched.append(peer)  # writable again
         return data
 
     def recv_urgent(self) -> None:
@@ -435,8 +468,14 @@ class TcpSocket:
             self._send_fin(touched)
 
     def _send_fin(self, touched: list) -> None:
-        """Our FIN, acknowledged at once: ESTABLISHED -> FIN_WAIT2, CLOSE_WAIT -> CLOSE."""
+        """Our FIN, acknowledged at once: ESTABLISHED -> FIN_WAIT2, CLOSE_WAIT -> CLOSE.
+        Over an imperfect path it follows the data in flight and reaches the peer
+        when it arrives (this end takes its next state at once, see wire.py)."""
         peer = self.peer
+        if self.out is not None or (self.path is not None and not self.path.perfect):
+            if peer is not None:
+                self._flow().finish(touched)
+            peer = None
         if self.state == CLOSE_WAIT:
             self.shutdown = SHUTDOWN_MASK
             self.peer = None
@@ -464,14 +503,25 @@ class TcpSocket:
             self._enter_close()
 
     def _send_reset(self, touched: list) -> None:
-        """Abort the connection: the peer gets a reset, this socket one too."""
+        """Abort the connection: the peer gets a reset, this socket one too.  Over an
+        imperfect path the reset travels (what was in flight is dropped, as Linux
+        purges its queues) and may be lost; the peer then learns at its next segment."""
         peer = self.peer
+        if peer is not None and (self.out is not None or not self.path.perfect):
+            if self.out is not None:
+                self.out.kill()
+                self.out = None
+            self._send_rst(peer, self.path)
+            self._receive_reset(touched, sever=False)
+            return
         if peer is not None:
             peer._receive_reset(touched)
         self._receive_reset(touched)
 
-    def _receive_reset(self, touched: list) -> None:
-        """Linux's tcp_reset: the error depends on the state it finds."""
+    def _receive_reset(self, touched: list, sever: bool = True) -> None:
+        """Linux's tcp_reset: the error depends on the state it finds.  ``sever``:
+        the peer is told at once (a perfect path, or both ends reset together);
+        else it learns from a reset that travels."""
         state = self.state
         if state == CLOSE:
             return
@@ -480,8 +530,10 @@ class TcpSocket:
             self.error = errno.ECONNREFUSED
         else:
             self.error = errno.EPIPE if state == CLOSE_WAIT else errno.ECONNRESET
+        if self.out is not None or self.wire is not None:
+            self._stop_wire()
         peer, self.peer = self.peer, None
-        if peer is not None and peer.peer is self:
+        if sever and peer is not None and peer.peer is self:
             peer.peer = None
         self.shutdown = SHUTDOWN_MASK
         self._enter_close()
@@ -505,6 +557,8 @@ class TcpSocket:
         elif self.state == SYN_SENT:
             self._leave_waiting()
             self.error = errno.ECONNRESET
+            if self.wire is not None:
+                self._stop_wire()
         if self.state != CLOSE:  # tcp_set_state only on a change: a socket already
             self._enter_close()  # closed keeps the port a bind() took since
         self.shutdown = 0
@@ -565,6 +619,346 @@ class TcpSocket:
         """A reset reached this end (``VirtualNetwork.reset``)."""
         self._receive_reset(touched)
 
+    # -- the wire: an imperfect path (see wire.py) ----------------------------------
+
+    def _flow(self) -> Flow:
+        out = self.out
+        if out is None:
+            peer = self.peer
+            back = peer.path if peer.path is not None else self.net.path(peer.host, self.host)
+            out = self.out = Flow(self, peer, self.path, back)
+        return out
+
+    def _send_wired(self, data, touched: list) -> int:
+        """send() while bytes travel: they take room until acknowledged."""
+        peer = self.peer
+        if peer is None:
+            self._send_reset(touched)
+            return min(len(data), self.opts.sndbuf)
+        out = self._flow()
+        room = peer.window() - peer.rx_size - out.pending
+        if room <= 0:
+            raise oserror(errno.EAGAIN)
+        fits = type(data) is bytes and len(data) <= room
+        chunk = data if fits else bytes(memoryview(data)[:room])
+        if not chunk:
+            return 0
+        out.write(chunk, touched)
+        if len(chunk) >= room:
+            touched.append(self)  # no longer writable
+        return len(chunk)
+
+    def flow_idle(self, flow: Flow, touched: list) -> None:
+        """Everything sent was acknowledged: a perfect path may carry the next bytes
+        straight again."""
+        if self.out is flow:
+            self.out = None
+            touched.append(self)
+
+    def accepts_from(self, sender: TcpSocket, data: bool) -> bool:
+        """Would a new segment from ``sender`` be taken (else it is answered with a
+        reset)?  Not at a closed end, nor data at one that reads no more."""
+        return self.peer is sender and self.state != CLOSE and not (
+            data and self.shutdown & RCV_SHUTDOWN and self.state == FIN_WAIT2)
+
+    def refuse(self, sender: TcpSocket, flow: Flow, touched: list) -> None:
+        """New data for an end that cannot take it: a reset, as Linux answers (RFC
+        1122 for an end that reads no more)."""
+        if self.peer is sender and self.state != CLOSE:
+            self._send_reset(touched)
+        else:
+            self._send_rst(sender, flow.back)
+
+    def take_data(self, data: bytes, sender: TcpSocket, touched: list) -> None:
+        if self.rx is None:
+            self.rx = collections.deque()
+        self.rx.append(data)
+        self.rx_size += len(data)
+        touched.append(self)
+
+    def take_fin(self, sender: TcpSocket, touched: list) -> None:
+        if self.state in (ESTABLISHED, FIN_WAIT2):
+            self._receive_fin(touched)
+
+    def heard_from_peer(self, now: float) -> None:
+        """Anything from the peer answers keepalive (tcp_ack clears probes_out)."""
+        wire = self.wire_state()
+        wire.last_heard = now
+        wire.probes_out = 0
+
+    def wire_state(self) -> EndState:
+        wire = self.wire
+        if wire is None:
+            wire = self.wire = EndState()
+        return wire
+
+    def user_timeout(self) -> float:
+        """TCP_USER_TIMEOUT in seconds (0: not set)."""
+        changed = self.opts.changed
+        return changed.get(_USER_TIMEOUT, 0) / 1000 if changed else 0.0
+
+    def _option(self, key: tuple[int, int], sysctl: str) -> int:
+        changed = self.opts.changed
+        if changed and key in changed:
+            return changed[key]
+        return self.net.sysctl[sysctl]
+
+    def timed_out(self, touched: list) -> None:
+        """Linux's tcp_write_err: retrying lasted too long.  ETIMEDOUT, the socket
+        CLOSE; the peer is not told (nothing reaches it)."""
+        self._stop_wire()
+        if self.state == CLOSE:
+            return
+        if self.state == SYN_SENT:
+            self._leave_waiting()
+        self.error = errno.ETIMEDOUT
+        self.peer = None
+        self.shutdown = SHUTDOWN_MASK
+        self._enter_close()
+        touched.append(self)
+
+    def _stop_wire(self) -> None:
+        """No more retransmissions, SYNs or probes from this end."""
+        if self.out is not None:
+            self.out.kill()
+            self.out = None
+        wire = self.wire
+        if wire is not None:
+            wire.stop()
+
+    def _send_rst(self, target: TcpSocket, path, after: float = 0.0) -> None:
+        """A reset towards ``target`` over ``path`` (lost with the path's luck)."""
+        if path is None or path.lost():
+            return
+        scheduler = self.net.scheduler
+        arrival = max(scheduler.now() + path.delay(), after)
+        scheduler.call_at(arrival, target._rst_arrives, self)
+
+    def _rst_arrives(self, touched: list, source: TcpSocket | None) -> None:
+        """A reset from ``source`` (None: from a port nobody holds) arrives."""
+        if self.peer is source:
+            self._receive_reset(touched, sever=False)
+
+    # -- the handshake over an imperfect path ----------------------------------------
+
+    def _send_syn(self, handshake: Handshake, touched: list) -> None:
+        """connect(): the SYN leaves now, its retransmission timer starts (1 s)."""
+        self.wire_state().handshake = handshake
+        self._transmit_syn(handshake)
+        handshake.timer = self.net.scheduler.call_at(handshake.started + handshake.rto,
+                                                     self._syn_expired, handshake)
+        touched.append(self)
+
+    def _transmit_syn(self, handshake: Handshake) -> None:
+        path = self.path
+        scheduler = self.net.scheduler
+        now = handshake.sent_at = scheduler.now()
+        leaves = path.depart(0, now)
+        if not path.lost():
+            scheduler.call_at(leaves + path.delay(), self._syn_arrives, handshake)
+
+    def _syn_expired(self, touched: list, handshake: Handshake) -> None:
+        """The SYN went unanswered for an RTO: give up (tcp_syn_retries or TCP_SYNCNT
+        used up, or their time, or TCP_USER_TIMEOUT), else send it again."""
+        if self.wire is None or handshake is not self.wire.handshake or (
+                self.state != SYN_SENT):
+            return
+        scheduler = self.net.scheduler
+        now = scheduler.now()
+        retries = self._option(_SYNCNT, "tcp_syn_retries")
+        linear = self.net.sysctl.get("tcp_syn_linear_timeouts", 0)
+        user_timeout = self.user_timeout()
+        if tcp_timers.syn_expired(handshake.retransmits, retries, linear) or (
+                tcp_timers.timed_out(now, handshake.retransmits, handshake.started, retries,
+                                     user_timeout, tcp_timers.TIMEOUT_INIT)):
+            self.timed_out(touched)
+            return
+        handshake.retransmits += 1
+        self._transmit_syn(handshake)
+        if handshake.retransmits > linear:  # tcp_syn_linear_timeouts: 1 s at first
+            handshake.rto = min(handshake.rto * 2, tcp_timers.RTO_MAX)
+        delay = tcp_timers.clamp_to_user_timeout(handshake.rto, now, handshake.started,
+                                                 user_timeout)
+        handshake.timer = scheduler.call_at(now + delay, self._syn_expired, handshake)
+
+    def _syn_arrives(self, touched: list, handshake: Handshake) -> None:
+        """At the listener's host: a SYN-ACK back, a reset (nobody listens), or
+        nothing (a full accept queue drops the SYN, as Linux's tcp_conn_request)."""
+        if self.wire is None or handshake is not self.wire.handshake:
+            return
+        net = self.net
+        back = net.path(handshake.host, self.host)
+        listener = self._find_listener(handshake.ip, handshake.port, handshake.v4)
+        if listener is None:
+            self._send_rst_from_nowhere(back)
+            return
+        if len(listener.backlog) > listener.max_backlog or back.lost():
+            return
+        net.scheduler.call_at(net.scheduler.now() + back.delay(), self._synack_arrives,
+                              handshake, listener)
+
+    def _send_rst_from_nowhere(self, back) -> None:
+        if not back.lost():
+            scheduler = self.net.scheduler
+            scheduler.call_at(scheduler.now() + back.delay(), self._rst_arrives, None)
+
+    def _synack_arrives(self, touched: list, handshake: Handshake, listener: TcpSocket
+                        ) -> None:
+        """The SYN-ACK: connected (one round trip); the ACK goes to the listener,
+        whose accept queue gets the connection when it arrives."""
+        wire = self.wire
+        if wire is None or handshake is not wire.handshake or self.state != SYN_SENT:
+            return
+        now = self.net.scheduler.now()
+        if handshake.timer is not None:
+            handshake.timer.cancel()
+        wire.handshake = None
+        if not handshake.retransmits:  # Karn: no sample from a retransmitted SYN
+            wire.rtt.sample(now - handshake.sent_at)
+        self.state = ESTABLISHED
+        wire.last_heard = now
+        touched.append(self)
+        if listener.state != LISTEN:  # gone meanwhile: the ACK meets a reset
+            self._send_rst_from_nowhere(self.net.path(handshake.host, self.host))
+            return
+        child = self._child_of(listener)
+        child_wire = child.wire_state()
+        child_wire.rtt.sample(now - handshake.sent_at)
+        child_wire.last_heard = now
+        if self.opts.changed is not None:
+            self.keepalive_changed(touched)
+        self._send_handshake_ack(child, listener, 0)
+
+    def _send_handshake_ack(self, child: TcpSocket, listener: TcpSocket, attempt: int
+                            ) -> None:
+        """The handshake's last ACK.  While the path is blocked the listener's
+        SYN-ACK retransmissions (1 s, doubling, tcp_synack_retries) are what would
+        bring it through: it is tried again at those times."""
+        scheduler = self.net.scheduler
+        path = self.path
+        if path.blocked:
+            if attempt >= self.net.sysctl["tcp_synack_retries"]:
+                return  # the listener drops the request; the client learns by a reset
+            scheduler.call_later(tcp_timers.TIMEOUT_INIT * (2 ** attempt), self._retry_ack,
+                                 child, listener, attempt + 1)
+            return
+        # Data may overtake the ACK (jitter): it waits in the new socket all the same.
+        scheduler.call_at(scheduler.now() + path.conditions.latency, self._ack_arrives,
+                          child, listener, attempt)
+
+    def _retry_ack(self, touched: list, child: TcpSocket, listener: TcpSocket,
+                   attempt: int) -> None:
+        if self.peer is child and child.state != CLOSE:
+            self._send_handshake_ack(child, listener, attempt)
+
+    def _ack_arrives(self, touched: list, child: TcpSocket, listener: TcpSocket,
+                     attempt: int) -> None:
+        if child.state == CLOSE:
+            return
+        if listener.state != LISTEN:
+            child._send_reset(touched)  # the listener is gone: the client is reset
+            return
+        if len(listener.backlog) > listener.max_backlog:  # full: dropped, tried again
+            self.net.scheduler.call_later(tcp_timers.TIMEOUT_INIT * (2 ** attempt),
+                                          self._retry_ack, child, listener, attempt + 1)
+            return
+        listener.backlog.append(child)
+        touched.append(listener)
+        if child.opts.changed is not None:
+            child.keepalive_changed(touched)
+        if child.shutdown & SEND_SHUTDOWN:
+            child._send_fin(touched)
+
+    # -- keepalive ---------------------------------------------------------------------
+
+    def keepalive_changed(self, touched: list) -> None:
+        """SO_KEEPALIVE or TCP_KEEPIDLE changed, or the connection was established:
+        (re)start or stop the keepalive timer (tcp_set_keepalive)."""
+        wire = self.wire
+        if wire is not None and wire.keepalive is not None:
+            wire.keepalive.cancel()
+            wire.keepalive = None
+        if self.state in (CLOSE, LISTEN, SYN_SENT) or not self.opts.flag(*_KEEPALIVE):
+            return
+        wire = self.wire_state()
+        scheduler = self.net.scheduler
+        now = scheduler.now()
+        if not wire.last_heard:
+            wire.last_heard = now
+        idle = self._option(_KEEPIDLE, "tcp_keepalive_time")
+        when = max(wire.last_heard + idle, now)
+        wire.keepalive = scheduler.call_at(when, self._keepalive_fired)
+
+    def _keepalive_fired(self, touched: list) -> None:
+        """tcp_keepalive_timer: probe an idle peer every TCP_KEEPINTVL; after
+        TCP_KEEPCNT unanswered probes (or TCP_USER_TIMEOUT) the connection is dead."""
+        wire = self.wire_state()
+        wire.keepalive = None
+        if self.state in (CLOSE, LISTEN, SYN_SENT) or not self.opts.flag(*_KEEPALIVE):
+            return
+        scheduler = self.net.scheduler
+        now = scheduler.now()
+        idle = self._option(_KEEPIDLE, "tcp_keepalive_time")
+        out = self.out
+        if out is not None and (out.queue or out.unsent):
+            delay = idle  # data in flight: the retransmission timer watches the peer
+        else:
+            elapsed = now - wire.last_heard
+            if elapsed >= idle - 1e-9:
+                user_timeout = self.user_timeout()
+                if (user_timeout and elapsed >= user_timeout and wire.probes_out > 0) or (
+                        not user_timeout and
+                        wire.probes_out >= self._option(_KEEPCNT, "tcp_keepalive_probes")):
+                    peer = self.peer
+                    if peer is not None:
+                        self._send_rst(peer, self.path)  # tcp_send_active_reset
+                    self.timed_out(touched)
+                    return
+                wire.probes_out += 1
+                self._probe(now, touched)
+                delay = self._option(_KEEPINTVL, "tcp_keepalive_intvl")
+            else:
+                delay = idle - elapsed
+        wire.keepalive = scheduler.call_at(now + delay, self._keepalive_fired)
+
+    def _probe(self, now: float, touched: list) -> None:
+        """A keepalive probe (an old sequence number: the peer answers with an ACK,
+        or a reset when it has no such connection)."""
+        peer = self.peer
+        path = self.path
+        if peer is None:
+            return
+        if path.perfect and self.out is None:
+            self._probe_arrives(touched, peer)
+            return
+        if path.lost():
+            return
+        self.net.scheduler.call_at(path.depart(0, now) + path.delay(), self._probe_arrives,
+                                   peer)
+
+    def _probe_arrives(self, touched: list, peer: TcpSocket) -> None:
+        if self.state == CLOSE:
+            return
+        back = peer.path if peer.path is not None else self.net.path(peer.host, self.host)
+        alive = peer.peer is self and peer.state != CLOSE
+        if back.perfect:
+            if alive:
+                self.heard_from_peer(self.net.scheduler.now())
+            else:
+                self._receive_reset(touched, sever=False)
+            return
+        if back.lost():
+            return
+        arrival = self.net.scheduler.now() + back.delay()
+        if alive:
+            self.net.scheduler.call_at(arrival, self._probe_answered, peer)
+        else:
+            self.net.scheduler.call_at(arrival, self._rst_arrives, peer)
+
+    def _probe_answered(self, touched: list, peer: TcpSocket) -> None:
+        if self.peer is peer:
+            self.heard_from_peer(self.net.scheduler.now())
+
     # -- readiness -----------------------------------------------------------------
 
     def poll(self) -> int:
@@ -582,8 +976,10 @@ class TcpSocket:
                 mask |= POLLIN_SET
             peer = self.peer
             # An empty queue always has room (a window is never 0): no window() call.
-            if self.shutdown & SEND_SHUTDOWN or peer is None or not peer.rx_size or (
-                    peer.rx_size < peer.window()):
+            out = self.out
+            if self.shutdown & SEND_SHUTDOWN or peer is None or (
+                    out is None and (not peer.rx_size or peer.rx_size < peer.window())) or (
+                    out is not None and peer.rx_size + out.pending < peer.window()):
                 mask |= POLLOUT_SET
         if self.error:
             mask |= select.POLLERR
