@@ -177,9 +177,7 @@ class InetDriver(SocketDriver):
             if special is not None:
                 return _INT.pack(special)[:buflen] if buflen else special
         with self.network.lock:
-            if type(sock) is UdpSocket:
-                return sock.getsockopt(level, optname, buflen)
-            return sock.opts.get(level, optname, buflen)
+            return sock.getsockopt(level, optname, buflen)
 
     def _device(self, sock: Any) -> int:
         """The device the socket is bound to (Linux's sk_bound_dev_if; 0: none)."""

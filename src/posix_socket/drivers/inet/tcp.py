@@ -30,6 +30,7 @@ import collections
 import errno
 import select
 import socket
+import struct
 
 from ...errors import oserror
 from . import tcp_timers
@@ -63,6 +64,9 @@ _KEEPINTVL = (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
 _KEEPCNT = (socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
 _SYNCNT = (socket.IPPROTO_TCP, socket.TCP_SYNCNT)
 _USER_TIMEOUT = (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+_SYSCTL_OPTIONS = {_KEEPIDLE: "tcp_keepalive_time", _KEEPINTVL: "tcp_keepalive_intvl",
+                   _KEEPCNT: "tcp_keepalive_probes", _SYNCNT: "tcp_syn_retries"}
+_INT = struct.Struct("@i")
 
 
 class TcpSocket:
@@ -619,6 +623,16 @@ class TcpSocket:
         """A reset reached this end (``VirtualNetwork.reset``)."""
         self._receive_reset(touched)
 
+    def getsockopt(self, level: int, optname: int, buflen: int) -> int | bytes:
+        """The option's value; the timer options a program never set read the
+        network's sysctls, as Linux's (icsk_syn_retries ?: tcp_syn_retries...)."""
+        key = (level, optname)
+        sysctl = _SYSCTL_OPTIONS.get(key)
+        if sysctl is not None and not (self.opts.changed and key in self.opts.changed):
+            value = self.net.sysctl[sysctl]
+            return _INT.pack(value)[:buflen] if buflen else value
+        return self.opts.get(level, optname, buflen)
+
     # -- the wire: an imperfect path (see wire.py) ----------------------------------
 
     def _flow(self) -> Flow:
@@ -813,8 +827,9 @@ class TcpSocket:
         if handshake.timer is not None:
             handshake.timer.cancel()
         wire.handshake = None
-        if not handshake.retransmits:  # Karn: no sample from a retransmitted SYN
-            wire.rtt.sample(now - handshake.sent_at)
+        # A sample even after retransmitted SYNs: Linux's timestamps tell which SYN
+        # the answer is for (taken here as the last one sent).
+        wire.rtt.sample(now - handshake.sent_at)
         self.state = ESTABLISHED
         wire.last_heard = now
         touched.append(self)

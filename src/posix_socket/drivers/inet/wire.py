@@ -79,12 +79,15 @@ class Flow:
         self.queue: collections.deque[Segment] = collections.deque()  # sent, unacked
         self.by_seq: dict[int, Segment] = {}
         self.rtt = sender.wire_state().rtt  # the connection's: it outlives the flow
+        if self.rtt.srtt is None:  # made over a perfect path: its round trip took 0 s
+            self.rtt.sample(0.0)
         self.rto = self.rtt.rto
         self.retransmits = 0  # RTO expiries since the last progress (icsk_retransmits)
         self.retrans_stamp: float | None = None  # first send of what is retransmitted
         self.round = 0  # bumped by each RTO: every hole may be retransmitted again
         self.recovery_point: int | None = None  # after an RTO: resend up to here
-        self.timer: Any = None  # the retransmission timer
+        self.timer: Any = None  # the retransmission timer (or the loss probe's)
+        self.probing = False  # the timer is the tail loss probe's
         self.pump_timer: Any = None  # the next departure while the link is busy
         self.last_arrival = 0.0  # a stream's bytes never overtake each other
         self.last_ack_arrival = 0.0
@@ -132,7 +135,7 @@ class Flow:
             self.by_seq[segment.seq] = segment
             self._transmit(segment, now)
         if self.timer is None and self.queue:
-            self._arm(now, self.rto)
+            self._arm_first(now)
 
     def _pump_later(self, touched: list) -> None:
         self.pump_timer = None
@@ -180,17 +183,32 @@ class Flow:
             self.scheduler.call_at(arrival, self._arrive, segment)  # acknowledged again
 
     def _retransmit(self, segment: Segment, now: float) -> None:
-        if self.retrans_stamp is None:
-            self.retrans_stamp = segment.first_sent
+        if self.retrans_stamp is None:  # the first retransmission's time, as Linux
+            self.retrans_stamp = now
         segment.retransmitted = True
         segment.round = self.round
         self.retransmissions.append(segment.seq)
         self._transmit(segment, now)
 
-    def _arm(self, now: float, delay: float) -> None:
+    def _arm(self, now: float, delay: float, probe: bool = False) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self.probing = probe
         self.timer = self.scheduler.call_at(now + delay, self._expired)
+
+    def _arm_first(self, now: float) -> None:
+        """New data in flight (or an ACK that advanced): outside loss recovery Linux
+        first arms a tail loss probe (tcp_schedule_loss_probe: two round trips, plus
+        RTO_MIN when one segment is out for a delayed ACK), never later than the RTO."""
+        if self.recovery_point is not None or self.retransmits:
+            self._arm(now, self.rto)
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            timeout = tcp_timers.TIMEOUT_INIT
+        else:
+            timeout = 2 * srtt + (tcp_timers.RTO_MIN if len(self.queue) == 1 else 0.002)
+        self._arm(now, min(timeout, self.rto), probe=True)
 
     def _user_timeout(self) -> float:
         return self.sender.user_timeout()
@@ -202,6 +220,13 @@ class Flow:
         if self.dead or not self.queue:
             return
         now = self.scheduler.now()
+        if self.probing:  # the tail loss probe: the last segment again, then the RTO
+            tail = self.queue[-1]
+            tail.retransmitted = True
+            self.retransmissions.append(tail.seq)
+            self._transmit(tail, now)
+            self._arm(now, self.rto)
+            return
         sender = self.sender
         user_timeout = self._user_timeout()
         if tcp_timers.timed_out(now, self.retransmits, self.retrans_stamp,
@@ -246,7 +271,7 @@ class Flow:
             if self.recovery_point is not None and ack >= self.recovery_point:
                 self.recovery_point = None
             if queue:
-                self._arm(now, self.rto)
+                self._arm_first(now)
             elif self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
