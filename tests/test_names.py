@@ -146,7 +146,9 @@ def test_flags_answer_as_glibc():
     (1, 80), (1.5, 80), (["localhost"], 80), ("localhost", 80.0), ("localhost", True),
     ("localhost", bytearray(b"80")), ("localhost", 80, "2"), ("localhost", 80, 2.0),
     ("localhost", 80, 2**31), ("localhost", 80, 0, -2**31 - 1), ("localhost", 80, 0, 0, 0, 2**40),
-    ("localhost", 2**63), ("localhost", -2**63 - 1), ("a..b", 80), ("x" * 64, 80),
+    ("localhost", 2**63), ("localhost", -2**63 - 1), ("localhost", 2**64 + 80),
+    ("localhost", -2**64 + 80), ("localhost", -10**29), ("localhost", "-" + "9" * 29),
+    ("a..b", 80), ("x" * 64, 80),
     ("localhost", "\udcff"),
 ], ids=repr)
 def test_bad_arguments_raise_what_the_stdlib_raises(args):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno as _errno
 import os as _os
 import socket as _stdlib
+import sys as _sys
 from typing import Any
 
 from . import registry
@@ -39,6 +40,9 @@ _kernel_gethostname = _stdlib.gethostname
 _kernel_if_nameindex = _stdlib.if_nameindex
 _kernel_if_nametoindex = _stdlib.if_nametoindex
 _kernel_if_indextoname = _stdlib.if_indextoname
+
+# CPython before 3.12 converted an int port to a C long first (gh-74895).
+_PORT_MUST_FIT_A_LONG = _sys.version_info < (3, 12)
 
 _AF_INET, _AF_INET6 = int(_stdlib.AF_INET), int(_stdlib.AF_INET6)
 _AI_PASSIVE, _AI_CANONNAME = int(_stdlib.AI_PASSIVE), int(_stdlib.AI_CANONNAME)
@@ -96,9 +100,11 @@ def _host_text(host: object) -> str | None:
 
 
 def _service_text(port: object) -> str | None:
-    """The service as glibc gets it from CPython: an int written out in decimal."""
+    """The service as glibc gets it from CPython: an int written out in decimal.
+    Before 3.12 CPython first made the int a C long, so a port outside that range was
+    an OverflowError; from 3.12 it writes any int out and glibc's reading decides."""
     if type(port) is int:
-        if not -2**63 <= port < 2**63:
+        if _PORT_MUST_FIT_A_LONG and not -2**63 <= port < 2**63:
             raise OverflowError("Python int too large to convert to C long")
         return str(port)
     if isinstance(port, str):

@@ -174,8 +174,9 @@ def inet_aton_exact(text: str) -> ipaddress.IPv6Address | None:
 
 
 def strtoul_exact(text: str) -> int | None:
-    """C's ``strtoul(text, &end, 10)`` (leading blanks, a sign, saturating at ULONG_MAX,
-    a minus negating modulo 2**64) when it reads all of ``text``, else None."""
+    """C's ``strtoul(text, &end, 10)`` (leading blanks, a sign, a minus negating modulo
+    2**64, a magnitude past ULONG_MAX giving ULONG_MAX whatever the sign) when it reads
+    all of ``text``, else None."""
     stripped = text.lstrip(_WHITESPACE)
     sign = -1 if stripped[:1] == "-" else 1
     digits = stripped[1:] if stripped[:1] in ("+", "-") else stripped
@@ -183,7 +184,8 @@ def strtoul_exact(text: str) -> int | None:
         return None if text else 0
     if not (digits.isascii() and digits.isdigit()):
         return None
-    return (min(int(digits), 2**64 - 1) * sign) % 2**64
+    magnitude = int(digits)
+    return 2**64 - 1 if magnitude >= 2**64 else (magnitude * sign) % 2**64
 
 
 def _link_local(ip: ipaddress.IPv6Address) -> bool:
