@@ -313,12 +313,14 @@ class _TLSChannel:
         except OSError:
             pass
 
-    def _fill(self, deadline: _Deadline, what: str, want_read: Exception) -> None:
+    def _fill(self, deadline: _Deadline, what: str) -> bool:
         """Hand the incoming BIO what has arrived of the TLS stream, waiting only while
         nothing has: OpenSSL asked for more bytes, not for a whole record, and may
         fail on the first five (a peer answering in plaintext: "wrong version number"
         at once, as on a descriptor, not after a "record" whose length came from the
-        bytes ``HTTP/``).  A non-blocking socket with nothing there raises ``want_read``.
+        bytes ``HTTP/``).  False when a non-blocking socket has nothing there: the caller
+        raises OpenSSL's SSLWantReadError (raised here, the exception held by this frame
+        would hold the frame through its traceback: a cycle keeping the SSLSocket).
 
         What has arrived is read without waiting, up to the end of the current record
         as its header states (its 5-byte header, then its body): OpenSSL reads a
@@ -335,7 +337,7 @@ class _TLSChannel:
                     deadline.wait(number, _POLLIN, what)
                 data = _DropIn.recv(sock, wanted)
             except BlockingIOError:
-                raise want_read from None
+                return False
             except TimeoutError:
                 raise TimeoutError(f"The {what} operation timed out") from None
             while self._took(data):
@@ -343,7 +345,8 @@ class _TLSChannel:
                 try:
                     data = _posix.recv(number, wanted, _MSG_DONTWAIT)
                 except BlockingIOError:
-                    return
+                    break
+            return True
 
     def _took(self, data: bytes) -> bool:
         """Put ``data`` read from the socket into the incoming BIO and follow the
@@ -390,9 +393,16 @@ class _TLSChannel:
                 if not self._flush(deadline, what, wait=not reading) and not reading:
                     raise _want_write()
                 return result
-            if not self._flush(deadline, what, wait=not reading) and not reading:
-                raise _want_write()
-            self._fill(deadline, what, want_read)
+            try:
+                if not self._flush(deadline, what, wait=not reading) and not reading:
+                    raise _want_write()
+                if not self._fill(deadline, what):
+                    raise want_read
+            finally:
+                # The exception's traceback holds this frame: keeping it in a local
+                # would make a cycle that keeps the SSLSocket alive until the cyclic
+                # collector runs (a late ResourceWarning, a number held open).
+                del want_read
 
     # -- the C object's I/O methods ---------------------------------------------------
 
@@ -439,10 +449,11 @@ class _TLSChannel:
             try:
                 with self._state:
                     self._tls.unwrap()
-            except _stdssl.SSLWantReadError as exc:
+            except _stdssl.SSLWantReadError:
                 if not self._flush(deadline, "write"):
                     raise _want_write() from None
-                self._fill(deadline, "read", exc)
+                if not self._fill(deadline, "read"):
+                    raise
                 continue
             except _stdssl.SSLError:
                 self._flush_quietly(deadline, "write")
