@@ -99,7 +99,7 @@ def test_the_readme_has_the_python_blocks_this_test_knows() -> None:
     assert len(README_BLOCKS) == len(README_OUTPUT)
 
 
-@pytest.mark.parametrize(("block", "output"), zip(README_BLOCKS, README_OUTPUT, strict=False),
+@pytest.mark.parametrize(("block", "output"), list(zip(README_BLOCKS, README_OUTPUT, strict=False)),
                          ids=[f"block{n}" for n in range(1, len(README_BLOCKS) + 1)])
 def test_each_readme_python_block_runs_alone_and_prints_what_it_says(
         block: str, output: str, tmp_path: pathlib.Path) -> None:
