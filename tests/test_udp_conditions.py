@@ -551,3 +551,50 @@ def test_ipv6_over_a_path_below_its_minimum_mtu_is_unreachable(net):
     with pytest.raises(OSError) as raised:
         sender.sendto(b"x", ("fd00::2", 9000))
     assert raised.value.errno == errno.ENETUNREACH
+
+
+def test_ip_mtu_reads_the_connected_routes_mtu(net):
+    """Linux: ENOTCONN before connect; lo's 65536 (65535 through IPv4: IP_MAX_MTU);
+    the path's MTU once it has one; a short buffer gets the int's first bytes."""
+    ip_mtu, ipv6_mtu = getattr(socket, "IP_MTU", 14), getattr(socket, "IPV6_MTU", 24)
+    four = udp(net, "app.test")
+    with pytest.raises(OSError) as raised:
+        four.getsockopt(socket.IPPROTO_IP, ip_mtu)
+    assert raised.value.errno == errno.ENOTCONN
+    four.connect(("10.0.0.2", 9))
+    assert four.getsockopt(socket.IPPROTO_IP, ip_mtu) == 65535
+    assert four.getsockopt(socket.IPPROTO_IP, ip_mtu, 2) == b"\xff\xff"
+    six = udp(net, "app.test", family=socket.AF_INET6)
+    six.connect(("fd00::2", 9))
+    assert six.getsockopt(socket.IPPROTO_IPV6, ipv6_mtu) == 65536
+    assert six.getsockopt(socket.IPPROTO_IP, ip_mtu) == 65536
+    net.link("app.test", "db.test", mtu=1400)
+    assert four.getsockopt(socket.IPPROTO_IP, ip_mtu) == 1400
+    assert six.getsockopt(socket.IPPROTO_IPV6, ipv6_mtu) == 1400
+    with pytest.raises(OSError) as raised:
+        four.getsockopt(socket.IPPROTO_IPV6, ipv6_mtu)
+    assert raised.value.errno == errno.EOPNOTSUPP
+
+
+def test_a_group_copy_to_another_host_meets_that_hosts_path(net):
+    group = "239.1.2.3"
+    # The network's hosts share one port table: two wildcard binds need SO_REUSEADDR.
+    member, here = udp(net, "db.test"), udp(net)  # here: the first host, takes it too
+    for sock in (member, here):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", 9300))
+    member.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                      socket.inet_aton(group) + socket.inet_aton("0.0.0.0"))
+    sender = udp(net)
+    net.link("localhost", "db.test", latency=0.03)
+    start = time.monotonic()
+    sender.sendto(b"news", (group, 9300))
+    assert drain(here) == [b"news"]  # the first host's own copy: a perfect path
+    assert drain(member) == []
+    member.settimeout(2)
+    assert member.recvfrom(10) == (b"news", ("127.0.0.1", sender.getsockname()[1]))
+    assert 0.03 <= time.monotonic() - start < 0.03 + LATE
+    net.partition(["db.test"])
+    sender.sendto(b"cut", (group, 9300))
+    time.sleep(0.05)
+    assert drain(here) == [b"cut"] and drain(member) == []

@@ -127,6 +127,7 @@ _entered = itertools.count()
 
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP = socket.IPPROTO_IP, socket.IPPROTO_IPV6, socket.IPPROTO_UDP
+IP_MTU, IPV6_MTU = getattr(socket, "IP_MTU", 14), getattr(socket, "IPV6_MTU", 24)
 _IPV4_GROUP_CHANGES = {(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
                        (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP)}
 _IPV6_GROUP_CHANGES = {(IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
@@ -713,7 +714,21 @@ class UdpSocket:
         if (level, name) == (IPPROTO_IP, socket.IP_MULTICAST_IF):
             raw = self.mc_addr.ipv4_mapped.packed
             return raw[:buflen] if buflen else struct.unpack("@i", raw)[0]
+        if (level, name) == (IPPROTO_IP, IP_MTU) or (
+                (level, name) == (IPPROTO_IPV6, IPV6_MTU) and self.family == socket.AF_INET6):
+            mtu = self._route_mtu()
+            return struct.pack("@i", mtu)[:buflen] if buflen else mtu
         return self.opts.get(level, name, buflen)
+
+    def _route_mtu(self) -> int:
+        """IP_MTU / IPV6_MTU: the MTU of the connected route (ENOTCONN without one):
+        the path's, else loopback's 65536; IPv4 routes say at most 65535 (IP_MAX_MTU)."""
+        remote = self.remote
+        if remote is None:
+            raise oserror(errno.ENOTCONN)
+        path = self.via if remote.ip is self.via_ip else self._path_to(remote.ip)
+        mtu = (path.mtu if path is not None else None) or udp_path.LOOPBACK_MTU
+        return min(mtu, 0xFFFF) if is_v4(remote.ip) else mtu
 
     def _memberships(self) -> Memberships:
         if self.groups is None:

@@ -38,11 +38,12 @@ from typing import Any
 
 from .links import Path
 
-__all__ = ["carry", "packet_sizes", "QUEUE_LIMIT", "IPV6_MIN_MTU"]
+__all__ = ["carry", "packet_sizes", "QUEUE_LIMIT", "IPV6_MIN_MTU", "LOOPBACK_MTU"]
 
 QUEUE_LIMIT = 1000  # packets waiting to leave one direction (netem's default limit)
 IPV4_HEADER, IPV6_HEADER, FRAGMENT_HEADER, UDP_HEADER = 20, 40, 8, 8
 IPV6_MIN_MTU = 1280  # a device with a smaller MTU carries no IPv6 (addrconf)
+LOOPBACK_MTU = 65536  # Linux's lo: the MTU of a path without one of its own
 
 
 def packet_sizes(length: int, v6: bool, mtu: int | None) -> list[int]:
