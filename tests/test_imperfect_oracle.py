@@ -57,6 +57,8 @@ VIRTUAL_LACKS: dict[str, str] = {
     "partition_healed_in_time_loses_nothing": _DATA_ACROSS,
     "lossy_link_delivers_a_megabyte_intact": "virtual TCP ignores a link's loss (1 MB in "
                                              "a few ms: no segment lost, none retransmitted)",
+    "lossy_link_drops_a_share_of_datagrams_silently": "virtual UDP ignores a link's loss "
+                                                      "(all 200 datagrams arrive at 30 %)",
     "datagrams_vanish_across_a_partition_without_error": "virtual UDP delivers datagrams "
                                                          "across net.partition",
     "no_port_unreachable_comes_back_across_a_partition": "virtual UDP answers a datagram "
