@@ -16,6 +16,7 @@ import fcntl
 import os
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -28,6 +29,7 @@ from posix_socket import socket as ps_socket
 from posix_socket.drivers.inet import tcp_timers
 
 SERVER = "10.0.0.2"
+SIOCOUTQ = 0x5411
 PORT = 9000
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 EVERYTHING = (select.POLLIN | select.POLLRDNORM | POLLRDHUP | select.POLLOUT
@@ -664,3 +666,34 @@ def test_asyncio_wakes_at_delivery_over_a_slow_link(net):
     with patch():
         elapsed = asyncio.run(main())
     assert 0.1199 <= elapsed < 0.25  # connect (1 RTT) + request and answer (1 RTT)
+
+
+def test_siocoutq_counts_what_the_peer_has_not_acknowledged(net):
+    net.link(net.first_host, SERVER, latency=0.02)
+    srv, cli, conn = connected(net)
+    try:
+        outq = struct.Struct("@i")
+        net.partition([SERVER])
+        posix.send(cli, b"q" * 100)
+        assert outq.unpack(posix.ioctl(cli, SIOCOUTQ, bytes(4)))[0] == 100
+        net.heal()
+        assert posix.recv(conn, 200) == b"q" * 100  # with the next retransmission
+        deadline = time.monotonic() + 2
+        while posix.ioctl(cli, SIOCOUTQ, bytes(4)) != bytes(4) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert outq.unpack(posix.ioctl(cli, SIOCOUTQ, bytes(4)))[0] == 0
+    finally:
+        close_all(cli, conn, srv)
+
+
+def test_closing_a_socket_that_is_connecting_stops_its_syns(net):
+    net.partition([SERVER])
+    cli = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    set_blocking(cli, False)
+    with pytest.raises(BlockingIOError):
+        posix.connect(cli, (SERVER, PORT))
+    pending_before = net.scheduler.pending()
+    posix.close(cli)
+    assert pending_before >= 1
+    time.sleep(1.2)  # past the first SYN retransmission's time: nothing ran, nothing left
+    assert net.scheduler.pending() == 0

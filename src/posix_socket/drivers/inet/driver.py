@@ -330,7 +330,10 @@ class InetDriver(SocketDriver):
         with self.network.lock:
             if request == SIOCINQ and isinstance(sock, TcpSocket) and sock.state == "LISTEN":
                 raise oserror(errno.EINVAL)
-            value = sock.nread() if request == SIOCINQ else 0
+            if request == SIOCINQ:
+                value = sock.nread()
+            else:
+                value = sock.unacknowledged() if type(sock) is TcpSocket else 0
         raw = bytes(arg)
         return _INT.pack(value) + raw[_INT.size:] if len(raw) >= _INT.size else _INT.pack(
             value)[:len(raw)]

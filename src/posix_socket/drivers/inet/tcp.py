@@ -449,6 +449,12 @@ class TcpSocket:
     def nread(self) -> int:
         return self.rx_size
 
+    def unacknowledged(self) -> int:
+        """SIOCOUTQ: bytes sent and not acknowledged yet (none on a perfect path,
+        where the peer takes them at once)."""
+        out = self.out
+        return out.pending if out is not None else 0
+
     # -- teardown ------------------------------------------------------------------
 
     def shut(self, how: int, touched: list) -> None:
@@ -547,6 +553,8 @@ class TcpSocket:
         """sk_state becomes CLOSE: the port goes back unless bind() fixed it (and the
         socket is still open); the name stays, as getsockname shows on Linux."""
         self.state = CLOSE
+        if self.wire is not None:
+            self.wire.stop()  # no SYN or keepalive probe from a closed socket
         if self.binding is not None and (self.orphan or not self.userlocks & BINDPORT_LOCK):
             self._release_port()
         if self.orphan:

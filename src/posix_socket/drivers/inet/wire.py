@@ -373,14 +373,14 @@ class Flow:
             receiver.take_fin(self.sender, touched)
 
     def _ack(self, touched: list) -> None:
-        """Acknowledge over the reverse path (an ACK is not lost to the loss draw,
-        only to a blocked path; it does not jitter)."""
+        """Acknowledge over the reverse path, which may lose or delay the ACK as any
+        packet (ACKs never overtake each other: a later one says at least as much)."""
         back = self.back
-        if back.blocked:
+        if back.lost():
             return
         blocks = self._blocks()
         now = self.scheduler.now()
-        arrival = max(now + back.conditions.latency, self.last_ack_arrival)
+        arrival = max(now + back.delay(), self.last_ack_arrival)
         self.last_ack_arrival = arrival
         self.scheduler.call_at(arrival, self._acked, self.rcv_nxt, blocks)
 
