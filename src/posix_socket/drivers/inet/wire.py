@@ -30,6 +30,9 @@ __all__ = ["Segment", "Flow", "Handshake", "EndState", "mss_of"]
 LOOPBACK_MTU = 65536  # a path without an MTU of its own carries loopback-sized segments
 SACK_BLOCKS = 4  # how many held ranges an ACK reports (Linux sends up to 4 SACK blocks)
 DUP_THRESHOLD = 3  # segments held beyond a hole before it counts as lost (RFC 6675)
+# How far ahead of the link a sender queues segments on a bandwidth-limited path: one
+# wake-up sends several (fewer events), and the link stays busy across late wake-ups.
+HORIZON = 0.005
 
 
 def mss_of(path: Path, family: int) -> int:
@@ -71,6 +74,7 @@ class Flow:
         self.mss = mss_of(path, sender.family)
         self.pending = 0  # data bytes taken by send() and not acknowledged yet
         self.unsent: collections.deque[bytes] = collections.deque()
+        self.unsent_offset = 0  # how much of unsent[0] has been sent
         self.fin_wanted = False
         self.fin_queued = False  # the FIN's segment exists (sent at least once)
         self.fin_acked = False
@@ -122,8 +126,11 @@ class Flow:
         unsent = self.unsent
         self.mss = mss_of(path, self.sender.family)  # the MTU may have changed
         while unsent or (self.fin_wanted and not self.fin_queued):
-            if path.conditions.bandwidth is not None and path.busy_until > now + 1e-6:
-                self.pump_timer = self.scheduler.call_at(path.busy_until, self._pump_later)
+            if path.conditions.bandwidth is not None and path.busy_until > now + HORIZON:
+                # The link is busy: come back a little before it drains, so that it
+                # never idles for a late wake-up (segments leave back to back).
+                self.pump_timer = self.scheduler.call_at(path.busy_until - HORIZON,
+                                                         self._pump_later)
                 return
             data = self._take(self.mss)
             fin = self.fin_wanted and not unsent
@@ -142,27 +149,25 @@ class Flow:
         self.pump(touched)
 
     def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes of what waits.  The first chunk is read from
+        ``unsent_offset`` on, never cut down by slicing: a large send is copied once,
+        a segment at a time."""
         unsent = self.unsent
-        if not unsent:
-            return b""
-        first = unsent[0]
-        if len(first) <= size:
-            unsent.popleft()
-            if len(first) == size or not unsent:
-                return first
-            parts, want = [first], size - len(first)
-            while unsent and want > 0:
-                chunk = unsent[0]
-                if len(chunk) <= want:
-                    parts.append(unsent.popleft())
-                    want -= len(chunk)
-                else:
-                    parts.append(chunk[:want])
-                    unsent[0] = chunk[want:]
-                    want = 0
-            return b"".join(parts)
-        unsent[0] = first[size:]
-        return first[:size]
+        parts: list[bytes] = []
+        want = size
+        while unsent and want > 0:
+            chunk, offset = unsent[0], self.unsent_offset
+            left = len(chunk) - offset
+            if left <= want:
+                parts.append(chunk[offset:] if offset else chunk)
+                unsent.popleft()
+                self.unsent_offset = 0
+                want -= left
+            else:
+                parts.append(chunk[offset:offset + want])
+                self.unsent_offset = offset + want
+                want = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _transmit(self, segment: Segment, now: float) -> None:
         """One (re)transmission: the path decides, now, whether and when it arrives."""
@@ -327,6 +332,7 @@ class Flow:
                 timer.cancel()
         self.timer = self.pump_timer = None
         self.unsent.clear()
+        self.unsent_offset = 0
         self.queue.clear()
         self.by_seq.clear()
         self.held.clear()
