@@ -92,7 +92,7 @@ def checkout_environment() -> dict[str, str]:
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 # What each block prints, in the README's order (its comments say the same).
 README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.3 b'select 1'\n",
-                 "b'a pipe' b'through the pipe'\n"]
+                 "True True ETIMEDOUT\n", "b'a pipe' b'through the pipe'\n"]
 
 
 def test_the_readme_has_the_python_blocks_this_test_knows() -> None:
