@@ -245,6 +245,66 @@ def _bulk_stream(visible: bool) -> tuple[Timer, Timer, Callable[[], None]]:
     return layer, stdlib, cleanup
 
 
+_SEGMENTED = 64 * 1024  # the unit of the imperfect-link rows
+
+
+def _move(a: int, b: int, total: int) -> None:
+    """``total`` bytes from ``a`` (a sender thread) to ``b`` (this thread)."""
+    payload = bytes(_SEGMENTED)
+    sender = threading.Thread(
+        target=lambda: [posix.send(a, payload) for _ in range(total // _SEGMENTED)])
+    sender.start()
+    got = 0
+    while got < total:
+        got += len(posix.recv(b, _SEGMENTED))
+    sender.join()
+
+
+def _pair_over(**conditions: object) -> tuple[int, int]:
+    """A virtual TCP pair on a network whose every path has ``conditions``."""
+    driver = InetDriver()
+    driver.network.conditions(**conditions)
+    return _tcp_pair_virtual(driver, False)
+
+
+def _slow_link() -> tuple[Timer, Timer, Callable[[], None]]:
+    """Wall time to move 64 KiB over a 1 MB/s link (5 ms latency, MTU 1500) vs the
+    link's own time for it: how close the virtual TCP comes to the bandwidth."""
+    a, b = _pair_over(latency=0.005, bandwidth=1_000_000, mtu=1500)
+
+    def layer(n: int) -> float:
+        start = time.perf_counter()
+        _move(a, b, n * _SEGMENTED)
+        return time.perf_counter() - start
+
+    def link(n: int) -> float:
+        return n * _SEGMENTED / 1_000_000
+
+    def cleanup() -> None:
+        for fd in (a, b):
+            posix.close(fd)
+
+    return layer, link, cleanup
+
+
+def _lossy_link_cpu() -> tuple[Timer, Timer, Callable[[], None]]:
+    """CPU time (every thread's) to move 64 KiB over a 5 % lossy link (10 ms latency,
+    MTU 1500: segments, ACKs, retransmissions) vs over a perfect path."""
+    a, b = _pair_over(latency=0.01, loss=0.05, mtu=1500)
+    pa, pb = _tcp_pair_virtual(InetDriver(), False)
+
+    def cpu(x: int, y: int, n: int) -> float:
+        start = time.process_time()
+        _move(x, y, n * _SEGMENTED)
+        return time.process_time() - start
+
+    def cleanup() -> None:
+        for fd in (a, b, pa, pb):
+            posix.close(fd)
+
+    return partial(cpu, a, b), partial(cpu, pa, pb), cleanup
+
+
 def _idle_connection_heap() -> tuple[Timer, Timer, Callable[[], None]]:
     """Python heap held by idle connections (both ends, with their descriptors): the
     virtual network vs stdlib socket objects on the kernel's loopback."""
@@ -537,6 +597,10 @@ ROWS: list[Row] = [
         partial(_asyncio_echo, None), 5_000),
     Row(f"asyncio streams echo, {ECHO_CLIENTS} clients, virtual (patch(): numbers shown "
         "to kernel pollers)", "request", "-", None, partial(_asyncio_echo, True), 5_000),
+    Row("virtual TCP over a 1 MB/s link (5 ms latency, MTU 1500), wall time", "64 KiB",
+        "<= 1.1x the link's time", 1.1, _slow_link, 16, baseline="the link"),
+    Row("virtual TCP over a 5 % lossy link (10 ms latency, MTU 1500), CPU time", "64 KiB",
+        "-", None, _lossy_link_cpu, 16, baseline="perfect path"),
     Row(f"wake-up of a wait over {IDLE_SOCKETS:,} idle virtual sockets + 1 active",
         "wake-up", f"<= 2x the cost over {FEW_IDLE_SOCKETS}", 2.0, _wake_up_over_idle,
         5_000, baseline=f"(over {FEW_IDLE_SOCKETS})"),
