@@ -57,10 +57,32 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   addresses (AF_INET6 ones IPv4-mapped ones too), and send from the interface's
   address then.
 
+* Hosts: a socket lives on the host owning the address it is bound to, else on the
+  host current when it was made.  Unbound or bound to a wildcard, it speaks to
+  another host from its host's address of the family (``net.source_for``, Linux's
+  source selection; ENETUNREACH when the host has none), to a group or a broadcast
+  from that address too (the first host: from loopback, as above).  The hosts share
+  one port table (two wildcard binds of one port need SO_REUSEADDR, as on one host).
+
+* Conditions: a datagram to a unicast address takes the path from the sender's
+  host to the host owning the address; each copy of a group or broadcast datagram
+  the path to its receiver's host.  A perfect path delivers at once, as above; any
+  other goes through ``udp_path`` (loss, duplication, reordering, latency and
+  jitter, the link queue, fragments: netem's behaviour) and the network's scheduler,
+  and at arrival the receiver is looked up then, as the kernel does (nobody there:
+  ICMP port unreachable comes back over the reverse path, meeting its conditions).
+  With IP_MTU_DISCOVER (IPV6_MTU_DISCOVER for IPv6) at DO, PROBE or INTERFACE a send
+  larger than the path's MTU fails with EMSGSIZE (ip_sk_ignore_df is false: Linux
+  knows the route's MTU); at DONT, WANT (the default) or OMIT it leaves in fragments.
+  IPv6 over a path below 1280 bytes is ENETUNREACH (Linux takes IPv6 off such a
+  device).  IP_MTU and IPV6_MTU read the connected route's MTU.
+
 Left out: source-specific multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...),
 IP_MULTICAST_IF on TCP sockets, SIOCOUTQ's count of a pending datagram, UDP_SEGMENT,
-UDP_GRO and the other IPPROTO_UDP options, MSG_ERRQUEUE/IP_RECVERR, connect(AF_UNSPEC)
-to dissolve an association, and directed broadcast to hosts added with ``add_host``.
+UDP_GRO and the other IPPROTO_UDP options, MSG_ERRQUEUE/IP_RECVERR (so no EMSGSIZE
+report of a path MTU learnt from ICMP: a link's MTU is known to the sender at once),
+setting IPV6_MTU, connect(AF_UNSPEC) to dissolve an association, a reassembled
+datagram's larger truesize, and directed broadcast to hosts added with ``add_host``.
 
 Every mutating method runs under the network's lock and appends the sockets whose
 readiness may have changed to ``touched``; the driver notifies them after the lock is
@@ -356,6 +378,10 @@ class UdpSocket:
         if self.family == socket.AF_INET6 and needs_scope(where.ip):
             self._connect_device(where)
         target, source = self._route(where.ip)
+        if not is_v4(target):
+            path = self._path_to(target)
+            if path is not None and (path.mtu or udp_path.LOOPBACK_MTU) < udp_path.IPV6_MIN_MTU:
+                raise oserror(errno.ENETUNREACH)  # no IPv6 route over such a device
         self.remote = Endpoint(target, where.port)
         self._settle_local(source)
         self._reaim_pending(is_v4(target), source)
