@@ -401,12 +401,12 @@ def test_a_full_link_queue_drops_and_counts(net):
     clock = net.scheduler.clock = FrozenClock()
     receiver = udp(net, bind=("10.0.0.2", 9000))
     sender = udp(net, "app.test")
-    net.link("app.test", "db.test", bandwidth=1000)
+    link = net.link("app.test", "db.test", bandwidth=1000)
     for _ in range(udp_path.QUEUE_LIMIT + 50):
         assert sender.sendto(b"x" * 10, ("10.0.0.2", 9000)) == 10  # no error either
     with net.lock:
         path = net.path(net.find_host("app.test"), net.find_host("db.test"))
-    assert net.link_drops == 50 and path.drops == 50
+    assert net.link_drops == 50 and path.drops == 50 and link.drops == 50
     assert drain(receiver) == []
     clock.time += 38 / 1000  # one packet of 38 bytes has left, so one more fits
     settle(net)
@@ -554,15 +554,20 @@ def test_pmtudisc_do_makes_a_send_past_the_mtu_emsgsize(net, family, where, leve
         assert raised.value.errno == errno.EINVAL
 
 
-def test_ipv6_over_a_path_below_its_minimum_mtu_is_unreachable(net):
+def test_ipv6_over_a_path_below_its_minimum_mtu_fails_as_linux_without_ipv6(net):
+    """Linux takes IPv6 off a device whose MTU drops below 1280 (measured on lo at
+    MTU 1000 in a namespace): unbound, no source address (EADDRNOTAVAIL); bound to an
+    address, no route (ENETUNREACH); for sends and connects alike."""
     udp(net, bind=("fd00::2", 9000), family=socket.AF_INET6)
     sender = udp(net, "app.test", family=socket.AF_INET6)
+    bound = udp(net, bind=("fd00::3", 0), family=socket.AF_INET6)
     net.link("app.test", "db.test", mtu=1000)
-    for call in (lambda: sender.sendto(b"x", ("fd00::2", 9000)),
-                 lambda: sender.connect(("fd00::2", 9000))):
-        with pytest.raises(OSError) as raised:
-            call()
-        assert raised.value.errno == errno.ENETUNREACH
+    for sock, code in ((sender, errno.EADDRNOTAVAIL), (bound, errno.ENETUNREACH)):
+        for call, args in ((sock.sendto, (b"x", ("fd00::2", 9000))),
+                           (sock.connect, (("fd00::2", 9000),))):
+            with pytest.raises(OSError) as raised:
+                call(*args)
+            assert raised.value.errno == code
     four = udp(net, "app.test")
     four.sendto(b"x", ("10.0.0.2", 9000))  # IPv4 is fine down to 68 bytes
 

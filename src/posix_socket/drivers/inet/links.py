@@ -129,9 +129,9 @@ class Link(Conditions):
     """The conditions between hosts ``a`` and ``b`` (a == b: that host's loopback).
 
     ``random`` is the link's own random stream: the same seed and the same sends give
-    the same fates."""
+    the same fates.  ``drops`` counts the packets its queues dropped (both ways)."""
 
-    __slots__ = ("a", "b", "both_ways", "random")
+    __slots__ = ("a", "b", "both_ways", "random", "drops")
 
     def __init__(self, a: Any, b: Any, both_ways: bool, rng: random.Random,
                  on_change: Callable[[], None] | None = None, **values: Any) -> None:
@@ -139,7 +139,11 @@ class Link(Conditions):
         object.__setattr__(self, "b", b)
         object.__setattr__(self, "both_ways", both_ways)
         object.__setattr__(self, "random", rng)
+        object.__setattr__(self, "drops", 0)
         super().__init__(on_change, **values)
+
+    def count_drop(self) -> None:
+        object.__setattr__(self, "drops", self.drops + 1)  # not a condition: no on_change
 
     def __repr__(self) -> str:
         arrow = "<->" if self.both_ways else "->"

@@ -74,8 +74,9 @@ Numbers and errnos were checked against Linux 6.18 on loopback:
   With IP_MTU_DISCOVER (IPV6_MTU_DISCOVER for IPv6) at DO, PROBE or INTERFACE a send
   larger than the path's MTU fails with EMSGSIZE (ip_sk_ignore_df is false: Linux
   knows the route's MTU); at DONT, WANT (the default) or OMIT it leaves in fragments.
-  IPv6 over a path below 1280 bytes is ENETUNREACH (Linux takes IPv6 off such a
-  device).  IP_MTU and IPV6_MTU read the connected route's MTU.
+  IPv6 over a path below 1280 bytes fails (Linux takes IPv6 off such a device:
+  EADDRNOTAVAIL unbound, ENETUNREACH bound to an address).  IP_MTU and IPV6_MTU
+  read the connected route's MTU.
 
 Left out: source-specific multicast (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_GROUP ...),
 IP_MULTICAST_IF on TCP sockets, SIOCOUTQ's count of a pending datagram, UDP_SEGMENT,
@@ -381,7 +382,7 @@ class UdpSocket:
         if not is_v4(target):
             path = self._path_to(target)
             if path is not None and (path.mtu or udp_path.LOOPBACK_MTU) < udp_path.IPV6_MIN_MTU:
-                raise oserror(errno.ENETUNREACH)  # no IPv6 route over such a device
+                raise oserror(self._without_ipv6())
         self.remote = Endpoint(target, where.port)
         self._settle_local(source)
         self._reaim_pending(is_v4(target), source)
@@ -548,12 +549,19 @@ class UdpSocket:
             return min(limit, path.conditions.mtu - headers)
         return limit
 
+    def _without_ipv6(self) -> int:
+        """The errno of an IPv6 send or connect over a device Linux took IPv6 off (an
+        MTU below 1280: its addresses and routes are gone), as measured on lo: an
+        unbound or wildcard-bound socket finds no source address (EADDRNOTAVAIL), a
+        socket bound to an address finds no route (ENETUNREACH)."""
+        return errno.EADDRNOTAVAIL if is_wildcard(self.local.ip) else errno.ENETUNREACH
+
     def _check_path_mtu(self, path: Path, size: int, ip: ipaddress.IPv6Address) -> None:
         """A send over a path with an MTU: ENETUNREACH for IPv6 below IPv6's minimum
         MTU (Linux takes IPv6 off such a device), EMSGSIZE past the MTU when the
         socket forbids fragments (__ip_append_data, __ip6_append_data)."""
         if not is_v4(ip) and path.conditions.mtu < udp_path.IPV6_MIN_MTU:
-            raise oserror(errno.ENETUNREACH)
+            raise oserror(self._without_ipv6())
         if size > self._path_limit(path, ip):
             raise oserror(errno.EMSGSIZE)
 

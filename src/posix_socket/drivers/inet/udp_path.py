@@ -15,7 +15,8 @@ arrival (a perfect path never comes here: the caller delivers at once):
   fragmented datagrams get no duplicate draw.
 * Bandwidth is a queue per direction: each packet leaves after those queued before
   it (``Path.depart``); while ``QUEUE_LIMIT`` packets wait to leave, a new one is
-  dropped and counted (``path.drops`` and the network's ``link_drops``).  netem's
+  dropped and counted (``path.drops``, the link's ``drops``, the network's
+  ``link_drops``).  netem's
   limit (default 1000 packets) also counts the packets held for their latency; here
   latency is the wire's and holds no queue room, as a device queue in front of a
   delaying wire would (1000 is also Linux's default txqueuelen).
@@ -110,6 +111,8 @@ def _enqueue(net: Any, path: Path, size: int, now: float) -> float | None:
     if len(queue) >= QUEUE_LIMIT:
         path.drops += 1
         net.link_drops += 1
+        if path.link is not None:
+            path.link.count_drop()
         return None
     departure = path.depart(size, now)
     queue.append(departure)
