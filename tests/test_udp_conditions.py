@@ -504,6 +504,11 @@ def test_packet_sizes_are_linuxs_fragments():
     assert udp_path.packet_sizes(1452, True, 1500) == [1500]
     assert udp_path.packet_sizes(8000, True, 1500) == [1496] * 5 + [816]
     assert udp_path.packet_sizes(8000, False, None) == [8028]
+    # A path without an MTU of its own has lo's 65536: only IPv6's largest datagrams
+    # need two fragments there (as ``truesize`` knows).
+    assert udp_path.packet_sizes(65507, False, 65536) == [65535]
+    assert udp_path.packet_sizes(65488, True, 65536) == [65536]
+    assert udp_path.packet_sizes(65489, True, 65536) == [65536, 57]
 
 
 def test_a_datagram_past_the_mtu_travels_as_fragments_each_meeting_loss(net):

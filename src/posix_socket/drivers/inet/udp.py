@@ -581,7 +581,7 @@ class UdpSocket:
         path = self.via if ip is self.via_ip else self._path_to(ip)
         if not path.perfect:
             v6 = not is_v4(ip)
-            udp_path.carry(self.net, path, udp_path.packet_sizes(len(payload), v6, path.mtu),
+            udp_path.carry(self.net, path, udp_path.packets_on(path, len(payload), v6),
                            touched, self._arrive, payload, source, destination, path)
             return
         receiver = self._receiver(destination, source)
@@ -604,7 +604,7 @@ class UdpSocket:
             if path.perfect:
                 receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
             else:
-                udp_path.carry(net, path, udp_path.packet_sizes(len(payload), v6, path.mtu),
+                udp_path.carry(net, path, udp_path.packets_on(path, len(payload), v6),
                                touched, _arrive_at, receiver, payload, source, v6)
 
     def _arrive(self, touched: list, payload: bytes, source: Endpoint,

@@ -39,7 +39,7 @@ from typing import Any
 
 from .links import Path
 
-__all__ = ["carry", "packet_sizes", "QUEUE_LIMIT", "IPV6_MIN_MTU", "LOOPBACK_MTU"]
+__all__ = ["carry", "packet_sizes", "packets_on", "QUEUE_LIMIT", "IPV6_MIN_MTU", "LOOPBACK_MTU"]
 
 QUEUE_LIMIT = 1000  # packets waiting to leave one direction (netem's default limit)
 IPV4_HEADER, IPV6_HEADER, FRAGMENT_HEADER, UDP_HEADER = 20, 40, 8, 8
@@ -64,6 +64,12 @@ def packet_sizes(length: int, v6: bool, mtu: int | None) -> list[int]:
         data -= per
     sizes.append(data + header)
     return sizes
+
+
+def packets_on(path: Path, length: int, v6: bool) -> list[int]:
+    """``packet_sizes`` on ``path``: its MTU, else lo's (what a path without an MTU
+    of its own stands for)."""
+    return packet_sizes(length, v6, path.mtu or LOOPBACK_MTU)
 
 
 def carry(net: Any, path: Path, packets: list[int], touched: list,
