@@ -29,6 +29,7 @@ from ... import readiness
 from ...errors import oserror
 from . import hostnames
 from .addresses import ANY, ANY4, is_v4, is_wildcard, mapped
+from .capture import Capture, Tap
 from .hosts import Host
 from .links import Conditions, Link, Path
 from .scheduler import Scheduler
@@ -358,6 +359,7 @@ class VirtualNetwork:
         self._groups: dict[Host, int] | None = None
         self._paths: dict[tuple[Host, Host], Path] = {}
         self._pair_randoms: dict[tuple[int, int], random.Random] = {}
+        self.tap: Tap | None = None  # while a capture is open: what TCP and UDP tell
         self._machine_names()
 
     def random_stream(self, label: str) -> random.Random:
@@ -563,6 +565,24 @@ class VirtualNetwork:
         for sock in touched:
             self.notify(sock)
         return len(connections)
+
+    def capture(self, target: Any) -> Capture:
+        """Write every packet of the network from now on to a pcap file (a path, or a
+        binary file object), until the Capture is closed (it is a context manager)."""
+        with self.lock:
+            capture = Capture(target, self._stop_capture)
+            if self.tap is None:
+                self.tap = Tap(self.scheduler.clock, self.random_stream("isn"))
+            self.tap.captures.append(capture)
+        return capture
+
+    def _stop_capture(self, capture: Capture) -> None:
+        with self.lock:
+            tap = self.tap
+            if tap is not None and capture in tap.captures:
+                tap.captures.remove(capture)
+                if not tap.captures:
+                    self.tap = None
 
     def path(self, source: Host, destination: Host) -> Path:
         """One direction between two hosts (the same object for the pair, kept up to
