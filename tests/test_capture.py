@@ -1,0 +1,173 @@
+"""Captures, judged by Wireshark's own reader: every capture a test makes is read by
+``tshark``, which must find no malformed packet and no expert error, count the
+handshakes, FINs and RSTs the program's calls imply, and reassemble each TCP stream into
+exactly the bytes the program sent.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+
+import posix_socket as ps
+
+TSHARK = shutil.which("tshark")
+if TSHARK is None:
+    if os.environ.get("POSIX_SOCKET_REQUIRE_TSHARK"):
+        raise RuntimeError("tshark is required (CI installs it: apt-get install tshark)")
+    pytest.skip("tshark (Wireshark's reader) is not installed: apt-get install tshark",
+                allow_module_level=True)
+
+
+def tshark(path, *args: str) -> str:
+    result = subprocess.run([TSHARK, "-r", str(path), *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def count(path, display_filter: str) -> int:
+    return len(tshark(path, "-Y", display_filter, "-T", "fields", "-e",
+                      "frame.number").split())
+
+
+def expert_problems(path) -> list[str]:
+    """Expert infos of severity warning or error, except the resets the test expects
+    (Wireshark files every RST under "Connection reset" as a warning)."""
+    lines = tshark(path, "-Y", "_ws.expert.severity >= 6291456", "-T", "fields",
+                   "-e", "_ws.expert.message").splitlines()
+    return [line for line in lines if line and "Connection reset (RST)" not in line]
+
+
+def stream_bytes(path, stream: int, direction: int) -> bytes:
+    """The bytes tshark reassembles for one direction (0: client to server) of a stream."""
+    out = tshark(path, "-q", "-z", f"follow,tcp,raw,{stream}")
+    body = out.split("===================================================================")[1]
+    lines = [line for line in body.splitlines()[5:] if line.strip()]
+    chunks = [(line.startswith("\t"), bytes.fromhex(line.strip())) for line in lines]
+    return b"".join(chunk for server, chunk in chunks if server == bool(direction))
+
+
+@pytest.fixture
+def network():
+    with ps.use("virtual", seed=11) as preset, ps.patch():
+        yield preset.network
+
+
+def test_a_perfect_tcp_exchange_reads_clean_and_reassembles(network, tmp_path):
+    path = tmp_path / "tcp.pcap"
+    request, reply = b"ping" * 1000, bytes(range(256)) * 800  # reply spans 4 segments
+    with network.capture(path):
+        server = socket.create_server(("127.0.0.1", 47000))
+        client = socket.create_connection(("127.0.0.1", 47000))
+        conn, _ = server.accept()
+        client.sendall(request)
+        got = b""
+        while len(got) < len(request):
+            got += conn.recv(65536)
+        conn.sendall(reply)
+        received = b""
+        while len(received) < len(reply):
+            received += client.recv(1 << 20)
+        client.close()
+        conn.close()
+        server.close()
+    assert count(path, "tcp.flags.syn == 1 && tcp.flags.ack == 0") == 1
+    assert count(path, "tcp.flags.syn == 1 && tcp.flags.ack == 1") == 1
+    assert count(path, "tcp.flags.fin == 1") == 2
+    assert count(path, "tcp.flags.reset == 1") == 0
+    assert count(path, "tcp.analysis.retransmission") == 0
+    assert count(path, "tcp.len > 65495") == 0  # no segment past lo's MSS
+    assert count(path, "_ws.malformed") == 0
+    assert expert_problems(path) == []
+    assert stream_bytes(path, 0, 0) == request
+    assert stream_bytes(path, 0, 1) == reply
+
+
+def test_http_over_ipv6_udp_and_a_refused_connect_are_all_on_the_wire(network, tmp_path):
+    path = tmp_path / "mixed.pcap"
+
+    class Server(http.server.HTTPServer):
+        address_family = socket.AF_INET6
+
+    with network.capture(path):
+        server = Server(("::1", 8080), http.server.SimpleHTTPRequestHandler)
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        with urllib.request.urlopen("http://[::1]:8080/", timeout=10) as response:
+            assert response.status == 200
+        thread.join()
+        server.server_close()
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 49999))
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"datagram", ("127.0.0.1", 49999))
+        sender.sendto(b"nobody", ("127.0.0.1", 49998))
+        assert receiver.recv(100) == b"datagram"
+        receiver.close()
+        sender.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", 1))
+    assert count(path, "http.response.code == 200 && ipv6") == 1
+    assert count(path, "http.request.method == \"GET\"") == 1
+    assert count(path, "udp && ip && !icmp") == 2
+    assert count(path, "icmp.type == 3 && icmp.code == 3") == 1
+    assert count(path, "tcp.flags.reset == 1 && tcp.srcport == 1") == 1
+    assert count(path, "_ws.malformed") == 0
+    assert expert_problems(path) == []
+
+
+def test_a_reset_shows_as_one_rst(network, tmp_path):
+    path = tmp_path / "reset.pcap"
+    with network.capture(path):
+        server = socket.create_server(("127.0.0.1", 47001))
+        client = socket.create_connection(("127.0.0.1", 47001))
+        conn, _ = server.accept()
+        client.sendall(b"unread")
+        conn.close()  # data left unread: Linux answers with a reset
+        with pytest.raises(ConnectionResetError):
+            client.recv(10)
+        client.close()
+        server.close()
+    assert count(path, "tcp.flags.reset == 1 && tcp.srcport == 47001") == 1
+    assert count(path, "_ws.malformed") == 0
+    assert expert_problems(path) == []
+
+
+def test_a_capture_takes_a_binary_file_and_stops_when_closed(network):
+    buffer = io.BytesIO()
+    capture = network.capture(buffer)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 49000))
+    receiver.sendto(b"one", ("127.0.0.1", 49000))
+    capture.close()
+    size = len(buffer.getvalue())
+    receiver.sendto(b"two", ("127.0.0.1", 49000))
+    assert len(buffer.getvalue()) == size and not buffer.closed
+    assert capture.packets == 1 and network.tap is None
+    receiver.close()
+    with pytest.raises(TypeError):
+        network.capture(42)
+
+
+def test_the_same_seed_gives_the_same_sequence_numbers(tmp_path):
+    def isns(seed):
+        path = tmp_path / f"{seed}.pcap"
+        with ps.use("virtual", seed=seed) as preset, ps.patch(), preset.network.capture(path):
+            server = socket.create_server(("127.0.0.1", 47002))
+            client = socket.create_connection(("127.0.0.1", 47002))
+            conn, _ = server.accept()
+            for sock in (client, conn, server):
+                sock.close()
+        return tshark(path, "-Y", "tcp.flags.syn == 1", "-T", "fields",
+                      "-e", "tcp.seq_raw", "-e", "tcp.srcport")
+    assert isns(3) == isns(3)
+    assert isns(3) != isns(4)
