@@ -115,6 +115,11 @@ class Tap:
         self._epoch_ns = time.time_ns()
         self._start = clock.now()
         self._flows: weakref.WeakKeyDictionary[Any, _Flow] = weakref.WeakKeyDictionary()
+        # A wire Flow's offsets start at 0 when it is made: where that is in the
+        # sender's sequence space.
+        self._bases: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # The ISN a SYN-ACK announced for the socket a listener will make: by client.
+        self._answer_isn: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._ident = 0
 
     # -- plumbing ------------------------------------------------------------------------
@@ -146,8 +151,100 @@ class Tap:
     def _flow(self, sock: Any) -> _Flow:
         flow = self._flows.get(sock)
         if flow is None:
-            flow = self._flows[sock] = _Flow(self._random.getrandbits(32))
+            peer = getattr(sock, "peer", None)
+            announced = self._answer_isn.pop(peer, None) if peer is not None else None
+            if announced is None:
+                flow = _Flow(self._random.getrandbits(32))
+            else:  # a listener's new socket: its SYN-ACK went out already
+                flow = _Flow(announced)
+                flow.next = (announced + 1) & 0xFFFFFFFF
+            self._flows[sock] = flow
         return flow
+
+    def _segment(self, source: Any, destination: Any, seq: int, ack: int, flags: int,
+                 window: int, payload: bytes = b"", options: bytes = b"",
+                 mtu: int | None = None) -> None:
+        """One segment between two endpoints, numbers given."""
+        v4 = destination.ip.ipv4_mapped is not None
+        segment = pcap.tcp_segment(self._packed(source.ip, v4),
+                                   self._packed(destination.ip, v4), source.port,
+                                   destination.port, seq, ack, flags, window, payload,
+                                   options)
+        self._emit(self._ip(source.ip, destination.ip, pcap.PROTO_TCP, segment, mtu))
+
+    # -- TCP over an imperfect path (wire.py): every transmission, lost or not ---------
+
+    def syn(self, client: Any, mtu: int | None = None) -> None:
+        """A SYN (or its retransmission) from ``client``."""
+        flow = self._flow(client)
+        flow.next = (flow.isn + 1) & 0xFFFFFFFF
+        self._segment(client.local, client.remote, flow.isn, 0, SYN, 65535,
+                      options=_syn_options(mtu, client.remote), mtu=mtu)
+
+    def syn_ack(self, client: Any, source: Any, mtu: int | None = None) -> None:
+        """The SYN-ACK the listener at ``source`` sends ``client`` (the socket it will
+        make takes the ISN announced here)."""
+        isn = self._answer_isn.get(client)
+        if isn is None:
+            isn = self._answer_isn[client] = self._random.getrandbits(32)
+        self._segment(source, client.local, isn, self._flow(client).next, SYN | ACK, 65535,
+                      options=_syn_options(mtu, client.local), mtu=mtu)
+
+    def reset_from(self, source: Any, target: Any, mtu: int | None = None) -> None:
+        """A reset from ``source`` (a TCP socket) to ``target``."""
+        if source.local is None or source.remote is None:
+            return
+        ack = self._flow(target).next if target is not None else 0
+        self._segment(source.local, source.remote, self._flow(source).next, ack,
+                      RST | ACK, 0, mtu=mtu)
+
+    def wire_segment(self, flow: Any, segment: Any) -> None:
+        """A data or FIN segment of a wire Flow leaving (first time or again)."""
+        sender, receiver = flow.sender, flow.receiver
+        if sender.local is None or sender.remote is None:
+            return
+        state = self._flow(sender)
+        base = self._bases.get(flow)
+        if base is None:
+            base = self._bases[flow] = (state.next - segment.seq) & 0xFFFFFFFF
+        seq = (base + segment.seq) & 0xFFFFFFFF
+        end = (base + segment.end) & 0xFFFFFFFF
+        if 0 < (end - state.next) & 0xFFFFFFFF < 0x80000000:
+            state.next = end
+        flags = ACK | (FIN if segment.fin else 0) | (PSH if segment.data else 0)
+        ack = self._flow(receiver).next if receiver is not None else 0
+        self._segment(sender.local, sender.remote, seq, ack, flags, _window(sender),
+                      segment.data, mtu=flow.path.mtu)
+
+    def wire_ack(self, flow: Any, received: int) -> None:
+        """The receiver of ``flow`` acknowledges the offsets below ``received``."""
+        sender, receiver = flow.sender, flow.receiver
+        if receiver is None or receiver.local is None or receiver.remote is None:
+            return
+        base = self._bases.get(flow)
+        if base is None:
+            base = self._bases[flow] = self._flow(sender).next
+        self._segment(receiver.local, receiver.remote, self._flow(receiver).next,
+                      (base + received) & 0xFFFFFFFF, ACK, _window(receiver),
+                      mtu=flow.back.mtu)
+
+    def keepalive_probe(self, sender: Any, mtu: int | None = None) -> None:
+        """A keepalive probe: an ACK carrying the sequence number before the next."""
+        if sender.local is None or sender.remote is None:
+            return
+        peer = sender.peer
+        self._segment(sender.local, sender.remote, (self._flow(sender).next - 1) & 0xFFFFFFFF,
+                      self._flow(peer).next if peer is not None else 0, ACK, _window(sender),
+                      mtu=mtu)
+
+    def ack(self, sender: Any, mtu: int | None = None) -> None:
+        """A bare ACK from ``sender`` (the handshake's last, a keepalive's answer)."""
+        if sender.local is None or sender.remote is None:
+            return
+        peer = sender.peer
+        self._segment(sender.local, sender.remote, self._flow(sender).next,
+                      self._flow(peer).next if peer is not None else 0, ACK, _window(sender),
+                      mtu=mtu)
 
     # -- TCP -----------------------------------------------------------------------------
 
@@ -206,17 +303,22 @@ class Tap:
     # -- UDP -----------------------------------------------------------------------------
 
     def udp(self, source: Any, destination: Any, payload: bytes,
-            mtu: int | None = None) -> list[bytes]:
-        """A datagram from endpoint ``source`` to ``destination``; returns its packets
-        (the first is what an ICMP error quotes)."""
+            mtu: int | None = None) -> None:
+        """A datagram from endpoint ``source`` to ``destination``."""
+        self._emit(self._udp_packets(source, destination, payload, mtu))
+
+    def _udp_packets(self, source: Any, destination: Any, payload: bytes,
+                     mtu: int | None) -> list[bytes]:
         v4 = destination.ip.ipv4_mapped is not None and source.ip.ipv4_mapped is not None
         datagram = pcap.udp_datagram(self._packed(source.ip, v4),
                                      self._packed(destination.ip, v4), source.port,
                                      destination.port, payload)
-        packets = self._ip(source.ip, destination.ip, pcap.PROTO_UDP, datagram, mtu,
-                           dont_fragment=False)
-        self._emit(packets)
-        return packets
+        return self._ip(source.ip, destination.ip, pcap.PROTO_UDP, datagram, mtu,
+                        dont_fragment=False)
+
+    def port_unreachable_for(self, source: Any, destination: Any, payload: bytes) -> None:
+        """The ICMP error answering the datagram ``source`` sent ``destination``."""
+        self.port_unreachable(self._udp_packets(source, destination, payload, None)[0])
 
     def port_unreachable(self, packet: bytes) -> None:
         """The ICMP error a host without a receiver answers the datagram ``packet`` with."""
@@ -230,6 +332,17 @@ class Tap:
         destination = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + packet[16:20])
         message = pcap.icmp_unreachable(packet, False)
         self._emit(self._ip(destination, source, pcap.PROTO_ICMP, message, None))
+
+
+def _syn_options(mtu: int | None, toward: Any) -> bytes:
+    v4 = toward.ip.ipv4_mapped is not None
+    return _SYN_OPTIONS_HEAD + mss(mtu, v4).to_bytes(2, "big") + _SYN_OPTIONS_TAIL
+
+
+def _window(sock: Any) -> int:
+    """The window field ``sock`` advertises (scaled by the SYN's shift)."""
+    room = getattr(sock, "_room", None)
+    return (room() if room is not None else 65535 << _WINDOW_SCALE) >> _WINDOW_SCALE
 
 
 def _v6(ip: Any) -> bytes:

@@ -37,6 +37,7 @@ from . import tcp_timers
 from .addresses import ANY, ANY4, Endpoint, is_v4, is_wildcard, to_tuple
 from .network import Binding, VirtualNetwork
 from .options import TCP_RMEM, Options, kernel_setting
+from .pcap import ACK, FIN
 from .wire import EndState, Flow, Handshake
 
 __all__ = ["TcpSocket"]
@@ -242,7 +243,11 @@ class TcpSocket:
                                      net.scheduler.now()), touched)
             raise oserror(errno.EINPROGRESS)
         listener = self._find_listener(target, where.port, route.v4)
+        tap = net.tap
         if listener is None:
+            if tap is not None:
+                tap.syn(self)
+                tap.tcp_reply_reset(self)
             self._receive_reset(touched)  # the SYN is answered with a reset: refused
         elif len(listener.backlog) > listener.max_backlog:
             self.listener = listener  # SYN_SENT until accept makes room
@@ -289,6 +294,11 @@ class TcpSocket:
         listener.backlog.append(child)
         self.state = ESTABLISHED
         touched += (listener, self)
+        tap = self.net.tap
+        if tap is not None:
+            tap.syn(self)
+            tap.syn_ack(self, child.local)
+            tap.ack(self)
         if child.opts.changed is not None:  # SO_KEEPALIVE set on the listener
             child.keepalive_changed(touched)
             self.keepalive_changed(touched)
@@ -378,6 +388,10 @@ class TcpSocket:
         peer.rx.append(chunk)
         peer.rx_size += len(chunk)
         touched.append(peer)
+        tap = self.net.tap
+        if tap is not None:
+            tap.tcp_data(self, peer, chunk, None, self._room())
+            tap.ack(peer)
         if peer.rx_size >= window:
             touched.append(self)  # no longer writable
         return len(chunk)
@@ -477,6 +491,10 @@ class TcpSocket:
         if bits & SEND_SHUTDOWN and state in (ESTABLISHED, CLOSE_WAIT):
             self._send_fin(touched)
 
+    def _room(self) -> int:
+        """The receive window this end advertises (a capture shows it)."""
+        return max(self.window() - self.rx_size, 0)
+
     def _send_fin(self, touched: list) -> None:
         """Our FIN, acknowledged at once: ESTABLISHED -> FIN_WAIT2, CLOSE_WAIT -> CLOSE.
         Over an imperfect path it follows the data in flight and reaches the peer
@@ -486,6 +504,10 @@ class TcpSocket:
             if peer is not None:
                 self._flow().finish(touched)
             peer = None
+        elif self.net.tap is not None:
+            self.net.tap.tcp(self, peer, FIN | ACK, window=self._room())
+            if peer is not None:
+                self.net.tap.ack(peer)
         if self.state == CLOSE_WAIT:
             self.shutdown = SHUTDOWN_MASK
             self.peer = None
@@ -524,6 +546,8 @@ class TcpSocket:
             self._send_rst(peer, self.path)
             self._receive_reset(touched, sever=False)
             return
+        if self.net.tap is not None:
+            self.net.tap.reset_from(self, peer)
         if peer is not None:
             peer._receive_reset(touched)
         self._receive_reset(touched)
@@ -750,6 +774,8 @@ class TcpSocket:
 
     def _send_rst(self, target: TcpSocket, path, after: float = 0.0) -> None:
         """A reset towards ``target`` over ``path`` (lost with the path's luck)."""
+        if self.net.tap is not None:
+            self.net.tap.reset_from(self, target, path.mtu if path is not None else None)
         if path is None or path.lost():
             return
         scheduler = self.net.scheduler
@@ -776,6 +802,8 @@ class TcpSocket:
         scheduler = self.net.scheduler
         now = handshake.sent_at = scheduler.now()
         leaves = path.depart(0, now)
+        if self.net.tap is not None:
+            self.net.tap.syn(self, path.mtu)
         if not path.lost():
             scheduler.call_at(leaves + path.delay(), self._syn_arrives, handshake)
 
@@ -811,10 +839,17 @@ class TcpSocket:
         net = self.net
         back = net.path(handshake.host, self.host)
         listener = self._find_listener(handshake.ip, handshake.port, handshake.v4)
+        tap = net.tap
         if listener is None:
+            if tap is not None:
+                tap.tcp_reply_reset(self, back.mtu)
             self._send_rst_from_nowhere(back)
             return
-        if len(listener.backlog) > listener.max_backlog or back.lost():
+        if len(listener.backlog) > listener.max_backlog:
+            return
+        if tap is not None:
+            tap.syn_ack(self, Endpoint(handshake.ip, handshake.port), back.mtu)
+        if back.lost():
             return
         net.scheduler.call_at(net.scheduler.now() + back.delay(), self._synack_arrives,
                               handshake, listener)
@@ -859,6 +894,8 @@ class TcpSocket:
         bring it through: it is tried again at those times."""
         scheduler = self.net.scheduler
         path = self.path
+        if self.net.tap is not None:
+            self.net.tap.ack(self, path.mtu)
         if path.blocked:
             if attempt >= self.net.sysctl["tcp_synack_retries"]:
                 return  # the listener drops the request; the client learns by a reset
@@ -951,6 +988,8 @@ class TcpSocket:
         path = self.path
         if peer is None:
             return
+        if self.net.tap is not None:
+            self.net.tap.keepalive_probe(self, path.mtu)
         if path.perfect and self.out is None:
             self._probe_arrives(touched, peer)
             return
@@ -964,6 +1003,8 @@ class TcpSocket:
             return
         back = peer.path if peer.path is not None else self.net.path(peer.host, self.host)
         alive = peer.peer is self and peer.state != CLOSE
+        if self.net.tap is not None and alive:
+            self.net.tap.ack(peer, back.mtu)
         if back.perfect:
             if alive:
                 self.heard_from_peer(self.net.scheduler.now())

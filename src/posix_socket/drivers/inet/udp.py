@@ -570,6 +570,9 @@ class UdpSocket:
     def _deliver(self, payload: bytes, source: Endpoint, destination: Endpoint,
                  touched: list) -> None:
         ip = destination.ip
+        tap = self.net.tap
+        if tap is not None:  # on the sender's interface, whatever becomes of it
+            tap.udp(source, destination, payload, self._mtu_to(ip))
         if is_group(ip):
             self._deliver_copies(self._multicast_receivers(destination, source),
                                  payload, source, destination, touched)
@@ -587,6 +590,7 @@ class UdpSocket:
         receiver = self._receiver(destination, source)
         if receiver is None:
             # ICMP port unreachable; only a socket connected there takes it as an error.
+            self._capture_refusal(source, destination, payload)
             if self.remote is not None and self.remote == destination:
                 self.error = errno.ECONNREFUSED
                 touched.append(self)
@@ -617,6 +621,7 @@ class UdpSocket:
             receiver._enqueue(payload, source, truesize(len(payload), not is_v4(
                 destination.ip)), touched)
             return
+        self._capture_refusal(source, destination, payload)
         back = self.net.path(path.destination, path.source)
         if back.perfect:
             self._refused(touched, destination)
@@ -626,6 +631,19 @@ class UdpSocket:
                 self.net.scheduler.call_later(delay, self._refused, destination)
             else:
                 self._refused(touched, destination)
+
+    def _mtu_to(self, ip: ipaddress.IPv6Address) -> int | None:
+        """The MTU of the path to ``ip`` (None: loopback's), for a capture's fragments."""
+        if is_group(ip) or ip in BROADCASTS:
+            return None
+        return (self.via if ip is self.via_ip else self._path_to(ip)).mtu
+
+    def _capture_refusal(self, source: Endpoint, destination: Endpoint,
+                         payload: bytes) -> None:
+        """The ICMP port unreachable a capture shows for a datagram nobody takes."""
+        tap = self.net.tap
+        if tap is not None:
+            tap.port_unreachable_for(source, destination, payload)
 
     def _refused(self, touched: list, destination: Endpoint) -> None:
         """ICMP port unreachable for a datagram to ``destination``: only a socket

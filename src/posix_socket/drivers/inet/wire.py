@@ -174,6 +174,9 @@ class Flow:
         segment.sent_at = now
         self.transmissions += 1
         path = self.path
+        tap = self.net.tap
+        if tap is not None:
+            tap.wire_segment(self, segment)
         leaves = path.depart(len(segment.data), now)
         if path.lost():
             return
@@ -382,6 +385,8 @@ class Flow:
         """Acknowledge over the reverse path, which may lose or delay the ACK as any
         packet (ACKs never overtake each other: a later one says at least as much)."""
         back = self.back
+        if self.net.tap is not None:
+            self.net.tap.wire_ack(self, self.rcv_nxt)
         if back.lost():
             return
         blocks = self._blocks()
