@@ -101,17 +101,14 @@ class Namespace:
                  "policy accept; }")
 
     @staticmethod
-    def nft(command: str) -> str:
-        """Run one nft command; its output, or RuntimeError with nft's message."""
-        done = subprocess.run(["nft", *_split_options(command)], capture_output=True,
-                              text=True)
-        if done.returncode:
-            raise RuntimeError(f"nft {command!r} failed: {done.stderr.strip()}")
-        return done.stdout
+    def nft(command: str, echo: bool = False) -> str:
+        """Run one nft command (``echo``: print what it added, with handles); its
+        output, or RuntimeError with nft's message."""
+        return _Nftables.shared().run(command, echo)
 
     def add(self, rule: str) -> int:
         """Append ``rule`` to the chain; returns its handle."""
-        out = self.nft(f"--echo --handle add rule {TABLE} {CHAIN} {rule}")
+        out = self.nft(f"add rule {TABLE} {CHAIN} {rule}", echo=True)
         return int(out.rsplit("# handle", 1)[1].split()[0])
 
     def delete(self, handle: int) -> None:
@@ -139,13 +136,59 @@ class Namespace:
             return file.read().strip()
 
 
-def _split_options(command: str) -> list[str]:
-    """nft takes leading ``--options`` as separate arguments and the rest as one."""
-    words = command.split(" ")
-    options = []
-    while words and words[0].startswith("--"):
-        options.append(words.pop(0))
-    return [*options, " ".join(words)]
+class _Nftables:
+    """nft commands through libnftables in this process when it loads (a rule is in
+    force within a millisecond: a scenario's partition starts when it says, even on a
+    loaded machine where starting the nft program takes a large part of a second),
+    else through the nft program."""
+
+    OUTPUT_HANDLE, OUTPUT_ECHO = 1 << 3, 1 << 5  # enum nft_output_flags
+    _shared: _Nftables | None = None
+
+    def __init__(self) -> None:
+        try:
+            library = ctypes.CDLL("libnftables.so.1")
+        except OSError:
+            self._library = None
+            return
+        library.nft_ctx_new.restype = ctypes.c_void_p
+        library.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+        library.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer",
+                     "nft_ctx_buffer_output", "nft_ctx_buffer_error",
+                     "nft_ctx_output_get_flags"):
+            getattr(library, name).argtypes = [ctypes.c_void_p]
+        library.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        library.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self._library = library
+        self._context = library.nft_ctx_new(0)
+        library.nft_ctx_buffer_output(self._context)
+        library.nft_ctx_buffer_error(self._context)
+
+    @classmethod
+    def shared(cls) -> _Nftables:
+        """One per process (a forked scenario makes its own, in its own namespace)."""
+        if cls._shared is None or cls._shared._pid != os.getpid():
+            cls._shared = cls()
+            cls._shared._pid = os.getpid()
+        return cls._shared
+
+    def run(self, command: str, echo: bool) -> str:
+        if self._library is None:
+            options = ["--echo", "--handle"] if echo else []
+            done = subprocess.run(["nft", *options, command], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"nft {command!r} failed: {done.stderr.strip()}")
+            return done.stdout
+        library, context = self._library, self._context
+        library.nft_ctx_output_set_flags(
+            context, (self.OUTPUT_HANDLE | self.OUTPUT_ECHO) if echo else 0)
+        failed = library.nft_run_cmd_from_buffer(context, command.encode())
+        output = (library.nft_ctx_get_output_buffer(context) or b"").decode()
+        error = (library.nft_ctx_get_error_buffer(context) or b"").decode()
+        if failed:
+            raise RuntimeError(f"nft {command!r} failed: {error.strip()}")
+        return output
 
 
 # -- from the test process ---------------------------------------------------------------
