@@ -445,6 +445,20 @@ def test_a_partition_drops_silently_and_heal_restores(net):
     assert drain(receiver) == []
 
 
+def test_a_partition_also_swallows_the_datagrams_in_flight(net):
+    receiver = udp(net, bind=("10.0.0.2", 9000))
+    sender = udp(net, "app.test")
+    net.link("app.test", "db.test", latency=0.03)
+    sender.sendto(b"cut", ("10.0.0.2", 9000))  # on the wire for 30 ms
+    net.partition(["db.test"])
+    time.sleep(0.03 + LATE)
+    assert drain(receiver) == []
+    net.heal()
+    sender.sendto(b"whole", ("10.0.0.2", 9000))
+    receiver.settimeout(2)
+    assert receiver.recv(10) == b"whole"
+
+
 def test_changing_a_link_takes_effect_for_later_datagrams(net):
     receiver = udp(net, bind=("10.0.0.2", 9000))
     sender = udp(net, "app.test")

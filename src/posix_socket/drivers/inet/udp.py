@@ -609,13 +609,16 @@ class UdpSocket:
                 receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
             else:
                 udp_path.carry(net, path, udp_path.packets_on(path, len(payload), v6),
-                               touched, _arrive_at, receiver, payload, source, v6)
+                               touched, _arrive_at, receiver, payload, source, v6, path)
 
     def _arrive(self, touched: list, payload: bytes, source: Endpoint,
                 destination: Endpoint, path: Path) -> None:
         """A unicast datagram reaches its destination's host (the scheduler calls this
-        at its time): the receiver is looked up now, as the kernel does on arrival.
+        at its time), unless a partition or a link gone down cut the path while it was
+        in flight: the receiver is looked up now, as the kernel does on arrival.
         Nobody there: ICMP port unreachable travels back over the reverse path."""
+        if path.blocked:
+            return
         receiver = self._receiver(destination, source)
         if receiver is not None:
             receiver._enqueue(payload, source, truesize(len(payload), not is_v4(
@@ -628,7 +631,7 @@ class UdpSocket:
         elif not back.lost():
             delay = back.delay()
             if delay > 0:
-                self.net.scheduler.call_later(delay, self._refused, destination)
+                self.net.scheduler.call_later(delay, self._refused, destination, back)
             else:
                 self._refused(touched, destination)
 
@@ -645,9 +648,12 @@ class UdpSocket:
         if tap is not None:
             tap.port_unreachable_for(source, destination, payload)
 
-    def _refused(self, touched: list, destination: Endpoint) -> None:
-        """ICMP port unreachable for a datagram to ``destination``: only a socket
-        connected there takes it, as an error for its next call (ECONNREFUSED)."""
+    def _refused(self, touched: list, destination: Endpoint, back: Path | None = None) -> None:
+        """ICMP port unreachable for a datagram to ``destination`` (arriving over
+        ``back``, unless it was cut meanwhile): only a socket connected there takes it,
+        as an error for its next call (ECONNREFUSED)."""
+        if back is not None and back.blocked:
+            return
         if self.remote is not None and self.remote == destination:
             self.error = errno.ECONNREFUSED
             touched.append(self)
@@ -908,9 +914,10 @@ class UdpSocket:
 
 
 def _arrive_at(touched: list, receiver: UdpSocket, payload: bytes, source: Endpoint,
-               v6: bool) -> None:
-    """A group's or a broadcast's copy reaches its receiver, if it is still open."""
-    if receiver.binding is not None:
+               v6: bool, path: Path) -> None:
+    """A group's or a broadcast's copy reaches its receiver, if it is still open and
+    the path was not cut while the copy was in flight."""
+    if receiver.binding is not None and not path.blocked:
         receiver._enqueue(payload, source, truesize(len(payload), v6), touched)
 
 

@@ -3,7 +3,9 @@
 ``carry`` decides a datagram's fate from the path's random stream and schedules its
 arrival (a perfect path never comes here: the caller delivers at once):
 
-* A blocked path (a partition, a link that is down) swallows it silently.
+* A blocked path (a partition, a link that is down) swallows it silently; so does a
+  path cut while the datagram is in flight (the arrival callbacks in ``udp.py`` look
+  at ``path.blocked`` again: a cut wire loses what is on it).
 * Duplication and loss in netem's order (``netem_enqueue``): a duplicate draw, then
   one loss draw for the datagram; a copy survives when it was duplicated (the clone
   then meets loss again on its own) or not lost.
