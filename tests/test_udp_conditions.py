@@ -397,6 +397,21 @@ def test_bandwidth_paces_datagrams(net):
     assert 0.1 <= last < 0.1 + LATE  # 20 000 bytes at 200 000 bytes/s
 
 
+def test_behind_a_bandwidth_jitter_keeps_the_order_as_netems_rate(net):
+    clock = net.scheduler.clock = FrozenClock()
+    receiver = udp(net, bind=("10.0.0.2", 9000))
+    sender = udp(net, "app.test")
+    net.link("app.test", "db.test", latency=0.03, jitter=0.02, bandwidth=1_000_000)
+    for datagram in numbered(50, 100):
+        sender.sendto(datagram, ("10.0.0.2", 9000))
+    got = []
+    for _ in range(60):  # 5 ms of 50 * 128 bytes at 1 MB/s plus up to 50 ms of latency
+        clock.time += 0.001
+        settle(net)
+        got += indices(drain(receiver))
+    assert got == list(range(50))
+
+
 def test_a_full_link_queue_drops_and_counts(net):
     clock = net.scheduler.clock = FrozenClock()
     receiver = udp(net, bind=("10.0.0.2", 9000))

@@ -159,7 +159,7 @@ class Path:
     not perfect."""
 
     __slots__ = ("source", "destination", "link", "defaults", "perfect", "blocked",
-                 "random", "busy_until", "queue", "drops")
+                 "random", "busy_until", "queue", "drops", "last_arrival")
 
     def __init__(self, source: Any, destination: Any) -> None:
         self.source = source
@@ -174,6 +174,7 @@ class Path:
         # how many packets this direction dropped because that queue was full.
         self.queue: collections.deque[float] = collections.deque()
         self.drops = 0
+        self.last_arrival = 0.0  # of the last datagram paced by the bandwidth (UDP)
 
     @property
     def conditions(self) -> Conditions:

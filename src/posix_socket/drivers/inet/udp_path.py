@@ -23,7 +23,10 @@ arrival (a perfect path never comes here: the caller delivers at once):
   latency is the wire's and holds no queue room, as a device queue in front of a
   delaying wire would (1000 is also Linux's default txqueuelen).
 * Latency plus a jitter drawn uniformly in +-jitter (netem's default distribution),
-  so with jitter datagrams may overtake each other, as under netem.  With
+  so with jitter datagrams may overtake each other, as under netem; except behind a
+  bandwidth, where netem lets each packet leave only after the one before it (its
+  rate accounting starts from the last packet's time to send), so there a datagram
+  never arrives before the one paced before it.  With
   probability ``reorder`` a datagram skips the latency and so overtakes those sent
   before it (netem's reorder with its default gap of 1, ``tc`` sets it); unlike
   netem it still takes its turn in the bandwidth queue.
@@ -129,10 +132,16 @@ def _enqueue(net: Any, path: Path, size: int, now: float) -> float | None:
 
 def _arrival(path: Path, departure: float) -> float:
     """When a packet that has left at ``departure`` arrives: after the latency, or at
-    once when reordered (it skips the latency, overtaking those in flight)."""
+    once when reordered (it skips the latency, overtaking those in flight); behind a
+    bandwidth never before the packet paced before it."""
     if path.chance(path.conditions.reorder):
         return departure
-    return departure + path.delay()
+    arrival = departure + path.delay()
+    if path.conditions.bandwidth is not None:
+        if arrival < path.last_arrival:
+            arrival = path.last_arrival
+        path.last_arrival = arrival
+    return arrival
 
 
 def _schedule(net: Any, arrival: float, now: float, touched: list,
