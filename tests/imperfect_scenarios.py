@@ -59,8 +59,11 @@ from typing import Any
 from scenarios import Env, KernelAPI, LayerAPI, Recorder
 
 CLIENT_HOST, SERVER_HOST = "10.0.0.1", "10.0.0.2"
-HOSTS = (CLIENT_HOST, SERVER_HOST)
+CLIENT_HOST6, SERVER_HOST6 = "fd00::1", "fd00::2"  # the same two hosts' IPv6 addresses
+HOSTS = (CLIENT_HOST, SERVER_HOST, CLIENT_HOST6, SERVER_HOST6)
 AF_INET, STREAM, DGRAM = _socket.AF_INET, _socket.SOCK_STREAM, _socket.SOCK_DGRAM
+AF_INET6 = _socket.AF_INET6
+OVER_IPV6 = "_over_ipv6"  # a scenario's name with this suffix: the same over IPv6
 SOCK_NONBLOCK = _socket.SOCK_NONBLOCK
 SOL_SOCKET, SO_ERROR = _socket.SOL_SOCKET, _socket.SO_ERROR
 IPPROTO_TCP = _socket.IPPROTO_TCP
@@ -92,10 +95,19 @@ def poll_names(mask: int) -> str:
 
 class Timed:
     """Mixin for the oracle's recorders: every logged call also records how long it
-    took, and SO_ERROR values and poll masks are logged by name for readable reports."""
+    took, and SO_ERROR values and poll masks are logged by name for readable reports.
+
+    ``family``, ``client_host`` and ``server_host`` are what the scenario's sockets
+    use (IPv4 unless it runs as its ``_over_ipv6`` variant)."""
 
     log: list
     times: list
+    family = AF_INET
+    client_host, server_host = CLIENT_HOST, SERVER_HOST
+
+    def over_ipv6(self) -> None:
+        self.family = AF_INET6
+        self.client_host, self.server_host = CLIENT_HOST6, SERVER_HOST6
 
     def _call(self, name: str, normalise: Callable[[Any], Any], *args: Any) -> Any:
         started = time.monotonic()
@@ -129,8 +141,8 @@ class Timed:
         """What a program sees through the socket module: ``settimeout`` then connect
         (CPython's own timeout, a non-blocking connect and a poll, not SO_SNDTIMEO)."""
         def attempt() -> None:
-            with self.socket_module.socket(AF_INET, STREAM) as sock:  # type: ignore
-                sock.bind((CLIENT_HOST, 0))
+            with self.socket_module.socket(self.family, STREAM) as sock:  # type: ignore
+                sock.bind((self.client_host, 0))
                 sock.settimeout(timeout)
                 sock.connect(address)
         return self._call("socket.settimeout+connect", lambda result: result, attempt)
@@ -212,21 +224,24 @@ class KernelConditions(Conditions):
         self.namespace.sysctl(name, value)
 
     def partition(self) -> None:
-        self.namespace.add(f"ip saddr {CLIENT_HOST} ip daddr {SERVER_HOST} drop")
-        self.namespace.add(f"ip saddr {SERVER_HOST} ip daddr {CLIENT_HOST} drop")
+        for client, server in ((CLIENT_HOST, SERVER_HOST), (CLIENT_HOST6, SERVER_HOST6)):
+            self.link_down(client, server)
 
     def heal(self) -> None:
         self.namespace.flush()
 
     def link_down(self, a: str, b: str) -> None:
+        ip = "ip6" if ":" in a else "ip"
         for source, destination in {(a, b), (b, a)}:
-            self.namespace.add(f"ip saddr {source} ip daddr {destination} drop")
+            self.namespace.add(f"{ip} saddr {source} {ip} daddr {destination} drop")
 
     def loss(self, share: float, mtu: int = 1500) -> None:
         self.namespace.wire(mtu)
-        hosts = "{ " + ", ".join(HOSTS) + " }"
-        self.namespace.add(f"ip saddr {hosts} ip daddr {hosts} "
-                           f"numgen random mod 100 < {round(share * 100)} drop")
+        for ip, hosts in (("ip", (CLIENT_HOST, SERVER_HOST)),
+                          ("ip6", (CLIENT_HOST6, SERVER_HOST6))):
+            both = "{ " + ", ".join(hosts) + " }"
+            self.namespace.add(f"{ip} saddr {both} {ip} daddr {both} "
+                               f"numgen random mod 100 < {round(share * 100)} drop")
 
     def reset(self, api: Recorder, fd: int, whole_host: bool = False) -> None:
         api.quietly("setsockopt", fd, SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -275,15 +290,15 @@ def guarded(api: Timed, fd: Any) -> Any:
 
 
 def listening(api: Timed) -> tuple[int, Any]:
-    listener = api.socket(AF_INET, STREAM)
-    api.bind(listener, (SERVER_HOST, 0))
+    listener = api.socket(api.family, STREAM)
+    api.bind(listener, (api.server_host, 0))
     api.listen(listener, 8)
     return listener, api.quietly("getsockname", listener)
 
 
 def client(api: Timed, flags: int = 0) -> int:
-    fd = guarded(api, api.socket(AF_INET, STREAM | flags))
-    api.bind(fd, (CLIENT_HOST, 0))
+    fd = guarded(api, api.socket(api.family, STREAM | flags))
+    api.bind(fd, (api.client_host, 0))
     return fd
 
 
@@ -381,7 +396,7 @@ def syn_count_of_the_socket_overrides_the_sysctl(api: Timed, net: Conditions) ->
 def a_down_link_ends_a_connect_like_a_partition(api: Timed, net: Conditions) -> None:
     net.sysctl("tcp_syn_retries", 1)
     _, address = listening(api)
-    net.link_down(CLIENT_HOST, SERVER_HOST)
+    net.link_down(api.client_host, api.server_host)
     fd = client(api)
     api.connect(fd, address)  # SYN at 0, one retry at 1, gives up at 3 s
     net.heal()
@@ -394,9 +409,9 @@ def a_host_whose_loopback_path_is_down_cannot_reach_itself(api: Timed, net: Cond
                                                            ) -> None:
     net.sysctl("tcp_syn_retries", 1)
     _, address = listening(api)
-    net.link_down(SERVER_HOST, SERVER_HOST)
-    fd = guarded(api, api.socket(AF_INET, STREAM))
-    api.bind(fd, (SERVER_HOST, 0))
+    net.link_down(api.server_host, api.server_host)
+    fd = guarded(api, api.socket(api.family, STREAM))
+    api.bind(fd, (api.server_host, 0))
     api.connect(fd, address)  # ETIMEDOUT at 3 s
     other = client(api)
     api.connect(other, address)  # another host's path is up
@@ -408,8 +423,8 @@ def send_timeout_ends_a_connect_early(api: Timed, net: Conditions) -> None:
     net.sysctl("tcp_syn_retries", 1)  # the connection itself fails at 3 s
     _, address = listening(api)
     net.partition()
-    fd = api.socket(AF_INET, STREAM)
-    api.bind(fd, (CLIENT_HOST, 0))
+    fd = api.socket(api.family, STREAM)
+    api.bind(fd, (api.client_host, 0))
     api.setsockopt(fd, SOL_SOCKET, _socket.SO_SNDTIMEO, TIMEVAL.pack(1, 200000))
     api.connect(fd, address)  # SO_SNDTIMEO 1.2 s ends the wait: EINPROGRESS
     api.mask(fd)
@@ -604,10 +619,10 @@ def lossy_link_delivers_a_megabyte_intact(api: Timed, net: Conditions) -> None:
 
 @imperfect
 def datagrams_vanish_across_a_partition_without_error(api: Timed, net: Conditions) -> None:
-    sender = guarded(api, api.socket(AF_INET, DGRAM))
-    api.bind(sender, (CLIENT_HOST, 0))
-    receiver = guarded(api, api.socket(AF_INET, DGRAM))
-    api.bind(receiver, (SERVER_HOST, 0))
+    sender = guarded(api, api.socket(api.family, DGRAM))
+    api.bind(sender, (api.client_host, 0))
+    receiver = guarded(api, api.socket(api.family, DGRAM))
+    api.bind(receiver, (api.server_host, 0))
     api.connect(sender, api.quietly("getsockname", receiver))
     net.partition()
     api.send(sender, b"one")
@@ -625,12 +640,12 @@ def datagrams_vanish_across_a_partition_without_error(api: Timed, net: Condition
 
 @imperfect
 def no_port_unreachable_comes_back_across_a_partition(api: Timed, net: Conditions) -> None:
-    closed = api.socket(AF_INET, DGRAM)
-    api.bind(closed, (SERVER_HOST, 0))
+    closed = api.socket(api.family, DGRAM)
+    api.bind(closed, (api.server_host, 0))
     address = api.quietly("getsockname", closed)
     api.close(closed)  # nobody has that port now
-    sender = guarded(api, api.socket(AF_INET, DGRAM))
-    api.bind(sender, (CLIENT_HOST, 0))
+    sender = guarded(api, api.socket(api.family, DGRAM))
+    api.bind(sender, (api.client_host, 0))
     api.connect(sender, address)
     net.partition()
     api.send(sender, b"lost")
@@ -646,10 +661,10 @@ def no_port_unreachable_comes_back_across_a_partition(api: Timed, net: Condition
 
 @imperfect
 def lossy_link_drops_a_share_of_datagrams_silently(api: Timed, net: Conditions) -> None:
-    sender = guarded(api, api.socket(AF_INET, DGRAM))
-    api.bind(sender, (CLIENT_HOST, 0))
-    receiver = guarded(api, api.socket(AF_INET, DGRAM))
-    api.bind(receiver, (SERVER_HOST, 0))
+    sender = guarded(api, api.socket(api.family, DGRAM))
+    api.bind(sender, (api.client_host, 0))
+    receiver = guarded(api, api.socket(api.family, DGRAM))
+    api.bind(receiver, (api.server_host, 0))
     api.setsockopt(receiver, SOL_SOCKET, _socket.SO_RCVBUF, 1 << 20)
     api.connect(sender, api.quietly("getsockname", receiver))
     net.loss(0.3)
@@ -739,6 +754,24 @@ def reset_wakes_a_blocked_sender(api: Timed, net: Conditions) -> None:
     api.recv(fd, 100)
 
 
+# -- the same over IPv6 ------------------------------------------------------------------
+
+def _over_ipv6(function: Callable[[Timed, Conditions], None]) -> None:
+    def over_ipv6(api: Timed, net: Conditions) -> None:
+        api.over_ipv6()
+        function(api, net)
+    SCENARIOS[function.__name__ + OVER_IPV6] = over_ipv6
+
+
+for _scenario in (syn_count_of_the_socket_overrides_the_sysctl,
+                  data_retries_2_end_a_connection, user_timeout_ends_a_connection,
+                  keepalive_finds_a_partitioned_peer, partition_healed_in_time_loses_nothing,
+                  datagrams_vanish_across_a_partition_without_error,
+                  no_port_unreachable_comes_back_across_a_partition,
+                  reset_gives_econnreset_then_epipe):
+    _over_ipv6(_scenario)
+
+
 # -- running one ------------------------------------------------------------------------
 
 def _jsonable(value: Any) -> Any:
@@ -784,8 +817,8 @@ def on_virtual(_: Any, name: str, seed: int = 1) -> dict:
     import posix_socket as ps
     with ps.use("virtual", seed=seed) as preset:
         network = preset.network
-        for host in HOSTS:
-            network.add_host(host)
+        for host in zip(HOSTS[:2], HOSTS[2:], strict=True):
+            network.add_host(*host)
         from posix_socket import posix
         posix.close(posix.socket(AF_INET, STREAM))  # first-use work out of the timings
         return _run(name, TimedLayer(_env()), VirtualConditions(network))

@@ -58,13 +58,20 @@ def _ifreq_address(name: str, address: str) -> bytes:
 
 
 def _bring_up_loopback(addresses: tuple[str, ...]) -> None:
-    """Set lo up and give it ``addresses`` (as /32 aliases lo:1, lo:2...), by ioctl so
-    no iproute2 is needed: a new namespace's lo is down and has no address at all."""
+    """Set lo up and give it ``addresses``: IPv4 ones as /32 aliases lo:1, lo:2... by
+    ioctl, IPv6 ones as /128 with iproute2 (a new namespace's lo is down and has
+    127.0.0.1 and ::1 only once it is up)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
         for index, address in enumerate(addresses, start=1):
+            if ":" in address:
+                done = subprocess.run(["ip", "-6", "addr", "add", f"{address}/128", "dev",
+                                       "lo", "nodad"], capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(f"ip -6 addr add {address}: {done.stderr.strip()}")
+                continue
             fcntl.ioctl(sock, SIOCSIFADDR, _ifreq_address(f"lo:{index}", address))
             fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq_address(f"lo:{index}", "255.255.255.255"))
 
