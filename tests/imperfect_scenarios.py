@@ -197,9 +197,9 @@ class Conditions:
         """Undo every partition, down link and loss."""
         raise NotImplementedError
 
-    def link_down(self, a: str, b: str) -> None:
+    def link_down(self, a: str, b: str, both_ways: bool = True) -> None:
         """The path between hosts ``a`` and ``b`` (``a == b``: a host's own loopback
-        path) is down both ways; packets vanish silently."""
+        path) is down, both ways or from ``a`` to ``b`` only; packets vanish silently."""
         raise NotImplementedError
 
     def loss(self, share: float, mtu: int = 1500) -> None:
@@ -230,9 +230,9 @@ class KernelConditions(Conditions):
     def heal(self) -> None:
         self.namespace.flush()
 
-    def link_down(self, a: str, b: str) -> None:
+    def link_down(self, a: str, b: str, both_ways: bool = True) -> None:
         ip = "ip6" if ":" in a else "ip"
-        for source, destination in {(a, b), (b, a)}:
+        for source, destination in {(a, b), (b, a)} if both_ways else {(a, b)}:
             self.namespace.add(f"{ip} saddr {source} {ip} daddr {destination} drop")
 
     def loss(self, share: float, mtu: int = 1500) -> None:
@@ -266,8 +266,8 @@ class VirtualConditions(Conditions):
             link.loss = 0.0
             link.down = False
 
-    def link_down(self, a: str, b: str) -> None:
-        self._links.append(self.network.link(a, b, down=True))
+    def link_down(self, a: str, b: str, both_ways: bool = True) -> None:
+        self._links.append(self.network.link(a, b, down=True, both_ways=both_ways))
 
     def loss(self, share: float, mtu: int = 1500) -> None:
         self._links.append(self.network.link(CLIENT_HOST, SERVER_HOST, loss=share, mtu=mtu))
@@ -512,6 +512,20 @@ def user_timeout_ends_a_connection(api: Timed, net: Conditions) -> None:
     api.mask(server)
 
 
+@imperfect
+def a_one_way_partition_times_out_both_ends(api: Timed, net: Conditions) -> None:
+    net.sysctl("tcp_retries2", 2)
+    fd, server = established(api)
+    net.link_down(api.client_host, api.server_host, both_ways=False)
+    api.send(fd, b"hello")  # lost, and so is every ACK the client sends
+    api.send(server, b"pong")  # arrives
+    api.recv(fd, 100)
+    api.recv(fd, 100)  # the client's "hello" is never acknowledged: ETIMEDOUT
+    api.recv(server, 100)  # nor the server's "pong": ETIMEDOUT too
+    api.mask(fd)
+    api.mask(server)
+
+
 # (c) keepalive
 
 @imperfect
@@ -543,6 +557,19 @@ def keepalive_defaults_come_from_the_sysctls(api: Timed, net: Conditions) -> Non
     api.poll([(fd, POLLIN | POLLRDHUP)], GUARD_MS)  # ETIMEDOUT at 3 s
     api.so_error(fd)
     api.recv(fd, 100)
+
+
+@imperfect
+def user_timeout_cuts_keepalive_probes_short(api: Timed, net: Conditions) -> None:
+    fd, _ = established(api)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
+    set_int(api, fd, IPPROTO_TCP, _socket.TCP_KEEPIDLE, 1)
+    set_int(api, fd, IPPROTO_TCP, _socket.TCP_KEEPINTVL, 1)
+    set_int(api, fd, IPPROTO_TCP, _socket.TCP_KEEPCNT, 9)
+    set_int(api, fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 2500)
+    net.partition()
+    api.recv(fd, 100)  # not after 9 probes (10 s): the first probe past 2.5 s idle, at 3 s
+    api.so_error(fd)
 
 
 @imperfect
