@@ -122,6 +122,10 @@ REFUSED = [
     ({"hosts": {"db": "0.0.0.0"}}, "hosts.db[0]", "unspecified address"),
     ({"hosts": {"db": "ff02::1"}}, "hosts.db[0]", "multicast address"),
     ({"hosts": {"db": "255.255.255.255"}}, "hosts.db[0]", "broadcast address"),
+    ({"hosts": {"db": "::ffff:127.0.0.1"}}, "hosts.db[0]", "loopback address"),
+    ({"hosts": {"db": "::ffff:0.0.0.0"}}, "hosts.db[0]", "unspecified address"),
+    ({"hosts": {"db": "::ffff:224.0.0.1"}}, "hosts.db[0]", "multicast address"),
+    ({"hosts": {"db": "::ffff:255.255.255.255"}}, "hosts.db[0]", "broadcast address"),
     ({"hosts": {"db": [7]}}, "hosts.db[0]", "expected a string, not a number"),
     ({"hosts": {"a": "10.0.0.2", "b": "::ffff:10.0.0.2"}}, "hosts.b[0]", "is hosts.a's"),
     ({"hosts": {"my db": "10.0.0.2"}}, 'hosts["my db"]', "not a host name"),
@@ -232,7 +236,7 @@ REFUSED_BY_THE_NETWORK = [
      "10.0.0.2 belongs to a host of the network already (a.test)"),
     ({"hosts": {"a.test": "10.0.0.5"}}, 'hosts["a.test"]', "has a host named 'a.test'"),
     ({"hosts": {"localhost": "10.0.0.5"}}, "hosts.localhost", "named 'localhost'"),
-    ({"hosts": {"b.test": "::ffff:127.0.0.1"}}, 'hosts["b.test"]', "belongs to a host"),
+    ({"hosts": {"b.test": "::ffff:10.0.0.2"}}, 'hosts["b.test"]', "belongs to a host"),
     ({"sysctl": {"tcp_no_such_thing": 1}}, "sysctl.tcp_no_such_thing", "unknown setting"),
 ]
 

@@ -282,8 +282,11 @@ class _Reader:
             ip = ipaddress.ip_address(text)
         except ValueError:
             raise self.error(place, f"{text!r} is not an IP address") from None
-        kind = ("unspecified" if ip.is_unspecified else "multicast" if ip.is_multicast
-                else "broadcast" if ip == _BROADCAST else "loopback" if ip.is_loopback
+        # An IPv4-mapped address is judged as its IPv4 address on every Python (3.13's
+        # ipaddress does so for is_loopback only, earlier ones not at all).
+        plain = (ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else ip
+        kind = ("unspecified" if plain.is_unspecified else "multicast" if plain.is_multicast
+                else "broadcast" if plain == _BROADCAST else "loopback" if plain.is_loopback
                 else None)
         if kind is not None:
             raise self.error(place, f"{text} is a {kind} address, not one a host can have")
