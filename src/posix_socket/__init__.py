@@ -27,12 +27,15 @@ from .registry import (
     unregister_family,
     use,
 )
+from .stacked import StackedDriver
+from .tracing import trace
 
 __all__ = [
     "SocketDriver", "Budget", "HostDriver", "register_family", "unregister_family",
     "registered_families", "use", "add_preset", "posix", "InetDriver", "VirtualNetwork",
     "UnixDriver", "patch", "VirtualDrivers", "network", "Host", "Link", "Conditions",
     "load_network_config", "NetworkConfig", "NetworkConfigError",
+    "StackedDriver", "trace",
 ]
 
 __version__ = "0.1.0"

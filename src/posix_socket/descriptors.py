@@ -31,6 +31,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -504,3 +505,23 @@ class _Unraisable:
         self.exc_traceback = exc.__traceback__
         self.err_msg = "Exception ignored while closing a socket"
         self.object = obj
+
+
+# -- stacked drivers -------------------------------------------------------------------------
+
+def restack(replace: Callable[[SocketDriver], SocketDriver | None]) -> None:
+    """Serve every open socket by ``replace(its driver)`` where that is not None (a
+    layer put over its driver, or taken off again: see ``registry.stack``).
+
+    The cached ops follow, and the drop-in's kernel sockets look again at who serves
+    their number before their next call (``kernel_unlinks``).  A call already running
+    finishes with the driver it started with.
+    """
+    with _lock:
+        for f in {id(f): f for f in _files.values()}.values():
+            driver = replace(f.driver)
+            if driver is not None:
+                f.driver = driver
+                f.send = driver.send
+                f.recv = driver.recv
+        kernel_unlinks[0] += 1

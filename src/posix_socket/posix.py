@@ -32,7 +32,7 @@ __all__ = [
     "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "shutdown",
     "getsockname", "getpeername", "getsockopt", "setsockopt", "send", "sendto", "sendmsg",
     "recv", "recvfrom", "recvmsg", "read", "write", "close", "ioctl", "dup", "dup2",
-    "fcntl", "poll", "select", "make_visible", "sendfile",
+    "fcntl", "poll", "select", "make_visible", "sendfile", "observe",
 ]
 
 # Plain ints: the socket module's enums make every ``flags & X`` a slow Python call.
@@ -54,6 +54,10 @@ _SOCKLEN_T_LIMIT = 2**31 - 1  # the stdlib's cap on recvmsg's ancbufsize
 _EXPECTED = (OSError, TypeError, ValueError, OverflowError)
 
 _files = descriptors._files  # the hot path reads the table directly
+# Who watches the calls (a trace), or None.  Set by ``observe``; read only where a
+# call takes a new number, ends a wait, or polls: never on a driver op's own path,
+# which observers see by stacking a driver (see ``registry.stack``).
+_observer: Any = None
 _KERNEL_POLL = _select.poll  # the kernel's: patch() puts the drop-in in the select module
 _KERNEL_SELECT = _select.select
 
@@ -183,6 +187,8 @@ class _Using:
 
     def __exit__(self, *exc_info: object) -> None:
         descriptors.drop(self.f)
+        if _observer is not None:
+            _observer.waited(self.f, exc_info[1])
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -354,6 +360,8 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
         if nonblocking and f.kernel is not None:
             _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
         descriptors.install(f, fd, watched=visible, cloexec=cloexec)
+        if _observer is not None:
+            _observer.opened(f, fd, cloexec)
     except BaseException:
         if f._watch is not None:
             readiness.unwatch(sock)
@@ -418,8 +426,7 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
     family = _c_int(family)
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
-    if driver is None:
-        driver = _driver(family)
+    driver = _driver(family) if driver is None else registry.layered(driver)
     fd1 = descriptors.reserve(cloexec)
     try:
         fd2 = descriptors.reserve(cloexec)
@@ -1231,6 +1238,12 @@ def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[
     Returns ``[(fd, revents)]`` for the entries with events, in order.  A negative
     ``fd`` is ignored and a closed one reports POLLNVAL, as the kernel does.
     """
+    if _observer is not None:
+        return _observer.poll(_poll, fds, timeout_ms)
+    return _poll(fds, timeout_ms)
+
+
+def _poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None) -> list[tuple[int, int]]:
     entries = _poll_entries(fds)
     if timeout_ms is None:
         timeout = None
@@ -1255,6 +1268,13 @@ _WRITE_SET = POLLOUT | POLLERR
 def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
            timeout: float | None = None) -> tuple[list, list, list]:
     """select(2) over any mix of layer and plain descriptors, as ``select.select``."""
+    if _observer is not None:
+        return _observer.select(_select_calls, rlist, wlist, xlist, timeout)
+    return _select_calls(rlist, wlist, xlist, timeout)
+
+
+def _select_calls(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
+                  timeout: float | None) -> tuple[list, list, list]:
     if timeout is not None:
         if not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a float or None")
@@ -1307,3 +1327,11 @@ def _kernel_select(groups: list[list], entries: list[tuple[int, int]],
     return tuple([obj for obj, fd in zip(objs, group_numbers, strict=True) if fd in ready]
                  for objs, group_numbers, ready in zip(
                      groups, numbers, map(set, found), strict=True))  # type: ignore[return-value]
+
+
+def observe(observer: Any) -> Any:
+    """Make ``observer`` (or None) the one told of new numbers, ended waits and
+    polls; returns the previous one.  What it must answer: see ``trace.Observer``."""
+    global _observer
+    previous, _observer = _observer, observer
+    return previous

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .driver import SocketDriver
+from .stacked import MakeLayer, StackedDriver
 
 if TYPE_CHECKING:
     from .drivers.host import HostDriver
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "register_family", "unregister_family", "registered_families", "driver_for",
     "family_sources", "use", "presets", "add_preset", "load_entry_points",
-    "ENTRY_POINT_GROUP", "VirtualDrivers", "network",
+    "ENTRY_POINT_GROUP", "VirtualDrivers", "network", "stack", "layered",
 ]
 
 ENTRY_POINT_GROUP = "posix_socket.drivers"
@@ -78,7 +79,7 @@ def register_family(family: int, driver: SocketDriver, *, replace: bool = False,
             raise FileExistsError(
                 f"address family {family} is already served by {current.name!r}")
         _init_once(driver)
-        _drivers[family] = driver
+        _drivers[family] = layered(driver)  # under the active stacks (a trace), if any
         _sources[family] = source
 
 
@@ -229,6 +230,92 @@ def network() -> VirtualNetwork:
     if found is None:
         raise LookupError(f"AF_INET is served by {driver!r}, not by a virtual network")
     return found
+
+
+# -- stacked drivers ---------------------------------------------------------------------
+
+_stacks: list[stack] = []
+
+
+class stack:
+    """Put a layer over every registered driver, and over the open sockets' drivers.
+
+    ``make_layer(inner)`` returns a ``StackedDriver`` over ``inner``; one layer is made
+    per distinct driver (AF_INET and AF_INET6 share the virtual network's driver, so
+    they share its layer).  Sockets already open are served by the layer from now on
+    too, so an observer sees them; ``close`` (or leaving the ``with`` block) puts back
+    exactly the drivers that were registered, under every socket as well, sockets made
+    meanwhile included.  A driver registered while the stack is active (a ``use()``
+    inside a trace) gets its layer too.  Stacks nest; close them in reverse order.
+    """
+
+    def __init__(self, make_layer: MakeLayer) -> None:
+        self._make_layer = make_layer
+        self._layers: dict[int, StackedDriver] = {}  # id(inner) -> its layer
+        from . import descriptors  # the table is on this floor too; no cycle at import
+        with _lock:
+            for family, driver in _drivers.items():
+                _drivers[family] = self.layer_for(driver)
+            _stacks.append(self)
+            descriptors.restack(self._over)
+        self.closed = False
+
+    def layer_for(self, driver: SocketDriver) -> StackedDriver:
+        """This stack's layer over ``driver`` (made on first use), for a driver asked
+        for by name rather than through the registry (the drop-in's kernel pairs)."""
+        with _lock:
+            if any(layer is driver for layer in self._layers.values()):
+                return driver  # already this stack's layer
+            layer = self._layers.get(id(driver))
+            if layer is None or layer.inner is not driver:
+                layer = self._layers[id(driver)] = self._make_layer(driver)
+            return layer
+
+    def layers(self) -> list[StackedDriver]:
+        with _lock:
+            return list(self._layers.values())
+
+    def _over(self, driver: SocketDriver) -> SocketDriver | None:
+        # Every open socket gets a layer, also one whose driver no registration names
+        # (the drop-in's kernel pairs, an unregistered family's sockets).
+        return self.layer_for(driver)
+
+    def _under(self, driver: SocketDriver) -> SocketDriver | None:
+        layer = self._layers.get(id(getattr(driver, "inner", None)))
+        return layer.inner if layer is not None and layer is driver else None
+
+    def close(self) -> None:
+        from . import descriptors
+        with _lock:
+            if self.closed:
+                return
+            self.closed = True
+            # What it replaced, and what was registered over it meanwhile.
+            ours = {id(layer): layer for layer in self._layers.values()}
+            for family, driver in list(_drivers.items()):
+                if ours.get(id(driver)) is driver:
+                    _drivers[family] = driver.inner
+            if self in _stacks:
+                _stacks.remove(self)
+            descriptors.restack(self._under)
+
+    def __enter__(self) -> stack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def layered(driver: SocketDriver) -> SocketDriver:
+    """``driver`` under the active stacks' layers: what a call that names its driver
+    (rather than a family) must use so that the layers see it.  ``driver`` itself when
+    no stack is active."""
+    if not _stacks:
+        return driver
+    with _lock:
+        for active in _stacks:
+            driver = active.layer_for(driver)
+    return driver
 
 
 # -- entry points ------------------------------------------------------------------------

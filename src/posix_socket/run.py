@@ -41,13 +41,14 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import c_event_loops, interrupts, patching, registry
+from . import c_event_loops, interrupts, patching, registry, tracing
 from .net_config import NetworkConfig, NetworkConfigError, load_network_config
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
 USAGE = ("usage: posix-socket run [--net PRESET] [--seed N] [--net-config FILE.json] "
-         "[--host NAME=ADDRESS]... (-m module | -c code | script.py) [args ...]")
+         "[--host NAME=ADDRESS]... [--trace[=FILE]] (-m module | -c code | script.py) "
+         "[args ...]")
 
 _HELP = f"""{USAGE}
 
@@ -74,6 +75,9 @@ options:
                  (latency, jitter in seconds; bandwidth in bytes/s; loss, duplicate,
                  reorder in 0..1; mtu; down), default conditions, a partition, TCP
                  sysctls and the seed.  Format: see the README, "Imperfect networks"
+  --trace [FILE]  write one line per socket call, as strace does, to FILE (default:
+                 stderr).  FILE is the next word when it does not end in .py and a
+                 script, -m or -c follows it; --trace=FILE always names it
   -m module      run a library module as a script, like python -m
   -c code        run the code given as a string, like python -c
 """
@@ -91,6 +95,7 @@ class Options:
     hosts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (names, addresses)
     seed: int | None = None
     net_config: str | None = None  # the file's path
+    trace: str | None = None  # None: no trace; "": to stderr; else the file's path
 
 
 class UsageError(Exception):
@@ -116,6 +121,15 @@ def parse_args(argv: Sequence[str]) -> Options:
         if word in ("-h", "--help"):
             raise _Help
         option, equals, value = word.partition("=")
+        if option == "--trace":
+            if equals:
+                options.trace = value
+            elif _names_trace_file(argv, i + 1):
+                options.trace, i = argv[i + 1], i + 1
+            else:
+                options.trace = ""
+            i += 1
+            continue
         if option in ("--net", "--host", "--seed", "--net-config"):
             if not equals:
                 if i + 1 >= len(argv):
@@ -174,6 +188,15 @@ def _seed(text: str) -> int:
         raise UsageError(f"argument --seed: invalid int value: {text!r}") from None
 
 
+def _names_trace_file(argv: Sequence[str], index: int) -> bool:
+    """Whether ``argv[index]`` is ``--trace``'s FILE rather than the program: it is
+    not an option, not a Python file, and something (the program) follows it."""
+    if index + 1 >= len(argv):
+        return False
+    word = argv[index]
+    return not word.startswith("-") and not word.endswith((".py", ".pyw", ".pyz"))
+
+
 def _preset(name: str) -> str:
     if name not in registry.presets():
         known = ", ".join(registry.presets())
@@ -226,7 +249,7 @@ def main(argv: Sequence[str]) -> int:
             return _usage_error(f"argument --net-config: {exc}")
     return run(options.target, options.args, module=options.module,
                command=options.command, net=options.net, hosts=options.hosts,
-               seed=options.seed, config=config)
+               seed=options.seed, config=config, trace=options.trace)
 
 
 def _usage_error(message: str) -> int:
@@ -237,15 +260,17 @@ def _usage_error(message: str) -> int:
 def run(target: str, args: Sequence[str] = (), *, module: bool = False,
         command: bool = False, net: str = "virtual",
         hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
-        seed: int | None = None, config: NetworkConfig | None = None) -> int:
+        seed: int | None = None, config: NetworkConfig | None = None,
+        trace: str | None = None) -> int:
     """Run ``target`` (a script path, a module name if ``module``, Python code if
     ``command``) as ``__main__``.
 
     The preset's virtual network gets ``seed`` (else ``config``'s), then ``hosts``
     (``(names, addresses)``), then ``config`` is applied (see ``net_config``): all
     before the program's first line, and a problem with any is a usage error (2)
-    before it runs.  Returns 0 when the program's code returns (2 if it cannot
-    start); ``sys.exit``
+    before it runs.  ``trace``: a path to write the trace of every socket call to,
+    "" for stderr, or None for no trace; it runs until the interpreter exits.
+    Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
     from the program propagates as SystemExit.  An uncaught exception is reported
     through ``sys.excepthook`` and re-raised with reporting silenced, so that the
     interpreter, not this function, decides the status (1, or death by SIGINT for
@@ -284,6 +309,14 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     # patch() finds out whether anything else does, and hides numbers if nothing does
     # (no kernel mirror, no system call per readiness change).
     patching.patch(kernel_pollers=None)
+    if trace is not None:
+        try:
+            tracing.trace_until_exit(trace or None)
+        except OSError as exc:
+            preset.restore()
+            print(f"posix-socket run: can't write the trace to {trace!r}: {exc}",
+                  file=sys.stderr)
+            return 2
     c_event_loops.install()  # uvloop, gevent: an ImportError naming the limit
     main_module = types.ModuleType("__main__")
     main_module.__builtins__ = builtins  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ from .names import getnameinfo as getnameinfo
 from .names import if_indextoname as if_indextoname
 from .names import if_nameindex as if_nameindex
 from .names import if_nametoindex as if_nametoindex
+from .stacked import innermost as _innermost
 
 __all__ = list(_stdlib.__all__)
 
@@ -111,9 +112,11 @@ class socket(_stdlib.socket):
         checked = _kernel_unlinks[0]
         entry = _files.get(number)
         if entry is not None and entry.kernel is not None and (
-                entry.driver.__class__ is _HostDriver):
+                _innermost(entry.driver).__class__ is _HostDriver):
             self._kernel: Any = entry
-            self._kernel_checked: int | None = checked
+            # Stacked (a trace): the calls go through the layer, asked anew each time.
+            self._kernel_checked: int | None = (
+                checked if entry.driver.__class__ is _HostDriver else None)
         else:
             self._kernel = self._kernel_checked = None
         # As CPython: SOCK_NONBLOCK means a zero timeout, else the default timeout.
@@ -141,15 +144,27 @@ class socket(_stdlib.socket):
         and skip the layer, which would only hand them to the kernel too.
         ``_kernel_checked`` caches the answer until a kernel socket's number goes
         anywhere (``descriptors.kernel_unlinks``).
+
+        While a driver is stacked over the host driver (a trace), the answer is no,
+        uncached: the calls go through the layer, so that the stack sees them.
         """
+        checked = _kernel_unlinks[0]
+        if not self._names_kernel_socket():
+            return False
+        if self._kernel.driver.__class__ is not _HostDriver:
+            return False
+        self._kernel_checked = checked
+        return True
+
+    def _names_kernel_socket(self) -> bool:
+        """Whether the number still names the kernel socket it named when this object
+        was made (forgotten for good once it does not)."""
         entry = self._kernel
         if entry is None:
             return False
-        checked = _kernel_unlinks[0]
         if _files.get(_fileno(self)) is not entry:
             self._kernel = self._kernel_checked = None
             return False
-        self._kernel_checked = checked
         return True
 
     def fileno(self) -> int:
@@ -236,7 +251,7 @@ class socket(_stdlib.socket):
                 raise ValueError("Timeout value out of range")
         # Kept even if the number turns out closed (EBADF), as CPython keeps it.
         self._timeout = value
-        if self._kernel_number():  # the C base's timeout is the one its calls use
+        if self._names_kernel_socket():  # the C base's timeout is the one its calls use
             _C.settimeout(self, value)
         else:
             _set_nonblocking(self._number(), value is not None)
