@@ -409,3 +409,20 @@ def test_registering_a_layer_again_does_not_trace_twice():
         fd = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
         posix.close(fd)
     assert [line.call for line in parse(out.getvalue())] == ["socket", "close"]
+
+
+def test_an_epoll_wait_is_one_line_with_what_it_found():
+    from posix_socket import select as dropin
+    out = io.StringIO()
+    with ps.use("virtual"):
+        a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        poller = dropin.epoll()
+        poller.register(b, dropin.EPOLLIN)
+        posix.send(a, b"x")
+        with ps.trace(out):
+            assert poller.poll(1) == [(b, dropin.EPOLLIN)]
+        poller.close()
+        posix.close(a)
+        posix.close(b)
+    (line,) = parse(out.getvalue())
+    assert (line.call, line.result) == ("epoll_wait", f"1 ([{{fd={b}, events=EPOLLIN}}])")

@@ -260,7 +260,7 @@ class stack:
             descriptors.restack(self._over)
         self.closed = False
 
-    def layer_for(self, driver: SocketDriver) -> StackedDriver:
+    def layer_for(self, driver: SocketDriver) -> SocketDriver:
         """This stack's layer over ``driver`` (made on first use), for a driver asked
         for by name rather than through the registry (the drop-in's kernel pairs)."""
         with _lock:

@@ -421,6 +421,11 @@ class epoll:
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
         """``[(fd, events)]`` ready now or within ``timeout`` seconds (None or
         negative: forever), at most ``maxevents`` of them."""
+        if posix._observer is not None:  # a trace: it writes the wait's line
+            return posix._observer.epoll_wait(self._poll, self._kernel, timeout, maxevents)
+        return self._poll(timeout, maxevents)
+
+    def _poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         if self._wakeup is None:  # only kernel descriptors were ever registered
             self._kernel_waits += 1
             try:

@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 __all__ = ["family", "kind", "proto", "msg_flags", "level", "option", "how", "payload",
-           "address", "error", "poll_events", "accept_flags", "option_value"]
+           "address", "error", "poll_events", "epoll_events", "accept_flags", "option_value"]
 
 PAYLOAD_SHOWN = 32  # bytes of a payload the line shows before its length
 
@@ -39,6 +39,8 @@ _KINDS = {int(k): k.name for k in socket.SocketKind}
 _PROTOCOLS = _names("IPPROTO_", skip=("IPPROTO_IP", "IPPROTO_HOPOPTS"))
 _MSG = sorted(_names("MSG_").items())
 _POLL = sorted(_names("POLL", select, skip=("POLLRDNORM", "POLLWRNORM", "POLLMSG")).items())
+_EPOLL = sorted(_names("EPOLL", select, skip=("EPOLL_CLOEXEC", "EPOLLRDNORM",
+                                              "EPOLLWRNORM", "EPOLLMSG")).items())
 _SOCK_NONBLOCK, _SOCK_CLOEXEC = int(socket.SOCK_NONBLOCK), int(socket.SOCK_CLOEXEC)
 _IPPROTO_IPV6 = getattr(socket, "IPPROTO_IPV6", 41)
 # Levels as strace names them, each with the prefix of its options.
@@ -96,6 +98,10 @@ def msg_flags(value: int) -> str:
 
 def poll_events(value: int) -> str:
     return _bits(value, _POLL)
+
+
+def epoll_events(value: int) -> str:
+    return _bits(value, _EPOLL)
 
 
 def level(value: int) -> str:

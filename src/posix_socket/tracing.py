@@ -291,6 +291,30 @@ class trace:
         self.emit(wall, text, outcome, _wait_shown(start))
         return result
 
+    def epoll_wait(self, call: Callable[[Any, int], list], kernel: Any, timeout: Any,
+                   maxevents: int) -> list:
+        """A wait of the drop-in epoll (``kernel``: its kernel epoll object, whose
+        number names it)."""
+        wall, start = time.time(), time.monotonic()
+        try:
+            epfd = kernel.fileno()
+        except ValueError:  # closed: the wait raises the stdlib's error
+            epfd = -1
+        text = f"epoll_wait({epfd}, {maxevents}, {timeout})"
+        try:
+            result = call(timeout, maxevents)
+        except BaseException as exc:
+            self.emit(wall, text, fmt.error(exc), _wait_shown(start))
+            raise
+        if result:
+            ready = ", ".join(f"{{fd={fd}, events={fmt.epoll_events(bits)}}}"
+                              for fd, bits in result)
+            outcome = f"{len(result)} ([{ready}])"
+        else:
+            outcome = "0 (Timeout)"
+        self.emit(wall, text, outcome, _wait_shown(start))
+        return result
+
     def select(self, call: Callable[..., tuple[list, list, list]], rlist: Iterable[Any],
                wlist: Iterable[Any], xlist: Iterable[Any], timeout: Any) -> tuple:
         try:
@@ -364,6 +388,12 @@ class _Observer:
         return call(fds, timeout_ms)
 
     @staticmethod
+    def epoll_wait(call: Callable, kernel: Any, timeout: Any, maxevents: int) -> list:
+        for each in reversed(list(_active)):
+            call = _bind_epoll(each, call, kernel)
+        return call(timeout, maxevents)
+
+    @staticmethod
     def select(call: Callable, rlist: Any, wlist: Any, xlist: Any, timeout: Any) -> tuple:
         for each in reversed(list(_active)):
             call = _bind_select(each, call)
@@ -372,6 +402,10 @@ class _Observer:
 
 def _bind_poll(each: trace, call: Callable) -> Callable:
     return lambda fds, timeout_ms: each.poll(call, fds, timeout_ms)
+
+
+def _bind_epoll(each: trace, call: Callable, kernel: Any) -> Callable:
+    return lambda timeout, maxevents: each.epoll_wait(call, kernel, timeout, maxevents)
 
 
 def _bind_select(each: trace, call: Callable) -> Callable:
