@@ -32,9 +32,11 @@ def _minor(text: str) -> tuple[int, int]:
 
 
 def test_ci_runs_the_readme_test_commands_after_the_install() -> None:
+    """After its install steps (pip's, and any the tests need from the system)."""
     commands = _commands(CI_RUN.read_text())
-    install = next(n for n, line in enumerate(commands) if "pip install" in line)
-    assert commands[install + 1:] == _readme_test_commands()
+    last_install = max(n for n, line in enumerate(commands) if " install " in line)
+    assert any("pip install" in line for line in commands[:last_install + 1])
+    assert commands[last_install + 1:] == _readme_test_commands()
     assert ".ci/versions" in _readme_test_commands()
 
 
