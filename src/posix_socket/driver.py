@@ -206,6 +206,13 @@ class SocketDriver:
 
     # -- data: the fallbacks funnel everything into sendmsg/recvmsg ----------------------
 
+    def keep_error(self, sock: Any, code: int) -> None:
+        """A blocking send that had queued part of its data then failed with ``code``
+        returns the count; Linux leaves such an error pending for the next call
+        (tcp_sendmsg reports sk_err only when it copied nothing).  A driver whose
+        sockets keep a pending error puts it back here; by default it is dropped."""
+
+
     def send(self, sock: Any, data: bytes, flags: int) -> int:
         return self.sendto(sock, data, flags, None)
 

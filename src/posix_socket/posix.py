@@ -308,8 +308,10 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
                         return sent
                     raise oserror(errno.EAGAIN) from None
                 continue
-            except _EXPECTED:
+            except _EXPECTED as exc:
                 if sent:
+                    if stream and isinstance(exc, OSError) and exc.errno:
+                        f.driver.keep_error(f.sock, exc.errno)  # for the next call
                     return sent
                 raise
             except Exception as exc:

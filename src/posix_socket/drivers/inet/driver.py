@@ -239,6 +239,18 @@ class InetDriver(SocketDriver):
             for changed in touched:  # inline: this is every send's path
                 self.notify(changed)
 
+    def keep_error(self, sock: Any, code: int) -> None:
+        """A reset (or timeout) that cut a blocking send short stays pending, as
+        Linux's sk_err: the next send reports ECONNRESET, then EPIPE."""
+        if type(sock) is TcpSocket and code != errno.EPIPE:
+            touched: list = [sock]
+            try:
+                with self.network.lock:
+                    if not sock.error:
+                        sock.error = code
+            finally:
+                self._notify(touched)
+
     def sendto(self, sock: Any, data: Any, flags: int, addr: Any,
                op: str = "sendto") -> int:
         if addr is None:

@@ -186,9 +186,9 @@ class Flow:
         else:
             arrival = max(leaves + path.delay(), self.last_arrival)
             self.last_arrival = arrival
-        self.scheduler.call_at(arrival, self._arrive, segment)
+        self.scheduler.call_at(arrival, self._arrive, segment, now)
         if conditions.duplicate and path.chance(conditions.duplicate):
-            self.scheduler.call_at(arrival, self._arrive, segment)  # acknowledged again
+            self.scheduler.call_at(arrival, self._arrive, segment, now)  # acked again
 
     def _retransmit(self, segment: Segment, now: float) -> None:
         if self.retrans_stamp is None:  # the first retransmission's time, as Linux
@@ -250,9 +250,11 @@ class Flow:
         self._arm(now, tcp_timers.clamp_to_user_timeout(self.rto, now, self.retrans_stamp,
                                                          user_timeout))
 
-    def _acked(self, touched: list, ack: int, blocks: tuple) -> None:
-        """An ACK arrived: drop what it covers, take an RTT sample (never from a
-        retransmitted segment: Karn), resend the holes the receiver reports."""
+    def _acked(self, touched: list, ack: int, blocks: tuple, echo: float) -> None:
+        """An ACK arrived: drop what it covers, take an RTT sample from the echoed
+        send time of the segment that brought it (Linux's timestamps: a sample even
+        after a retransmission, never inflated by a hole), resend the holes the
+        receiver reports."""
         if self.dead:
             return
         now = self.scheduler.now()
@@ -260,19 +262,16 @@ class Flow:
         sender.heard_from_peer(now)
         newly = 0
         if ack > self.snd_una:
-            queue, sample = self.queue, None
+            queue = self.queue
             while queue and queue[0].end <= ack:
                 segment = queue.popleft()
                 del self.by_seq[segment.seq]
                 self.pending -= len(segment.data)
                 if segment.fin:
                     self.fin_acked = True
-                if not segment.retransmitted:
-                    sample = now - segment.sent_at
                 newly += 1
             self.snd_una = ack
-            if sample is not None:
-                self.rtt.sample(sample)
+            self.rtt.sample(now - echo)
             self.rto = self.rtt.rto
             self.retransmits = 0
             self.retrans_stamp = None
@@ -344,13 +343,13 @@ class Flow:
 
     # -- the receiver ------------------------------------------------------------------
 
-    def _arrive(self, touched: list, segment: Segment) -> None:
+    def _arrive(self, touched: list, segment: Segment, sent_at: float) -> None:
         if self.dead:
             return
         receiver = self.receiver
         seq, end = segment.seq, segment.end
         if end <= self.rcv_nxt:
-            self._ack(touched)  # a duplicate: acknowledge again
+            self._ack(touched, sent_at)  # a duplicate: acknowledge again
             return
         if not receiver.accepts_from(self.sender, bool(segment.data)):
             receiver.refuse(self.sender, self, touched)  # new data for a closed end: RST
@@ -359,7 +358,7 @@ class Flow:
             if seq not in self.held:
                 self.held[seq] = segment
                 bisect.insort(self.held_order, seq)
-            self._ack(touched)
+            self._ack(touched, sent_at)
             return
         self._deliver(segment, touched)
         held, order = self.held, self.held_order
@@ -368,7 +367,7 @@ class Flow:
             if waiting.end > self.rcv_nxt:
                 self._deliver(waiting, touched)
         if not self.dead:
-            self._ack(touched)
+            self._ack(touched, sent_at)
 
     def _deliver(self, segment: Segment, touched: list) -> None:
         offset = self.rcv_nxt - segment.seq
@@ -381,7 +380,7 @@ class Flow:
         if segment.fin and not self.dead:
             receiver.take_fin(self.sender, touched)
 
-    def _ack(self, touched: list) -> None:
+    def _ack(self, touched: list, echo: float) -> None:
         """Acknowledge over the reverse path, which may lose or delay the ACK as any
         packet (ACKs never overtake each other: a later one says at least as much)."""
         back = self.back
@@ -393,7 +392,7 @@ class Flow:
         now = self.scheduler.now()
         arrival = max(now + back.delay(), self.last_ack_arrival)
         self.last_ack_arrival = arrival
-        self.scheduler.call_at(arrival, self._acked, self.rcv_nxt, blocks)
+        self.scheduler.call_at(arrival, self._acked, self.rcv_nxt, blocks, echo)
 
     def _blocks(self) -> tuple:
         """The first ranges held beyond holes, lowest first (SACK blocks)."""
