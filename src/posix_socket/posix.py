@@ -310,8 +310,10 @@ def _transmit(f: OpenSocket, op: str, flags: int, size: int,
                 continue
             except _EXPECTED as exc:
                 if sent:
-                    if stream and isinstance(exc, OSError) and exc.errno:
-                        f.driver.keep_error(f.sock, exc.errno)  # for the next call
+                    keep = getattr(f.driver, "keep_error", None)  # optional op
+                    if keep is not None and stream and isinstance(exc, OSError) and (
+                            exc.errno):
+                        keep(f.sock, exc.errno)  # pending for the next call, as Linux
                     return sent
                 raise
             except Exception as exc:

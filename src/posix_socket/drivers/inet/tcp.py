@@ -885,10 +885,10 @@ class TcpSocket:
         child_wire.last_heard = now
         if self.opts.changed is not None:
             self.keepalive_changed(touched)
-        self._send_handshake_ack(child, listener, 0)
+        self._send_handshake_ack(child, listener, 0, touched)
 
-    def _send_handshake_ack(self, child: TcpSocket, listener: TcpSocket, attempt: int
-                            ) -> None:
+    def _send_handshake_ack(self, child: TcpSocket, listener: TcpSocket, attempt: int,
+                            touched: list) -> None:
         """The handshake's last ACK.  While the path is blocked the listener's
         SYN-ACK retransmissions (1 s, doubling, tcp_synack_retries) are what would
         bring it through: it is tried again at those times."""
@@ -897,19 +897,28 @@ class TcpSocket:
         if self.net.tap is not None:
             self.net.tap.ack(self, path.mtu)
         if path.blocked:
-            if attempt >= self.net.sysctl["tcp_synack_retries"]:
-                return  # the listener drops the request; the client learns by a reset
-            scheduler.call_later(tcp_timers.TIMEOUT_INIT * (2 ** attempt), self._retry_ack,
-                                 child, listener, attempt + 1)
+            self._ack_again_later(child, listener, attempt, touched)
             return
         # Data may overtake the ACK (jitter): it waits in the new socket all the same.
         scheduler.call_at(scheduler.now() + path.conditions.latency, self._ack_arrives,
                           child, listener, attempt)
 
+    def _ack_again_later(self, child: TcpSocket, listener: TcpSocket, attempt: int,
+                         touched: list) -> None:
+        """The ACK did not make it (a blocked path, a full accept queue): the
+        listener's next SYN-ACK brings another, until tcp_synack_retries are used up;
+        then the request is dropped and the client's next segment meets a reset."""
+        if attempt >= self.net.sysctl["tcp_synack_retries"]:
+            child.orphan = True  # never accepted: its port goes with it
+            child._receive_reset(touched, sever=False)
+            return
+        self.net.scheduler.call_later(tcp_timers.TIMEOUT_INIT * (2 ** attempt),
+                                      self._retry_ack, child, listener, attempt + 1)
+
     def _retry_ack(self, touched: list, child: TcpSocket, listener: TcpSocket,
                    attempt: int) -> None:
         if self.peer is child and child.state != CLOSE:
-            self._send_handshake_ack(child, listener, attempt)
+            self._send_handshake_ack(child, listener, attempt, touched)
 
     def _ack_arrives(self, touched: list, child: TcpSocket, listener: TcpSocket,
                      attempt: int) -> None:
@@ -918,9 +927,8 @@ class TcpSocket:
         if listener.state != LISTEN:
             child._send_reset(touched)  # the listener is gone: the client is reset
             return
-        if len(listener.backlog) > listener.max_backlog:  # full: dropped, tried again
-            self.net.scheduler.call_later(tcp_timers.TIMEOUT_INIT * (2 ** attempt),
-                                          self._retry_ack, child, listener, attempt + 1)
+        if len(listener.backlog) > listener.max_backlog:  # full: the ACK is dropped
+            self._ack_again_later(child, listener, attempt, touched)
             return
         listener.backlog.append(child)
         touched.append(listener)
