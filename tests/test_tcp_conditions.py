@@ -140,12 +140,12 @@ def test_connect_takes_one_round_trip_and_the_listener_sees_it_half_a_trip_later
         start = time.monotonic()
         posix.connect(cli, (SERVER, PORT))
         connected_after = time.monotonic() - start
-        assert 0.0599 <= connected_after < 0.1
+        assert 0.0599 <= connected_after < 0.15
         poller = ps_select.poll()
         poller.register(srv, select.POLLIN)
         assert poller.poll(1000)
         accepted_after = time.monotonic() - start
-        assert 0.0899 <= accepted_after < 0.13
+        assert 0.0899 <= accepted_after < 0.2
         conn, peer = posix.accept(srv)
         assert peer == posix.getsockname(cli)
         close_all(conn)
@@ -185,7 +185,7 @@ def test_a_refused_connect_takes_a_round_trip(net):
         start = time.monotonic()
         with pytest.raises(ConnectionRefusedError):
             posix.connect(cli, (SERVER, PORT))
-        assert 0.0599 <= time.monotonic() - start < 0.1
+        assert 0.0599 <= time.monotonic() - start < 0.15
     finally:
         close_all(cli)
 
@@ -584,7 +584,7 @@ def test_a_reset_sent_over_the_path_arrives_after_its_latency(net):
         posix.close(conn)  # linger {1, 0}: a reset
         with pytest.raises(ConnectionResetError):
             posix.recv(cli, 100)
-        assert 0.0499 <= time.monotonic() - start < 0.09
+        assert 0.0499 <= time.monotonic() - start < 0.15
     finally:
         close_all(cli, srv)
 
@@ -636,7 +636,7 @@ def test_every_wait_wakes_when_a_segment_arrives(net, how):
                 ep.register(conn, select.EPOLLIN)
                 assert ep.poll(2)
         assert posix.recv(conn, 10) == b"ping"
-        assert 0.0399 <= time.monotonic() - start < 0.08
+        assert 0.0399 <= time.monotonic() - start < 0.15
     finally:
         close_all(cli, conn, srv)
 
@@ -666,7 +666,7 @@ def test_asyncio_wakes_at_delivery_over_a_slow_link(net):
 
     with patch():
         elapsed = asyncio.run(main())
-    assert 0.1199 <= elapsed < 0.25  # connect (1 RTT) + request and answer (1 RTT)
+    assert 0.1199 <= elapsed < 0.35  # connect (1 RTT) + request and answer (1 RTT)
 
 
 def test_siocoutq_counts_what_the_peer_has_not_acknowledged(net):

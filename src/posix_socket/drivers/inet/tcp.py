@@ -699,6 +699,7 @@ class TcpSocket:
         straight again."""
         if self.out is flow:
             self.out = None
+            flow.keep_window(self.wire_state())
             touched.append(self)
 
     def accepts_from(self, sender: TcpSocket, data: bool) -> bool:

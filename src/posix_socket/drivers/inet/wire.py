@@ -33,6 +33,8 @@ DUP_THRESHOLD = 3  # segments held beyond a hole before it counts as lost (RFC 6
 # How far ahead of the link a sender queues segments on a bandwidth-limited path: one
 # wake-up sends several (fewer events), and the link stays busy across late wake-ups.
 HORIZON = 0.005
+INIT_CWND = 10  # Linux's TCP_INIT_CWND, in segments
+CUBIC_BETA = 0.7  # what CUBIC (Linux's default) keeps of the window at a loss
 
 
 def mss_of(path: Path, family: int) -> int:
@@ -90,6 +92,20 @@ class Flow:
         self.retrans_stamp: float | None = None  # first send of what is retransmitted
         self.round = 0  # bumped by each RTO: every hole may be retransmitted again
         self.recovery_point: int | None = None  # after an RTO: resend up to here
+        # Congestion window, in segments: slow start from INIT_CWND, one more per window
+        # above ssthresh; a loss keeps CUBIC_BETA of it, an RTO drops it to one.
+        # What the connection's last flow left, shrunk as Linux's tcp_cwnd_restart
+        # does after an idle time longer than the RTO (halved per RTO, down to 10).
+        state = sender.wire_state()
+        self.cwnd, self.ssthresh = state.cwnd, state.ssthresh
+        idle = self.scheduler.now() - state.last_sent
+        restart = min(INIT_CWND, self.cwnd)
+        while idle > self.rtt.rto and self.cwnd > restart:
+            idle -= self.rtt.rto
+            self.cwnd //= 2
+        self.cwnd = max(self.cwnd, restart)
+        self.cwnd_acked = 0
+        self.recovery_until: int | None = None  # in fast recovery until snd_una is here
         self.timer: Any = None  # the retransmission timer (or the loss probe's)
         self.probing = False  # the timer is the tail loss probe's
         self.pump_timer: Any = None  # the next departure while the link is busy
@@ -126,6 +142,8 @@ class Flow:
         unsent = self.unsent
         self.mss = mss_of(path, self.sender.family)  # the MTU may have changed
         while unsent or (self.fin_wanted and not self.fin_queued):
+            if len(self.queue) >= self.cwnd:
+                break  # the congestion window is full: the next ACK sends more
             if path.conditions.bandwidth is not None and path.busy_until > now + HORIZON:
                 # The link is busy: come back a little before it drains, so that it
                 # never idles for a late wake-up (segments leave back to back).
@@ -244,6 +262,10 @@ class Flow:
             return
         self.round += 1
         self.recovery_point = self.snd_nxt
+        self.ssthresh = max(int(self.cwnd * CUBIC_BETA), 2)  # tcp_enter_loss
+        self.cwnd = 1
+        self.cwnd_acked = 0
+        self.recovery_until = None
         self.retransmits += 1
         self._retransmit(self.queue[0], now)
         self.rto = min(self.rto * 2, tcp_timers.RTO_MAX)
@@ -271,6 +293,9 @@ class Flow:
                     self.fin_acked = True
                 newly += 1
             self.snd_una = ack
+            self._grow(newly)
+            if self.recovery_until is not None and ack >= self.recovery_until:
+                self.recovery_until = None
             self.rtt.sample(now - echo)
             self.rto = self.rtt.rto
             self.retransmits = 0
@@ -286,6 +311,20 @@ class Flow:
         self._resend_holes(now, ack, blocks, newly)
         if self.idle():
             sender.flow_idle(self, touched)
+        elif newly and (self.unsent or (self.fin_wanted and not self.fin_queued)):
+            self.pump(touched)  # the window moved: more may go
+
+    def _grow(self, acked: int) -> None:
+        """tcp_cong_avoid: slow start below ssthresh, then one segment per window."""
+        if self.recovery_until is not None:
+            return
+        if self.cwnd < self.ssthresh:
+            self.cwnd = min(self.cwnd + acked, self.ssthresh)
+            return
+        self.cwnd_acked += acked
+        if self.cwnd_acked >= self.cwnd:
+            self.cwnd_acked -= self.cwnd
+            self.cwnd += 1
 
     def _resend_holes(self, now: float, ack: int, blocks: tuple, newly: int) -> None:
         if self.recovery_point is not None and newly:
@@ -303,23 +342,36 @@ class Flow:
             held_beyond[index] = total
         start = ack
         for index, (low, high) in enumerate(blocks):
-            if held_beyond[index] >= DUP_THRESHOLD * self.mss or (
-                    held_beyond[index] and self.snd_nxt <= high):
-                self._resend_range(now, start, low, None)
+            lost = held_beyond[index] >= DUP_THRESHOLD * self.mss or (
+                held_beyond[index] and self.snd_nxt <= high)
+            if lost and self._resend_range(now, start, low, None) and (
+                    self.recovery_until is None and self.recovery_point is None):
+                # a loss outside recovery: fast recovery, the window cut (CUBIC)
+                self.recovery_until = self.snd_nxt
+                self.ssthresh = self.cwnd = max(int(self.cwnd * CUBIC_BETA), 2)
             start = high
 
-    def _resend_range(self, now: float, low: int, high: int, limit: int | None) -> None:
-        seq = low
+    def _resend_range(self, now: float, low: int, high: int, limit: int | None) -> int:
+        """Resend the segments from ``low`` to ``high`` not resent in this round (at
+        most ``limit``); how many went."""
+        seq, sent = low, 0
         by_seq = self.by_seq
         while seq < high and (limit is None or limit > 0):
             segment = by_seq.get(seq)
             if segment is None:
-                return
+                break
             if segment.round < self.round:
                 self._retransmit(segment, now)
+                sent += 1
                 if limit is not None:
                     limit -= 1
             seq = segment.end
+        return sent
+
+    def keep_window(self, state: EndState) -> None:
+        """The flow ends: the connection keeps its window for the next one."""
+        state.cwnd, state.ssthresh = self.cwnd, self.ssthresh
+        state.last_sent = self.scheduler.now()
 
     def idle(self) -> bool:
         """Nothing waits to be sent or acknowledged, nothing is held out of order."""
@@ -441,7 +493,7 @@ class EndState:
     for a connection that needs one (an idle perfect connection carries none)."""
 
     __slots__ = ("rtt", "handshake", "keepalive", "probes_out", "last_heard",
-                 "retransmissions")
+                 "retransmissions", "cwnd", "ssthresh", "last_sent")
 
     def __init__(self) -> None:
         self.rtt = tcp_timers.RttEstimator()
@@ -450,6 +502,9 @@ class EndState:
         self.probes_out = 0  # keepalive probes unanswered
         self.last_heard = 0.0  # when the peer last sent anything (keepalive's idle)
         self.retransmissions: list[int] = []  # offsets resent, in order (tests read it)
+        self.cwnd = INIT_CWND  # the congestion window a new flow starts from
+        self.ssthresh = 1 << 30
+        self.last_sent = 0.0
 
     def stop(self) -> None:
         """No more SYNs or probes."""
