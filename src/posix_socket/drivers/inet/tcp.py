@@ -19,6 +19,15 @@ Data moves by reference (a ``bytes`` payload is never copied on the way), each r
 queue is bounded by the receiver's SO_RCVBUF, and closing with unread data resets the
 peer, as Linux does.
 
+Over an imperfect path (``path.perfect`` false: latency, loss, a partition...) the
+same states are reached at the times Linux's would be: the SYN, the SYN-ACK and the ACK
+travel (connect returns after a round trip, the listener's queue gets the connection
+half a trip later), data, FINs and resets travel as segments (wire.py), and Linux's
+timers decide when retrying ends with ETIMEDOUT (SYN retries, tcp_retries2,
+TCP_USER_TIMEOUT, keepalive; tcp_timers.py).  An end whose FIN is still in flight
+takes its next state at once, as above (no FIN_WAIT1 or LAST_ACK to see).  The perfect
+path pays one check per send: nothing of this end in flight and its path perfect.
+
 Every method runs under the network's lock and appends the sockets whose readiness
 changed to ``touched``; the driver notifies them after the lock is released (also when
 the method raises, e.g. EINPROGRESS from a connect that did change things).

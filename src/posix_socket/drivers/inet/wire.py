@@ -4,10 +4,12 @@ A connection whose path is perfect never gets here: its bytes go straight into t
 peer's receive queue (tcp.py).  Once a path has a condition, each end's outgoing bytes
 become a ``Flow``: cut into segments of at most the path's MSS, sent as the path's
 bandwidth lets them leave, lost or delivered by the path's draws at each (re)transmission,
-acknowledged over the reverse path, and retransmitted by Linux's rules (RTO from the
-smoothed round trip, doubling; fast retransmission of the holes the receiver reports,
-as SACK does).  The receiver keeps what arrives beyond a hole until the hole is filled,
-so the reader sees the bytes whole and in order.  Nothing is ever lost for good: the
+acknowledged over the reverse path, and retransmitted by Linux's rules (a tail loss
+probe, then the RTO from the smoothed round trip, doubling; fast retransmission of the
+holes the receiver reports, as SACK does), no faster than a congestion window lets
+them go (slow start from 10 segments; a loss keeps 0.7 of it, as CUBIC).  The
+receiver keeps what arrives beyond a hole until the hole is filled, so the reader sees
+the bytes whole and in order.  Nothing is ever lost for good: the
 connection ends with ETIMEDOUT when retrying lasts too long (tcp_retries2 or
 TCP_USER_TIMEOUT), as Linux's.
 
