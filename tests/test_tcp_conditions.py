@@ -271,6 +271,23 @@ def test_an_ipv6_mtu_leaves_60_bytes_of_headers(net):
         close_all(cli, srv)
 
 
+def test_an_ipv6_socket_talking_to_an_ipv4_peer_leaves_40_bytes(net):
+    net.link(net.first_host, SERVER, latency=0.005, bandwidth=100_000, mtu=1000)
+    srv = listener()
+    cli = posix.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        posix.connect(cli, ("::ffff:" + SERVER, PORT))
+        conn, _ = posix.accept(srv)
+        posix.send(cli, b"z" * 5000)
+        poller = ps_select.poll()
+        poller.register(conn, select.POLLIN)
+        assert poller.poll(1000)
+        assert len(posix.recv(conn, 65536)) == 960  # IPv4 headers on the wire
+        close_all(conn)
+    finally:
+        close_all(cli, srv)
+
+
 # -- loss ------------------------------------------------------------------------------
 
 def test_a_transfer_over_a_5_percent_lossy_link_arrives_intact_and_in_order(net):

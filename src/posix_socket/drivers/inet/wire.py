@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import bisect
 import collections
-import socket
 from typing import Any
 
 from . import tcp_timers
+from .addresses import is_v4
 from .links import Path
 
 __all__ = ["Segment", "Flow", "Handshake", "EndState", "mss_of"]
@@ -39,11 +39,12 @@ INIT_CWND = 10  # Linux's TCP_INIT_CWND, in segments
 CUBIC_BETA = 0.7  # what CUBIC (Linux's default) keeps of the window at a loss
 
 
-def mss_of(path: Path, family: int) -> int:
+def mss_of(path: Path, v4: bool) -> int:
     """The largest payload of a segment on ``path``: its MTU less the IP and TCP
-    headers (40 bytes over IPv4, 60 over IPv6)."""
+    headers (40 bytes over IPv4, an IPv4-mapped peer of an IPv6 socket included; 60
+    over IPv6)."""
     mtu = path.mtu or LOOPBACK_MTU
-    return max(mtu - (60 if family == socket.AF_INET6 else 40), 8)
+    return max(mtu - (40 if v4 else 60), 8)
 
 
 class Segment:
@@ -75,7 +76,8 @@ class Flow:
         self.back = back
         self.net = sender.net
         self.scheduler = sender.net.scheduler
-        self.mss = mss_of(path, sender.family)
+        self.v4 = sender.remote is None or is_v4(sender.remote.ip)
+        self.mss = mss_of(path, self.v4)
         self.pending = 0  # data bytes taken by send() and not acknowledged yet
         self.unsent: collections.deque[bytes] = collections.deque()
         self.unsent_offset = 0  # how much of unsent[0] has been sent
@@ -142,7 +144,7 @@ class Flow:
         now = self.scheduler.now()
         path = self.path
         unsent = self.unsent
-        self.mss = mss_of(path, self.sender.family)  # the MTU may have changed
+        self.mss = mss_of(path, self.v4)  # the MTU may have changed
         while unsent or (self.fin_wanted and not self.fin_queued):
             if len(self.queue) >= self.cwnd:
                 break  # the congestion window is full: the next ACK sends more
