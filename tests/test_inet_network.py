@@ -330,12 +330,11 @@ def test_a_visible_number_shows_the_kernel_its_flags_and_readiness(network, flag
             posix.close(fd)
 
 
-def test_time_wait_entries_hold_a_port_for_binds_until_they_expire(monkeypatch):
+def test_time_wait_entries_hold_a_port_for_binds_until_they_expire():
     """The end that closed first leaves a TIME_WAIT entry: binds of its port fail
     until it expires; one whose socket keeps the port is a copy."""
     now = [1000.0]
-    monkeypatch.setattr(netmod.time, "monotonic", lambda: now[0])
-    table = netmod.PortTable(tcp=True, time_wait=60.0)
+    table = netmod.PortTable(tcp=True, time_wait=60.0, now=lambda: now[0])
     ip = mapped(ipaddress.IPv4Address("127.0.0.1"))
 
     def binding() -> netmod.Binding:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket as _socket
 
+from . import clock as _clock
 from . import posix
 from .driver import Budget, SocketDriver
 from .drivers.host import HostDriver
@@ -44,7 +45,7 @@ _HOST = HostDriver()
 add_preset("host", lambda: dict.fromkeys(PRESET_FAMILIES, _HOST))
 
 
-CLOCKS = ("real",)
+CLOCKS = ("real", "virtual")
 
 
 def _virtual(seed: int | None = None, clock: str = "real") -> VirtualDrivers:
@@ -57,7 +58,8 @@ def _virtual(seed: int | None = None, clock: str = "real") -> VirtualDrivers:
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(map(repr, CLOCKS))}, "
                          f"not {clock!r}")
-    inet = InetDriver(VirtualNetwork(seed))
+    network_clock = _clock.VirtualClock() if clock == "virtual" else _clock.REAL
+    inet = InetDriver(VirtualNetwork(seed, network_clock))
     return VirtualDrivers({_socket.AF_INET: inet, _socket.AF_INET6: inet,
                            _socket.AF_UNIX: UnixDriver()})
 

@@ -61,7 +61,8 @@ import sys
 import threading
 from types import ModuleType
 
-from . import descriptors, fd_calls, tls
+from . import clock as _clock
+from . import descriptors, fd_calls, tls, virtual_time
 from . import select as dropin_select
 from . import selectors as dropin_selectors
 from . import socket as dropin
@@ -112,6 +113,8 @@ def _replacements() -> list[tuple[ModuleType, str, object]]:
                                            (_fcntl_module, fd_calls, fd_calls.FCNTL_NAMES))
              for name in names if hasattr(module, name)]
     found += tls.replacements()
+    if _clock.current is not _clock.REAL:  # the network in use runs on virtual time
+        found += virtual_time.replacements()
     for module_name, name in CHOSEN_SELECTORS:
         module = sys.modules.get(module_name)
         chosen = getattr(module, name, None)

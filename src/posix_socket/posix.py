@@ -19,10 +19,10 @@ import select as _select
 import socket as _socket
 import stat
 import struct
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from . import clock as _clock
 from . import descriptors, inflight, options, readiness, registry
 from .descriptors import OpenSocket
 from .driver import NullBuffer, SocketDriver
@@ -192,11 +192,11 @@ class _Using:
 
 
 def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+    return None if timeout is None else _clock.now() + timeout
 
 
 def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
+    return None if deadline is None else deadline - _clock.now()
 
 
 def _retry(f: OpenSocket, events: int, timeout: float | None, op: str,
@@ -1167,8 +1167,11 @@ def _scan(entries: Sequence[tuple[int, int]], timeout: float | None,
         kernel_ready.pop(wake_fd, None)
         return bool(kernel_ready)
 
-    if not virtual:
+    if not virtual and (timeout is None or timeout <= 0 or _clock.current is _clock.REAL):
         poll_kernel(-1, -1 if timeout is None else _ms(timeout))
+    elif not virtual:  # a virtual clock's deadline ends the wait through a wake-up
+        if not poll_kernel(-1, 0):
+            readiness.wait((), _never, timeout, poll_kernel)
     else:
         found = scan_virtual()
         if kernel:
@@ -1327,7 +1330,17 @@ def _kernel_select(groups: list[list], entries: list[tuple[int, int]],
         for _obj in objs:
             numbers[group].append(entries[index][0])
             index += 1
-    found = _KERNEL_SELECT(*numbers, timeout)
+    found = _KERNEL_SELECT(*numbers, 0 if _clock.current is not _clock.REAL else timeout)
+    if not any(found) and _clock.current is not _clock.REAL and (
+            timeout is None or timeout > 0):
+        def select_kernel(wake_fd: int, timeout_ms: int) -> bool:
+            nonlocal found
+            readable = numbers[0] + [wake_fd] if wake_fd >= 0 else numbers[0]
+            found = _KERNEL_SELECT(readable, numbers[1], numbers[2],
+                                   None if timeout_ms < 0 else timeout_ms / 1000)
+            found = ([fd for fd in found[0] if fd != wake_fd], found[1], found[2])
+            return any(found)
+        readiness.wait((), _never, timeout, select_kernel)
     return tuple([obj for obj, fd in zip(objs, group_numbers, strict=True) if fd in ready]
                  for objs, group_numbers, ready in zip(
                      groups, numbers, map(set, found), strict=True))  # type: ignore[return-value]

@@ -21,9 +21,9 @@ import resource
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable
 
+from . import clock as _clock
 from .interrupts import unchain
 
 __all__ = ["Watch", "Mirror", "Waiter", "Interest", "changed", "faded", "watch", "unwatch",
@@ -55,13 +55,21 @@ class Waiter:
         self._lock.acquire()
 
     def wake(self) -> None:
+        clock = _clock.current
+        if clock is not _clock.REAL:
+            clock.release(self._lock)  # a virtual clock must know it runs again
+            return
         try:
             self._lock.release()
         except RuntimeError:  # already woken and not yet consumed
             pass
 
     def wait(self, timeout: float | None) -> None:
-        self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        clock = _clock.current
+        if clock is _clock.REAL:
+            self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        else:
+            clock.block(self._lock, timeout, "a socket call")
 
 
 class KernelWaiter(Waiter):
@@ -74,6 +82,10 @@ class KernelWaiter(Waiter):
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def wake(self) -> None:
+        _clock.current.awake(self)
+        self.signal()
+
+    def signal(self) -> None:
         try:
             os.eventfd_write(self.fd, 1)
         except OSError:  # already closed: the waiter has finished
@@ -418,12 +430,12 @@ class Interest:
 
     def wait(self, timeout: float | None, maxevents: int = -1) -> list[tuple[object, int]]:
         """Block until something is ready or ``timeout`` seconds pass (None: forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else _clock.now() + timeout
         while True:
             found = self.ready(maxevents)
             if found:
                 return found
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - _clock.now()
             if remaining is not None and remaining <= 0:
                 return found
             waiter = Waiter()
@@ -436,6 +448,21 @@ class Interest:
             finally:
                 with self._lock:
                     self._waiters.discard(waiter)
+
+
+def _kernel_wait(waiter: KernelWaiter, timeout: float,
+                 kernel_poll: Callable[[int, int], bool]) -> bool:
+    """A kernel poll with a deadline on a virtual clock: the clock signals the
+    waiter's eventfd at the deadline, so the poll itself has no real timeout."""
+    clock = _clock.current
+    sleeper = clock.enter(waiter, timeout, waiter.signal, "a kernel poll")
+    try:
+        if kernel_poll(waiter.fd, -1):
+            return True
+        waiter.drain()
+        return False
+    finally:
+        clock.leave(waiter, sleeper)
 
 
 # id(sock) -> Watch.  Keyed by identity because a driver's socket object is opaque
@@ -492,22 +519,24 @@ def wait(watches: Iterable[Watch], ready: Callable[[], bool], timeout: float | N
     for entry in watches:
         entry.waiters.add(waiter)
     try:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else _clock.now() + timeout
         while True:
             if ready():
                 return True
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - _clock.now()
             if remaining is not None:
                 if remaining <= 0:
                     return False
                 remaining = min(remaining, _LONGEST_NAP)  # the loop waits out the rest
             if kernel_poll is None:
                 waiter.wait(remaining)
-            else:
+            elif _clock.current is _clock.REAL or remaining is None:
                 ms = -1 if remaining is None else max(0, int(remaining * 1000 + 0.999))
                 if kernel_poll(waiter.fd, ms):
                     return True
                 waiter.drain()
+            elif _kernel_wait(waiter, remaining, kernel_poll):
+                return True
     except BaseException as exc:  # from a signal handler (Ctrl-C): see interrupts
         unchain(exc)
         raise

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from . import clock as _clock
 from .driver import SocketDriver
 from .stacked import MakeLayer, StackedDriver
 
@@ -193,7 +194,16 @@ class use(Generic[_Drivers]):
             self._saved = {f: (_drivers.get(f), _sources.get(f)) for f in drivers}
             for family, driver in drivers.items():
                 register_family(family, driver, replace=True, source=f"preset {name}")
+            # The layer's own waits keep the time of the network now in use.
+            self._clock = _clock.use_clock(self.clock)
         self.name = name
+
+    @property
+    def clock(self) -> _clock.RealClock | _clock.VirtualClock:
+        """The clock of this preset's network (``.now()``: its seconds); the wall's
+        when it has none."""
+        network = self.network
+        return network.clock if network is not None else _clock.REAL
 
     @property
     def network(self) -> VirtualNetwork | None:
@@ -209,6 +219,7 @@ class use(Generic[_Drivers]):
 
     def restore(self) -> None:
         with _lock:
+            self._clock.restore()
             for family, (driver, source) in self._saved.items():
                 if driver is None:
                     _drivers.pop(family, None)

@@ -28,10 +28,10 @@ import operator
 import os
 import select as _stdlib
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import clock as _clock
 from . import descriptors, posix, readiness
 from . import socket as _dropin
 from .descriptors import OpenSocket
@@ -227,6 +227,7 @@ class _Parked:
         self.wakeup = wakeup
 
     def wake(self) -> None:
+        _clock.current.awake(self)
         self.wakeup.wake()
 
 
@@ -426,6 +427,9 @@ class epoll:
         return self._poll(timeout, maxevents)
 
     def _poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        if self._wakeup is None and _clock.current is not _clock.REAL and (
+                timeout is not None and timeout >= 0):
+            self._add_wakeup()  # a virtual clock ends the wait through the wake-up
         if self._wakeup is None:  # only kernel descriptors were ever registered
             self._kernel_waits += 1
             try:
@@ -446,7 +450,7 @@ class epoll:
             maxevents = _MAXEVENTS_DEFAULT
         elif maxevents < 1:
             raise ValueError(f"maxevents must be greater than 0, got {maxevents}")
-        deadline = None if seconds is None else time.monotonic() + seconds
+        deadline = None if seconds is None else _clock.now() + seconds
         while True:
             if self._kernel_first and self._kernel_fds:
                 found = self._kernel_events(0, maxevents)
@@ -459,12 +463,15 @@ class epoll:
             if found:
                 self._kernel_first = not self._kernel_first  # neither half starves
                 return found
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = None if deadline is None else max(0.0, deadline - _clock.now())
             parked = _Parked(self._wakeup)
             if not self._interest.park(parked):
                 continue  # something changed meanwhile: look again
             try:
-                found = self._kernel_events(remaining, maxevents)
+                if remaining is None or _clock.current is _clock.REAL:
+                    found = self._kernel_events(remaining, maxevents)
+                else:  # a virtual clock wakes the wait at its deadline
+                    found = self._kernel_events_until(parked, remaining, maxevents)
             finally:
                 self._interest.unpark(parked)
             if found:
@@ -472,8 +479,17 @@ class epoll:
                 if room:
                     found += self._interest.ready(room)
                 return found
-            if remaining is not None and time.monotonic() >= deadline:
+            if remaining is not None and _clock.now() >= deadline:
                 return found
+
+    def _kernel_events_until(self, parked: _Parked, timeout: float,
+                             maxevents: int) -> list[tuple[int, int]]:
+        clock = _clock.current
+        sleeper = clock.enter(parked, timeout, self._wakeup.wake, "epoll.poll")
+        try:
+            return self._kernel_events(None, maxevents)
+        finally:
+            clock.leave(parked, sleeper)
 
     def _kernel_events(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         """The kernel half's events, without the wake-up (drained when it is there;

@@ -23,11 +23,11 @@ import os as _os
 import socket as _stdlib
 import struct as _struct
 import threading as _threading
-import time as _time
 import warnings as _warnings
 from collections.abc import Iterable
 from typing import Any
 
+from . import clock as _clock
 from . import descriptors as _descriptors
 from . import posix as _posix
 from .drivers.host import HostDriver as _HostDriver
@@ -268,13 +268,13 @@ class socket(_stdlib.socket):
         timeout = self._timeout
         if not timeout:  # blocking (the layer waits) or non-blocking (it does not)
             return op(number, *args)
-        deadline = _time.monotonic() + timeout
+        deadline = _clock.now() + timeout
         while True:
             try:
                 return op(number, *args)
             except BlockingIOError:
                 pass
-            remaining = deadline - _time.monotonic()
+            remaining = deadline - _clock.now()
             if remaining <= 0 or not _posix.poll([(number, events)], _ms(remaining)):
                 raise TimeoutError("timed out")
             # Closed by another thread meanwhile: -1 (EBADF), as CPython retries on
@@ -398,7 +398,7 @@ class socket(_stdlib.socket):
         total = len(view)
         number = self._number()
         timeout = self._timeout
-        deadline = None if not timeout else _time.monotonic() + timeout
+        deadline = None if not timeout else _clock.now() + timeout
         sent = 0
         while sent < total:
             chunk = view[sent:] if sent else view
@@ -410,7 +410,7 @@ class socket(_stdlib.socket):
                 continue
             except BlockingIOError:
                 pass
-            remaining = deadline - _time.monotonic()
+            remaining = deadline - _clock.now()
             if remaining <= 0 or not _posix.poll([(number, _POLLOUT)], _ms(remaining)):
                 raise TimeoutError("timed out")
 

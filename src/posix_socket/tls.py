@@ -28,10 +28,10 @@ from __future__ import annotations
 import _socket
 import errno
 import threading
-import time
 import weakref
 from typing import Any
 
+from . import clock as _clock
 from . import descriptors as _descriptors
 from . import posix as _posix
 from . import socket as _dropin_module
@@ -217,11 +217,11 @@ class _Deadline:
     __slots__ = ("end",)
 
     def __init__(self, timeout: float | None) -> None:
-        self.end = None if not timeout else time.monotonic() + timeout
+        self.end = None if not timeout else _clock.now() + timeout
 
     def wait(self, number: int, events: int, what: str) -> None:
         """For a socket with a timeout: wait until ready or raise the timeout."""
-        remaining = self.end - time.monotonic() if self.end is not None else 0.0
+        remaining = self.end - _clock.now() if self.end is not None else 0.0
         if remaining <= 0 or not _posix.poll([(number, events)], _ms(remaining)):
             raise TimeoutError(f"The {what} operation timed out")
 

@@ -112,8 +112,9 @@ class PortTable:
     the many a busy server leaves behind cost only the binds of their own port."""
 
     def __init__(self, tcp: bool, time_wait: float = TIME_WAIT_SECONDS,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, now: Any = time.monotonic) -> None:
         self.tcp = tcp
+        self._now = now  # the network's clock
         # port -> its bindings, an insertion-ordered set: a server's port holds one
         # entry per live accepted connection, and each close must find its own at once.
         self.ports: dict[int, dict[Binding, None]] = {}
@@ -133,7 +134,7 @@ class PortTable:
         itself leaves the table and becomes the entry (one object fewer for every
         connection a program closes first).  Returns whether it did so.
         """
-        now = time.monotonic()
+        now = self._now()
         expiry = self._expiry
         if expiry and expiry[0].expires <= now:  # the oldest entry is due: some expire
             self._expire(now)
@@ -163,7 +164,7 @@ class PortTable:
         if not expiry:
             return
         if now is None:
-            now = time.monotonic()
+            now = self._now()
         while expiry and expiry[0].expires <= now:
             entry = expiry.popleft()
             port = entry.port
@@ -180,7 +181,7 @@ class PortTable:
         """Claim ``port`` (0: an ephemeral one, of ``parity`` when given: Linux gives
         bind/listen odd ports and connect even ones, keeping each half for one use)."""
         expiry = self._expiry
-        if expiry and expiry[0].expires <= time.monotonic():  # the oldest is due
+        if expiry and expiry[0].expires <= self._now():  # the oldest is due
             self._expire()
         if port == 0:
             return self._ephemeral(binding, parity)
@@ -323,7 +324,7 @@ class VirtualNetwork:
     ``seed`` fixes every random choice (ephemeral ports, each link's fates).
     """
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, clock: Any = None) -> None:
         if seed is None:
             seed = random.SystemRandom().randrange(2**63)
         elif isinstance(seed, bool) or not isinstance(seed, int):
@@ -333,10 +334,13 @@ class VirtualNetwork:
         # (``repr`` asks getsockname); a close is deferred (see ``InetDriver.close``).
         self.lock = threading.RLock()
         self.notify = readiness.changed  # how events of the scheduler wake sockets
-        self.scheduler = Scheduler(self.lock, self._notify_changed)
+        self.scheduler = Scheduler(self.lock, self._notify_changed, clock)
+        self.clock = self.scheduler.clock
         self.sysctl: dict[str, int] = tcp_sysctls()
-        self.tcp = PortTable(tcp=True, rng=self.random_stream("tcp ports"))
-        self.udp = PortTable(tcp=False, rng=self.random_stream("udp ports"))
+        self.tcp = PortTable(tcp=True, rng=self.random_stream("tcp ports"),
+                             now=self.clock.now)
+        self.udp = PortTable(tcp=False, rng=self.random_stream("udp ports"),
+                             now=self.clock.now)
         self.udp_drops = 0  # datagrams dropped at a full receive queue
         self.link_drops = 0  # packets dropped at a full link queue (see udp_path)
         self.multicast_groups = GroupMemberships()

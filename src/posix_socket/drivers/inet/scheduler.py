@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ...clock import RealClock
+from ... import clock as _clock
 
 __all__ = ["Scheduler", "Timer"]
 
@@ -51,7 +51,7 @@ class Scheduler:
                  clock: Any = None) -> None:
         self.lock = lock
         self.notify = notify
-        self.clock = clock if clock is not None else RealClock()
+        self.clock = clock if clock is not None else _clock.REAL
         self._events: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()  # equal times run in the order scheduled
         self._wakeup = threading.Condition(lock)
@@ -69,7 +69,7 @@ class Scheduler:
             if thread is None or not thread.is_alive():
                 self._start()
             elif first:
-                self._wakeup.notify()
+                self.clock.notify(self._wakeup)
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
