@@ -484,6 +484,9 @@ class epoll:
 
     def _kernel_events_until(self, parked: _Parked, timeout: float,
                              maxevents: int) -> list[tuple[int, int]]:
+        found = self._kernel_events(0, maxevents)  # ready already: no wait to tell
+        if found:
+            return found
         clock = _clock.current
         sleeper = clock.enter(parked, timeout, self._wakeup.wake, "epoll.poll")
         try:
