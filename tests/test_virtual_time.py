@@ -255,7 +255,7 @@ def test_leaving_restores_the_real_clocks():
 
 
 REPLAY_PROGRAM = '''
-import asyncio, socket, time
+import asyncio, socket, sys, time
 import posix_socket as ps
 
 async def main():
@@ -275,16 +275,25 @@ async def main():
     server.close()
     await server.wait_closed()
 
-with ps.use("virtual", seed=5, clock="virtual"), ps.patch():
-    asyncio.run(main())
+with ps.use("virtual", seed=5, clock="virtual") as preset, ps.patch():
+    with preset.network.capture(sys.argv[1]):
+        asyncio.run(main())
 '''
 
 
 def test_an_asyncio_program_replays_exactly_with_one_seed(tmp_path):
+    """Same seed, virtual clock: the same output (ports, times) and the same capture,
+    byte for byte (sequence numbers and timestamps included)."""
     import subprocess
     import sys
     script = tmp_path / "replay.py"
     script.write_text(REPLAY_PROGRAM)
-    outputs = {subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              timeout=60, check=True).stdout for _ in range(2)}
+    outputs, captures = set(), set()
+    for run in range(2):
+        pcap = tmp_path / f"{run}.pcap"
+        outputs.add(subprocess.run([sys.executable, str(script), str(pcap)],
+                                   capture_output=True, text=True, timeout=60,
+                                   check=True).stdout)
+        captures.add(pcap.read_bytes())
     assert len(outputs) == 1 and "b'hello'" in outputs.pop()
+    assert len(captures) == 1 and len(captures.pop()) > 500
