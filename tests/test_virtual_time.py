@@ -297,3 +297,32 @@ def test_an_asyncio_program_replays_exactly_with_one_seed(tmp_path):
         captures.add(pcap.read_bytes())
     assert len(outputs) == 1 and "b'hello'" in outputs.pop()
     assert len(captures) == 1 and len(captures.pop()) > 500
+
+
+def test_tcp_timers_run_on_virtual_time(vclock):
+    """A connect across a partition gives up after Linux's 127 s of SYN retries, and
+    keepalive ends a connection at idle + count x interval: minutes of virtual time."""
+    net = ps.network()
+    net.add_host("10.0.0.2", names=["far.test"])
+    server = socket.create_server(("far.test", 8003))
+    net.partition(["far.test"])
+    start = vclock.now()
+    client = socket.socket()
+    with pytest.raises(TimeoutError) as raised:
+        client.connect(("far.test", 8003))
+    assert raised.value.errno == 110 and elapsed(vclock, start) == 127
+    client.close()
+    net.heal()
+    client = socket.create_connection(("far.test", 8003))
+    conn, _ = server.accept()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    net.partition(["far.test"])
+    start = vclock.now()
+    with pytest.raises(TimeoutError):
+        client.recv(10)
+    assert 90 <= elapsed(vclock, start) <= 91  # idle 60 + 3 probes x 10 s
+    for sock in (client, conn, server):
+        sock.close()

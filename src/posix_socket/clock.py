@@ -260,8 +260,7 @@ class VirtualClock:
             with self._lock:
                 if self._sleepers != generation:
                     continue  # someone started or stopped waiting: look again
-                still = all((_cpu_ns(native) or used) - used <= _IDLE_CPU_NS
-                            for native, used in before.items() if used is not None)
+                still = all(_still(used, _cpu_ns(native)) for native, used in before.items())
                 if still and self._outside_ids() == set(before):
                     self._jump()
 
@@ -330,6 +329,15 @@ def condition_notify(condition: threading.Condition, n: int,
 _allocate_lock = threading.Lock
 
 
+def _still(before: int | None, after: int | None) -> bool:
+    """Whether a thread sampled twice stayed off the CPU (gone counts as still)."""
+    if before == -1 or after == -1:
+        return False
+    if before is None or after is None:
+        return True
+    return after - before <= _IDLE_CPU_NS
+
+
 def _infrastructure(thread: threading.Thread) -> bool:
     """One of the layer's own helper threads (the AF_UNIX kernel readiness watcher):
     idle, it waits for the program, never the other way round, so it does not keep a
@@ -345,8 +353,14 @@ def _release(lock: threading.Lock) -> None:
 
 
 def _cpu_ns(native_id: int | None) -> int | None:
-    """CPU time the thread has used (ns), or None when the kernel does not say."""
+    """CPU time the thread has used (ns), or None when the kernel does not say; -1
+    while it is runnable (state R: on a CPU or waiting for one, so busy even if the
+    sample saw no CPU time pass, as on a loaded machine)."""
     try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as file:
+            state = file.read().rpartition(b")")[2].split()[0]
+        if state == b"R":
+            return -1
         with open(f"/proc/self/task/{native_id}/schedstat", "rb") as file:
             return int(file.read().split()[0])
     except (OSError, ValueError, IndexError):

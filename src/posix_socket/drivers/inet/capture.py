@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
-import time
 import weakref
 from typing import IO, Any
 
@@ -112,7 +111,9 @@ class Tap:
         self.captures: list[Capture] = []
         self._clock = clock
         self._random = rng  # initial sequence numbers, from the network's seed
-        self._epoch_ns = time.time_ns()
+        # The wall's time when the capture began, the network's clock after that: a
+        # virtual clock's epoch is fixed, so its captures are the same every run.
+        self._epoch_ns = int(clock.time() * 1e9)
         self._start = clock.now()
         self._flows: weakref.WeakKeyDictionary[Any, _Flow] = weakref.WeakKeyDictionary()
         # A wire Flow's offsets start at 0 when it is made: where that is in the
