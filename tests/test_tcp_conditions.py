@@ -439,6 +439,9 @@ class JumpingClock:
         if timeout is not None:
             self.time += timeout
 
+    def notify(self, condition) -> None:
+        condition.notify()
+
 
 @pytest.mark.parametrize("linear, gives_up_after", [(4, 131.0), (0, 127.0)])
 def test_default_syn_retries_give_up_after_linuxs_time(net, linear, gives_up_after):
