@@ -520,3 +520,40 @@ def test_the_example_tells_its_story_offline():
 def test_the_example_tells_the_same_story_on_the_kernel():
     result = online([sys.executable, str(EXAMPLE)], cwd=ROOT)
     assert (result.returncode, result.stdout) == (0, EXAMPLE_OUTPUT), result.stderr
+
+
+# -- run --virtual-time ---------------------------------------------------------------------
+
+VIRTUAL_TIME_PROGRAM = """\
+import socket, threading, time
+from posix_socket import clock
+real = clock.real_monotonic()
+print(time.time())
+time.sleep(600)
+server = socket.create_server(("127.0.0.1", 80))
+client = socket.create_connection(("127.0.0.1", 80))
+conn, _ = server.accept()
+conn.settimeout(30)
+threading.Thread(target=lambda: (time.sleep(45), client.sendall(b"late"))).start()
+try:
+    conn.recv(10)
+except TimeoutError:
+    print("timed out after", time.monotonic() - 1000)
+print(conn.recv(10), time.monotonic() - 1000, clock.real_monotonic() - real < 1)
+"""
+
+
+def test_run_virtual_time_makes_minutes_of_waiting_take_no_time(tmp_path):
+    (tmp_path / "prog.py").write_text(VIRTUAL_TIME_PROGRAM)
+    result = offline([*command(), "run", "--virtual-time", "prog.py"], cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ("1735689600.0\ntimed out after 630.0\n"
+                             "b'late' 645.0 True\n")
+
+
+def test_run_virtual_time_needs_a_virtual_network(tmp_path):
+    (tmp_path / "prog.py").write_text("print('never')\n")
+    result = online([*command(), "run", "--net", "host", "--virtual-time", "prog.py"],
+                    cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "--virtual-time needs a virtual network" in result.stderr

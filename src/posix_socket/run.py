@@ -46,9 +46,9 @@ from .net_config import NetworkConfig, NetworkConfigError, load_network_config
 
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
-USAGE = ("usage: posix-socket run [--net PRESET] [--seed N] [--net-config FILE.json] "
-         "[--host NAME=ADDRESS]... [--trace[=FILE]] (-m module | -c code | script.py) "
-         "[args ...]")
+USAGE = ("usage: posix-socket run [--net PRESET] [--seed N] [--virtual-time] "
+         "[--net-config FILE.json] [--host NAME=ADDRESS]... [--trace[=FILE]] "
+         "(-m module | -c code | script.py) [args ...]")
 
 _HELP = f"""{USAGE}
 
@@ -70,6 +70,10 @@ options:
   --seed N       fix the virtual network's random choices (ephemeral ports, which
                  packets a lossy link drops): the same seed, the same run.  Wins
                  over the --net-config file's seed
+  --virtual-time run on the virtual network's clock: time stands still while the
+                 program runs and jumps to the next deadline when every thread
+                 waits, so sleeps, timeouts and TCP's timers take no real time
+                 (README: "Virtual time" says what stays real)
   --net-config FILE.json
                  shape the virtual network before the program starts: hosts, links
                  (latency, jitter in seconds; bandwidth in bytes/s; loss, duplicate,
@@ -96,6 +100,7 @@ class Options:
     seed: int | None = None
     net_config: str | None = None  # the file's path
     trace: str | None = None  # None: no trace; "": to stderr; else the file's path
+    virtual_time: bool = False
 
 
 class UsageError(Exception):
@@ -121,6 +126,10 @@ def parse_args(argv: Sequence[str]) -> Options:
         if word in ("-h", "--help"):
             raise _Help
         option, equals, value = word.partition("=")
+        if word == "--virtual-time":
+            options.virtual_time = True
+            i += 1
+            continue
         if option == "--trace":
             if equals:
                 options.trace = value
@@ -174,6 +183,7 @@ def _checked(options: Options) -> Options:
     if options.net == "host":
         for flag, given in (("--seed", options.seed is not None),
                             ("--net-config", options.net_config is not None),
+                            ("--virtual-time", options.virtual_time),
                             ("--host", bool(options.hosts))):
             if given:
                 raise UsageError(f"argument {flag}: not allowed with --net host: {flag} "
@@ -249,7 +259,8 @@ def main(argv: Sequence[str]) -> int:
             return _usage_error(f"argument --net-config: {exc}")
     return run(options.target, options.args, module=options.module,
                command=options.command, net=options.net, hosts=options.hosts,
-               seed=options.seed, config=config, trace=options.trace)
+               seed=options.seed, config=config, trace=options.trace,
+               virtual_time=options.virtual_time)
 
 
 def _usage_error(message: str) -> int:
@@ -261,15 +272,16 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
         command: bool = False, net: str = "virtual",
         hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
         seed: int | None = None, config: NetworkConfig | None = None,
-        trace: str | None = None) -> int:
+        trace: str | None = None, virtual_time: bool = False) -> int:
     """Run ``target`` (a script path, a module name if ``module``, Python code if
     ``command``) as ``__main__``.
 
     The preset's virtual network gets ``seed`` (else ``config``'s), then ``hosts``
     (``(names, addresses)``), then ``config`` is applied (see ``net_config``): all
     before the program's first line, and a problem with any is a usage error (2)
-    before it runs.  ``trace``: a path to write the trace of every socket call to,
-    "" for stderr, or None for no trace; it runs until the interpreter exits.
+    before it runs.  ``virtual_time``: the network's clock is virtual (the program's
+    clocks follow it, see ``virtual_time``).  ``trace``: a path to write the trace of
+    every socket call to, "" for stderr, or None for no trace; it runs until the interpreter exits.
     Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
     from the program propagates as SystemExit.  An uncaught exception is reported
     through ``sys.excepthook`` and re-raised with reporting silenced, so that the
@@ -285,9 +297,11 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     if seed is None and config is not None:
         seed = config.seed
     try:
-        preset = registry.use(net, **({} if seed is None else {"seed": seed}))
-    except TypeError:  # a preset without a seed option: no virtual network
-        return _usage_error(f"argument --seed: --seed needs a virtual network; the "
+        preset = registry.use(net, **({} if seed is None else {"seed": seed}),
+                              **({"clock": "virtual"} if virtual_time else {}))
+    except TypeError:  # a preset without these options: no virtual network
+        flag = "--seed" if seed is not None else "--virtual-time"
+        return _usage_error(f"argument {flag}: {flag} needs a virtual network; the "
                             f"{net!r} preset has none")
     if hosts or config is not None:
         network = preset.network
