@@ -205,3 +205,48 @@ def test_a_lossy_link_shows_each_lost_segment_and_its_retransmission(tmp_path):
         "ip.len > 1500", "_ws.malformed")
     assert retransmitted > 0 and too_big == 0 and malformed == 0
     assert stream_bytes(path, 0, 0) == data
+
+
+ORDINARY_PROGRAM = """\
+import http.server, socket, threading, urllib.request
+
+server = http.server.HTTPServer(("127.0.0.1", 48080), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=server.handle_request).start()
+with urllib.request.urlopen("http://127.0.0.1:48080/", timeout=10) as response:
+    print(response.status)
+server.server_close()
+six = socket.create_server(("::1", 48081), family=socket.AF_INET6)
+client = socket.create_connection(("::1", 48081))
+conn, _ = six.accept()
+client.sendall(b"over IPv6")
+print(conn.recv(100))
+for sock in (client, conn, six):
+    sock.close()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 48082))
+udp.sendto(b"datagram", ("127.0.0.1", 48082))
+print(udp.recv(100))
+udp.close()
+try:
+    socket.create_connection(("127.0.0.1", 48083))
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def test_run_pcap_captures_an_ordinary_program(tmp_path):
+    import sys
+    (tmp_path / "prog.py").write_text(ORDINARY_PROGRAM)
+    pcap = tmp_path / "out.pcap"
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    result = subprocess.run([sys.executable, "-m", "posix_socket", "run", "--pcap", str(pcap),
+                             "prog.py"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": src})
+    assert result.returncode == 0, result.stderr  # (http.server logs the GET there)
+    assert result.stdout == "200\nb'over IPv6'\nb'datagram'\nrefused\n"
+    assert counts(pcap, "http.response.code == 200", "ipv6 && tcp.len == 9",
+                  "udp && !icmp", "tcp.flags.reset == 1 && tcp.srcport == 48083",
+                  "_ws.malformed", "tcp.flags.syn == 1 && tcp.flags.ack == 0"
+                  ) == [1, 1, 1, 1, 0, 3]
+    assert expert_problems(pcap) == []
+    assert stream_bytes(pcap, 1, 0) == b"over IPv6"

@@ -29,6 +29,7 @@ choices (winning over the file's seed).  A program reaches the network it runs o
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import importlib.machinery
 import ipaddress
@@ -47,7 +48,7 @@ from .net_config import NetworkConfig, NetworkConfigError, load_network_config
 __all__ = ["Options", "UsageError", "parse_args", "run", "main", "USAGE"]
 
 USAGE = ("usage: posix-socket run [--net PRESET] [--seed N] [--virtual-time] "
-         "[--net-config FILE.json] [--host NAME=ADDRESS]... [--trace[=FILE]] "
+         "[--net-config FILE.json] [--host NAME=ADDRESS]... [--pcap FILE] [--trace[=FILE]] "
          "(-m module | -c code | script.py) [args ...]")
 
 _HELP = f"""{USAGE}
@@ -79,6 +80,8 @@ options:
                  (latency, jitter in seconds; bandwidth in bytes/s; loss, duplicate,
                  reorder in 0..1; mtu; down), default conditions, a partition, TCP
                  sysctls and the seed.  Format: see the README, "Imperfect networks"
+  --pcap FILE    write every packet of the virtual network to FILE, a pcap file
+                 Wireshark and tshark read (README: "Capture")
   --trace [FILE]  write one line per socket call, as strace does, to FILE (default:
                  stderr).  FILE is the next word when it does not end in .py and a
                  script, -m or -c follows it; --trace=FILE always names it
@@ -101,6 +104,7 @@ class Options:
     net_config: str | None = None  # the file's path
     trace: str | None = None  # None: no trace; "": to stderr; else the file's path
     virtual_time: bool = False
+    pcap: str | None = None  # the capture file's path
 
 
 class UsageError(Exception):
@@ -139,7 +143,7 @@ def parse_args(argv: Sequence[str]) -> Options:
                 options.trace = ""
             i += 1
             continue
-        if option in ("--net", "--host", "--seed", "--net-config"):
+        if option in ("--net", "--host", "--seed", "--net-config", "--pcap"):
             if not equals:
                 if i + 1 >= len(argv):
                     raise UsageError(f"argument {option}: expected one argument")
@@ -151,6 +155,10 @@ def parse_args(argv: Sequence[str]) -> Options:
                 options.hosts.append(_host(value))
             elif option == "--seed":
                 options.seed = _seed(value)
+            elif option == "--pcap":
+                if not value:
+                    raise UsageError("argument --pcap: expected a file name")
+                options.pcap = value
             else:
                 if not value:
                     raise UsageError("argument --net-config: expected a file name")
@@ -184,6 +192,7 @@ def _checked(options: Options) -> Options:
         for flag, given in (("--seed", options.seed is not None),
                             ("--net-config", options.net_config is not None),
                             ("--virtual-time", options.virtual_time),
+                            ("--pcap", options.pcap is not None),
                             ("--host", bool(options.hosts))):
             if given:
                 raise UsageError(f"argument {flag}: not allowed with --net host: {flag} "
@@ -260,7 +269,7 @@ def main(argv: Sequence[str]) -> int:
     return run(options.target, options.args, module=options.module,
                command=options.command, net=options.net, hosts=options.hosts,
                seed=options.seed, config=config, trace=options.trace,
-               virtual_time=options.virtual_time)
+               virtual_time=options.virtual_time, pcap=options.pcap)
 
 
 def _usage_error(message: str) -> int:
@@ -272,7 +281,8 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
         command: bool = False, net: str = "virtual",
         hosts: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
         seed: int | None = None, config: NetworkConfig | None = None,
-        trace: str | None = None, virtual_time: bool = False) -> int:
+        trace: str | None = None, virtual_time: bool = False,
+        pcap: str | None = None) -> int:
     """Run ``target`` (a script path, a module name if ``module``, Python code if
     ``command``) as ``__main__``.
 
@@ -280,8 +290,10 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
     (``(names, addresses)``), then ``config`` is applied (see ``net_config``): all
     before the program's first line, and a problem with any is a usage error (2)
     before it runs.  ``virtual_time``: the network's clock is virtual (the program's
-    clocks follow it, see ``virtual_time``).  ``trace``: a path to write the trace of
-    every socket call to, "" for stderr, or None for no trace; it runs until the interpreter exits.
+    clocks follow it, see ``virtual_time``).  ``pcap``: a file to capture the virtual
+    network's packets in until the interpreter exits.  ``trace``: a path to write the
+    trace of every socket call to, "" for stderr, or None for no trace; it runs until
+    the interpreter exits.
     Returns 0 when the program's code returns (2 if it cannot start); ``sys.exit``
     from the program propagates as SystemExit.  An uncaught exception is reported
     through ``sys.excepthook`` and re-raised with reporting silenced, so that the
@@ -319,6 +331,16 @@ def run(target: str, args: Sequence[str] = (), *, module: bool = False,
             preset.restore()  # the program never saw this network
             flag = "--net-config" if isinstance(exc, NetworkConfigError) else "--host"
             return _usage_error(f"argument {flag}: {exc}")
+    if pcap is not None:
+        network = preset.network
+        try:
+            if network is None:
+                raise ValueError(f"--pcap needs a virtual network; the {net!r} preset "
+                                 "has none")
+            atexit.register(network.capture(pcap).close)  # flushed as the program ends
+        except (OSError, ValueError) as exc:
+            preset.restore()
+            return _usage_error(f"argument --pcap: {exc}")
     # Before the program's first line nothing of it can hold the kernel's pollers, so
     # patch() finds out whether anything else does, and hides numbers if nothing does
     # (no kernel mirror, no system call per readiness change).
