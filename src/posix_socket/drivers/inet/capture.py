@@ -199,6 +199,13 @@ class Tap:
         self._segment(source.local, source.remote, self._flow(source).next, ack,
                       RST | ACK, 0, mtu=mtu)
 
+    def reset_answer(self, sender: Any, peer: Any | None) -> None:
+        """The reset a closed end answers ``sender``'s data with (RFC 1122)."""
+        if sender.local is None or sender.remote is None:
+            return
+        seq = self._flow(peer).next if peer is not None else 0
+        self._segment(sender.remote, sender.local, seq, 0, RST, 0)
+
     def wire_segment(self, flow: Any, segment: Any) -> None:
         """A data or FIN segment of a wire Flow leaving (first time or again)."""
         sender, receiver = flow.sender, flow.receiver

@@ -380,8 +380,13 @@ class TcpSocket:
             # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
             # What the call queued before the reset came back is what the send buffer
             # took, as on Linux.
-            self._send_reset(touched)
-            return min(len(data), self.opts.sndbuf)
+            taken = min(len(data), self.opts.sndbuf)
+            tap = self.net.tap
+            if tap is not None:  # on the wire: the data, and the far end's answer
+                tap.tcp_data(self, peer, bytes(memoryview(data)[:taken]), None, self._room())
+                tap.reset_answer(self, peer)
+            self._send_reset(touched, captured=tap is not None)
+            return taken
         size = len(data)
         window = peer.window()
         room = window - peer.rx_size
@@ -543,7 +548,7 @@ class TcpSocket:
             self.peer = None
             self._enter_close()
 
-    def _send_reset(self, touched: list) -> None:
+    def _send_reset(self, touched: list, captured: bool = False) -> None:
         """Abort the connection: the peer gets a reset, this socket one too.  Over an
         imperfect path the reset travels (what was in flight is dropped, as Linux
         purges its queues) and may be lost; the peer then learns at its next segment."""
@@ -555,7 +560,7 @@ class TcpSocket:
             self._send_rst(peer, self.path)
             self._receive_reset(touched, sever=False)
             return
-        if self.net.tap is not None:
+        if self.net.tap is not None and not captured:
             self.net.tap.reset_from(self, peer)
         if peer is not None:
             peer._receive_reset(touched)
