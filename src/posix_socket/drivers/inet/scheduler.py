@@ -23,6 +23,10 @@ from ... import clock as _clock
 __all__ = ["Scheduler", "Timer"]
 
 
+def _dropped(*args: Any) -> None:
+    """What a cancelled timer holds instead of its callback."""
+
+
 class Timer:
     """One scheduled call; ``cancel()`` keeps it from running (a no-op once it ran)."""
 
@@ -36,6 +40,10 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # What it would have called goes at once (a cancelled keepalive timer waits
+        # in the heap for hours: it must not keep its socket alive that long).
+        self.callback = _dropped
+        self.args = ()
 
     def __repr__(self) -> str:
         state = " cancelled" if self.cancelled else ""

@@ -247,7 +247,8 @@ class TcpSocket:
         self.sock_state = SS_CONNECTING
         self.state = SYN_SENT
         path = self.path = net.path(self.host, route.host)
-        if not path.perfect:  # the SYN travels: the outcome comes a round trip later
+        back = net.path(route.host, self.host)  # what the listener's side will send on
+        if not (path.perfect and back.perfect):  # the SYN travels: a round trip to wait
             self._send_syn(Handshake(target, where.port, route.v4, route.host,
                                      net.scheduler.now()), touched)
             raise oserror(errno.EINPROGRESS)
@@ -263,7 +264,7 @@ class TcpSocket:
             listener.waiting.append(self)
             touched.append(self)
         else:
-            self._join(listener, touched)  # touches self too
+            self._join(listener, touched, back)  # touches self too
             if blocking:
                 self.sock_state = SS_CONNECTED
                 return
@@ -296,10 +297,10 @@ class TcpSocket:
             return group[hash((self.local.ip, self.local.port)) % len(group)]
         return group[0]
 
-    def _join(self, listener: TcpSocket, touched: list) -> None:
+    def _join(self, listener: TcpSocket, touched: list, back=None) -> None:
         """The handshake completes: a new socket for the listener's backlog, sharing
         the listener's port (and its bind locks) as an accepted socket does on Linux."""
-        child = self._child_of(listener)
+        child = self._child_of(listener, back)
         listener.backlog.append(child)
         self.state = ESTABLISHED
         touched += (listener, self)
@@ -316,7 +317,7 @@ class TcpSocket:
         if child.shutdown & SEND_SHUTDOWN:  # shut before listen: Linux's child sends
             child._send_fin(touched)  # its FIN once established (FIN_WAIT2)
 
-    def _child_of(self, listener: TcpSocket) -> TcpSocket:
+    def _child_of(self, listener: TcpSocket, back=None) -> TcpSocket:
         """The accepted end of this connection: a new socket sharing the listener's
         port (and its bind locks), joined to this one."""
         child = TcpSocket(self.net, listener.family, listener.opts.copy())
@@ -331,7 +332,7 @@ class TcpSocket:
                                 listener.binding.reuseaddr, listener.binding.reuseport)
         self.net.tcp.inherit(child.binding, child.local.port)
         child.peer, self.peer = self, child
-        child.path = self.net.path(child.host, self.host)
+        child.path = back if back is not None else self.net.path(child.host, self.host)
         return child
 
     def accept(self, touched: list) -> tuple[TcpSocket, tuple]:
@@ -373,9 +374,10 @@ class TcpSocket:
         if state != ESTABLISHED and state != CLOSE_WAIT:
             # sk_stream_wait_connect: a handshake under way may still end; else EPIPE
             raise oserror(errno.EAGAIN if state == SYN_SENT else errno.EPIPE)
-        if self.out is not None or not self.path.perfect:
-            return self._send_wired(data, touched)
         peer = self.peer
+        if self.out is not None or not self.path.perfect or (
+                peer is not None and not peer.path.perfect):  # (its ACKs would travel)
+            return self._send_wired(data, touched)
         if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state in (FIN_WAIT2, CLOSE)):
             # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
             # What the call queued before the reset came back is what the send buffer
@@ -514,7 +516,8 @@ class TcpSocket:
         Over an imperfect path it follows the data in flight and reaches the peer
         when it arrives (this end takes its next state at once, see wire.py)."""
         peer = self.peer
-        if self.out is not None or (self.path is not None and not self.path.perfect):
+        if self.out is not None or (self.path is not None and not self.path.perfect) or (
+                peer is not None and not peer.path.perfect):
             if peer is not None:
                 self._flow().finish(touched)
             peer = None
@@ -553,7 +556,8 @@ class TcpSocket:
         imperfect path the reset travels (what was in flight is dropped, as Linux
         purges its queues) and may be lost; the peer then learns at its next segment."""
         peer = self.peer
-        if peer is not None and (self.out is not None or not self.path.perfect):
+        if peer is not None and (self.out is not None or not self.path.perfect
+                                 or not peer.path.perfect):
             if self.out is not None:
                 self.out.kill()
                 self.out = None
