@@ -41,6 +41,7 @@ real_sleep = time.sleep
 
 EPOCH = 1735689600.0  # what time.time() says at a virtual clock's start: 2025-01-01 UTC
 START = 1000.0  # a virtual clock's monotonic reading at its start (never 0: see below)
+KERNEL_READINESS_THREAD = "posix-socket AF_UNIX kernel readiness"
 IDLE_INTERVAL = 0.005  # real seconds a thread outside the clock must use no CPU
 _IDLE_CPU_NS = 200_000  # CPU time a "still" thread may use in one sample (bookkeeping)
 
@@ -339,10 +340,12 @@ def _still(before: int | None, after: int | None) -> bool:
 
 
 def _infrastructure(thread: threading.Thread) -> bool:
-    """One of the layer's own helper threads (the AF_UNIX kernel readiness watcher):
-    idle, it waits for the program, never the other way round, so it does not keep a
-    deadlock from being declared."""
-    return thread.daemon and thread.name.startswith("posix-socket")
+    """The layer's AF_UNIX kernel readiness watcher, running: idle, it waits for the
+    program, never the other way round, so it does not keep a deadlock from being
+    declared.  (The network's scheduler thread is no such thing: while it is not
+    waiting through the clock it is starting or running events.)"""
+    return (thread.daemon and thread.name == KERNEL_READINESS_THREAD
+            and thread.is_alive())
 
 
 def _release(lock: threading.Lock) -> None:

@@ -53,6 +53,7 @@ import threading
 import time
 from typing import Any
 
+from ...clock import KERNEL_READINESS_THREAD
 from ...driver import SocketDriver
 from ...errors import oserror
 from ...parking import park
@@ -453,7 +454,7 @@ class _Pump:
         epoll.register(wake, select.EPOLLIN)
         self._epoll, self._wake = epoll, wake
         threading.Thread(target=self._run, args=(epoll, wake), daemon=True,
-                         name="posix-socket AF_UNIX kernel readiness").start()
+                         name=KERNEL_READINESS_THREAD).start()
 
     def _run(self, epoll: Any, wake: int) -> None:
         notify = SocketDriver.notify
