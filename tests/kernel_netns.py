@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from functools import cache
 from typing import Any
@@ -102,6 +103,8 @@ class Namespace:
         if not os.path.exists("/proc/self/ns/net"):
             raise RuntimeError("no network namespaces here: " + INSTALL_HINT)
         _bring_up_loopback(addresses)
+        for address in addresses:
+            _wait_until_reachable(address)
         self.addresses = addresses
         self.nft(f"add table {TABLE}")
         self.nft(f"add chain {TABLE} {CHAIN} {{ type filter hook input priority 0; "
@@ -141,6 +144,30 @@ class Namespace:
     def read_sysctl(name: str) -> str:
         with open(f"/proc/sys/net/ipv4/{name}") as file:
             return file.read().strip()
+
+
+def _wait_until_reachable(address: str, within: float = 10.0) -> None:
+    """Return once a datagram sent from ``address`` to itself arrives.
+
+    An IPv6 address is usable (its local route in place) only when the kernel's
+    address-configuration work has run, which on a loaded machine can come after
+    ``ip addr add`` returned: a scenario starting before that saw its datagrams vanish
+    as if partitioned."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.bind((address, 0))
+                sock.settimeout(0.2)
+                sock.sendto(b"ping", sock.getsockname())
+                if sock.recv(8) == b"ping":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{address} still unreachable on lo after {within} s")
+        time.sleep(0.05)
 
 
 class _Nftables:
