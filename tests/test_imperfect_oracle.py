@@ -41,18 +41,7 @@ LOSSY_FACTOR, LOSSY_SLACK, LOSSY_AT_LEAST, LOSSY_KERNEL_RUNS = 10.0, 3.0, 0.25, 
 # What the virtual network does not do yet, scenario by scenario (strict: one that
 # starts passing must leave the list).  To see those failures:
 # pytest --runxfail tests/test_imperfect_oracle.py
-VIRTUAL_LACKS: dict[str, str] = {
-    "a_one_way_partition_times_out_both_ends": (
-        "with the client-to-server direction down (net.link(..., down=True, "
-        "both_ways=False)), the server's data reaches the client but no ACK comes back, "
-        "yet the server's end never times out (recv still waiting at 10 s: as if the "
-        "client's ACKs crossed the down direction); Linux: ETIMEDOUT by tcp_retries2 at "
-        "3.35 s, as the client's"),
-    "reset_wakes_a_blocked_sender": (
-        "after a send blocked on a full buffer returns its partial count at an RST, the "
-        "next send fails EPIPE; Linux: ECONNRESET (the reset's error is still pending: "
-        "sk_stream_error reports sock_error before EPIPE)"),
-}
+VIRTUAL_LACKS: dict[str, str] = {}
 
 
 class Runs:
