@@ -59,15 +59,18 @@ _thread_join = threading.Thread.join
 
 def _join(self: threading.Thread, timeout: float | None = None) -> None:
     clock = _clock.current
-    if timeout is None or clock is _clock.REAL or not self.is_alive():
+    if clock is _clock.REAL or not self.is_alive():
         _thread_join(self, timeout)
         return
     if self is threading.current_thread():
         raise RuntimeError("cannot join current thread")
+    # Through the clock even without a timeout: a join it can see lets it jump at once
+    # (one it cannot see costs an idle interval of real time per jump).
     lock = threading.Lock()
     lock.acquire()
-    sleeper = clock.enter(lock, max(timeout, 0.0), lambda: _clock._release(lock),
-                          f"Thread.join({self.name})", ready=lambda: not self.is_alive())
+    sleeper = clock.enter(lock, None if timeout is None else max(timeout, 0.0),
+                          lambda: _clock._release(lock), f"Thread.join({self.name})",
+                          ready=lambda: not self.is_alive())
     lock.acquire()
     clock.leave(lock, sleeper)
     if not self.is_alive():
