@@ -63,9 +63,30 @@ def test_bench_drop_in_rows_time_the_objects_programs_call_against_the_stdlib(ca
 
 def test_every_bench_row_measures_both_sides(monkeypatch):
     monkeypatch.setattr(bench, "IDLE_SOCKETS", 40)  # the row's point, not its size
+    monkeypatch.setattr(bench, "_MB", 50_000)  # the same for the link rows' megabytes
     results = list(bench.run(rounds=1, scale=0.002))
     assert [r.row for r in results] == bench.ROWS
     assert all(r.unavailable is None and r.layer > 0 and r.stdlib > 0 for r in results)
+
+
+def test_bench_link_rows_stand_next_to_what_the_link_promises(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "_MB", 100_000)  # a tenth of the bytes: the rows' shape
+    assert cli.main(["bench", "--rounds", "1", "--scale", "0.05", "--only", "link"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def row(start: str) -> str:
+        return next(line for line in lines if line.startswith(start))
+
+    throughput = re.search(r"ms/MB +120\.00 ms/MB ideal +(\d+\.\d\d)x",  # 0.1 s + 20 ms
+                           row("virtual TCP over a 1 MB/s link, 20 ms latency, MTU 1500"))
+    round_trip = re.search(r"ms/round trip +20\.00 ms/round trip ideal +(\d+\.\d\d)x",
+                           row("virtual TCP 1-byte round trip over a link with 10 ms"))
+    cpu = re.search(r"/MB +[\d.]+ .s/MB perfect path +\d+\.\d\dx +- +-$",
+                    row("virtual TCP CPU per MB delivered over a 5% lossy link"))
+    assert throughput and round_trip and cpu
+    # No link beats its own promise: the bytes take their time, a round trip two latencies.
+    assert float(round_trip.group(1)) >= 0.99
+    assert float(throughput.group(1)) >= 0.99
 
 
 def test_bench_rejects_an_unknown_row(capsys):
@@ -92,7 +113,8 @@ def checkout_environment() -> dict[str, str]:
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 # What each block prints, in the README's order (its comments say the same).
 README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.3 b'select 1'\n",
-                 "True True ETIMEDOUT\n", "b'a pipe' b'through the pipe'\n"]
+                 "True True ETIMEDOUT\n", "b'a pipe' b'through the pipe'\n",
+                 "66 66 68\nTrue\ntimed out\n", "[Link(127.0.0.1 <-> db.test: latency=0.05)]\n"]
 
 
 def test_the_readme_has_the_python_blocks_this_test_knows() -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -290,3 +293,23 @@ def test_a_configuration_is_a_value_that_can_be_applied_to_several_networks():
             assert preset.network.links()[0].latency == 0.01
     with pytest.raises(AttributeError):
         config.seed = 3  # type: ignore[misc]
+
+
+def test_the_example_client_retries_over_the_lossy_link_and_times_out_across_a_partition():
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-m", "posix_socket", "run", "--net-config",
+         "examples/lossy-network.json", "examples/retrying_client.py"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=environment)
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    answers = [line.split()[-4:] for line in lines[:6]]  # forecast, after, N, tries
+    assert [forecast for forecast, *_ in answers] == [
+        "sunny", "windy", "rain", "fog", "clouds", "drizzle"]
+    tries = [int(count) for _, _, count, _ in answers]
+    assert all(1 <= count <= 5 for count in tries)
+    assert max(tries) > 1  # 20% loss each way: some question was asked again
+    assert lines[6].startswith("radar     65536 bytes, intact, in ")
+    assert lines[7] == "partition connect: timed out after 1.0 s"
+    assert lines[8].startswith("healed    connected in ")
