@@ -17,6 +17,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from . import descriptors, posix, readiness, registry
 from .drivers.inet import InetDriver
@@ -259,7 +260,7 @@ LINK_MTU = 1500  # Ethernet's: a MB is some 690 segments, as on a real link
 _MB = 1_000_000
 
 
-def _conditioned_pair(**conditions: object) -> tuple[int, int]:
+def _conditioned_pair(**conditions: Any) -> tuple[int, int]:
     """A virtual TCP connection (client, accepted) from the first host to a second one,
     over a link with ``conditions`` (none: the perfect path between two hosts)."""
     with registry.use("virtual", seed=1) as preset:
@@ -282,12 +283,12 @@ def _conditioned_pair(**conditions: object) -> tuple[int, int]:
 
 def _move(a: int, b: int, total: int) -> None:
     """Send ``total`` bytes on ``a`` from another thread; return when ``b`` has them."""
-    payload = memoryview(bytes(_CHUNK))
+    payload = bytes(_CHUNK)
 
     def send() -> None:
         left = total
         while left:
-            left -= posix.send(a, payload[:min(left, _CHUNK)])
+            left -= posix.send(a, payload if left >= _CHUNK else payload[:left])
 
     sender = threading.Thread(target=send)
     sender.start()

@@ -230,7 +230,9 @@ class _Reader:
                              f"{_type_name(value)}")
         for key in getattr(value, "repeated", ()):
             raise self.error(_key("hosts", key), "given twice")
-        entries, names, owners = [], {}, {}
+        entries: list[HostEntry] = []
+        names: dict[str, str] = {}  # a name (lowercase, no trailing dot) -> its host's place
+        owners: dict[ipaddress.IPv6Address, str] = {}  # an address -> its host's place
         for name, spec in value.items():
             place = _key("hosts", name)
             aliases: list[Any] = []
@@ -398,10 +400,10 @@ class _Applier:
                 for index, which in enumerate(members):
                     place = (f"partition[{number}]" if isinstance(group, str)
                              else f"partition[{number}][{index}]")
-                    host = self.host(which, place)
-                    if group_of.setdefault(host, number) != number:
+                    who = self.host(which, place)
+                    if group_of.setdefault(who, number) != number:
                         raise self.error(place, f"{which!r} is in partition"
-                                         f"[{group_of[host]}] too (a host is in one group)")
+                                         f"[{group_of[who]}] too (a host is in one group)")
         for name in self.config.sysctl:
             if name not in self.net.sysctl:
                 raise self.error(_key("sysctl", name), f"unknown setting (known: "
