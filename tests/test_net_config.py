@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -313,3 +314,13 @@ def test_the_example_client_retries_over_the_lossy_link_and_times_out_across_a_p
     assert lines[6].startswith("radar     65536 bytes, intact, in ")
     assert lines[7] == "partition connect: timed out after 1.0 s"
     assert lines[8].startswith("healed    connected in ")
+
+
+def test_the_readmes_configuration_file_loads_and_applies():
+    [block] = re.findall(r"```json\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    config = load_network_config(json.loads(block))
+    with ps.use("virtual", seed=config.seed) as preset:
+        config.apply(preset.network)
+        assert [host.names for host in preset.network.hosts[1:]] == [
+            ["db.test"], ["cache.test", "cache"]]
+        assert len(preset.network.links()) == 2
