@@ -236,3 +236,39 @@ def test_reset_resets_every_connection_of_a_host_with_the_errors_of_their_states
         net.reset("db.test", port=70000)
     for fd in (listener, *clients, *accepted):
         posix.close(fd)
+
+
+def test_each_host_has_its_own_ports(net):
+    """Hosts are separate machines: each may bind the wildcard on the same port, and a
+    wildcard listener answers only for its own host's addresses."""
+    net.add_host("10.0.0.2", names=["a.test"])
+    net.add_host("10.0.0.3", names=["b.test"])
+    net.add_host("10.0.0.4", names=["c.test"])
+    sockets = []
+    for name in ("a.test", "b.test"):
+        with net.host(name):
+            tcp = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+            udp = posix.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        posix.bind(tcp, ("0.0.0.0", 80))  # no EADDRINUSE: another host's port
+        posix.listen(tcp, 4)
+        posix.bind(udp, ("0.0.0.0", 53))
+        sockets += [tcp, udp]
+    a_tcp, a_udp, b_tcp, b_udp = sockets
+    client = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    posix.connect(client, ("10.0.0.3", 80))
+    assert posix.poll([(b_tcp, 1), (a_tcp, 1)], 1000) == [(b_tcp, 1)]
+    conn, _ = posix.accept(b_tcp)
+    stranger = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(ConnectionRefusedError):  # c.test listens on nothing
+        posix.connect(stranger, ("10.0.0.4", 80))
+    sender = posix.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    posix.sendto(sender, b"to a", 0, ("10.0.0.2", 53))
+    assert posix.recvfrom(a_udp, 10)[0] == b"to a"
+    assert posix.poll([(b_udp, 1)], 0) == []
+    with net.host("a.test"):
+        again = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(OSError) as raised:  # on its own host the port is taken
+        posix.bind(again, ("0.0.0.0", 80))
+    assert raised.value.errno == 98
+    for fd in (*sockets, client, conn, stranger, sender, again):
+        posix.close(fd)

@@ -53,11 +53,14 @@ class Binding:
     """What a bound socket claims in a port table (Linux's bind-conflict inputs)."""
 
     __slots__ = ("owner", "ip", "v6only", "reuseaddr", "reuseport", "listening", "expires",
-                 "port", "wildcard")
+                 "port", "wildcard", "host")
 
     def __init__(self, owner: Any, ip: ipaddress.IPv6Address, v6only: bool,
-                 reuseaddr: bool, reuseport: bool) -> None:
+                 reuseaddr: bool, reuseport: bool, host: Any = None) -> None:
         self.owner = owner
+        # The host whose port it is: hosts have port spaces of their own, so two
+        # hosts' wildcard bindings never meet (None: any host's, for tables used alone).
+        self.host = host
         self.ip = ip
         self.v6only = v6only
         self.reuseaddr = reuseaddr
@@ -71,7 +74,8 @@ class Binding:
 
     def time_wait(self, expires: float) -> Binding:
         """A copy standing for the TIME_WAIT end a closing connection leaves behind."""
-        copy = Binding(None, self.ip, self.v6only, self.reuseaddr, self.reuseport)
+        copy = Binding(None, self.ip, self.v6only, self.reuseaddr, self.reuseport,
+                       self.host)
         copy.expires = expires
         return copy
 
@@ -89,6 +93,8 @@ class Binding:
         return reach is ALL or reach == ip
 
     def overlaps(self, other: Binding) -> bool:
+        if self.host is not other.host and self.host is not None and other.host is not None:
+            return False  # another host's port space
         for v4 in (True, False):
             mine, theirs = self._reach(v4), other._reach(v4)
             if mine is NONE or theirs is NONE:
@@ -246,9 +252,11 @@ class PortTable:
                for other in self._holders(port)):
             raise oserror(errno.EADDRINUSE)
 
-    def find(self, ip: ipaddress.IPv6Address, port: int, v4: bool) -> list[Binding]:
+    def find(self, ip: ipaddress.IPv6Address, port: int, v4: bool,
+             host: Any = None) -> list[Binding]:
         """Listening bindings a packet for (ip, port) may reach: exact address first.
-        ``v4``: whether ``ip`` is an IPv4 (mapped) address."""
+        ``v4``: whether ``ip`` is an IPv4 (mapped) address; ``host``: the host owning
+        it (a wildcard binding reaches only its own host's addresses)."""
         listeners = self.listeners.get(port)
         if not listeners:
             return []
@@ -257,7 +265,8 @@ class PortTable:
         for binding in listeners:
             if binding.ip is ip or binding.ip == ip:
                 exact.append(binding)
-            elif binding.wildcard[reach]:  # a specific other address never covers ip
+            elif binding.wildcard[reach] and (  # a specific other address never covers ip
+                    binding.host is host or binding.host is None or host is None):
                 wild.append(binding)
         return exact + wild if wild else exact
 

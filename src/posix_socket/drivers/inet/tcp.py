@@ -156,12 +156,13 @@ class TcpSocket:
 
     def _claim(self, ip, port: int, parity: int = 1) -> None:
         opts = self.opts
+        host = self.net.host_of(ip) or self.host
         if opts.changed is None:  # every option at its default: V6ONLY, REUSE* all off
-            binding = Binding(self, ip, False, False, False)
+            binding = Binding(self, ip, False, False, False, host)
         else:
             binding = Binding(self, ip, self._v6only(),
                               bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
-                              bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
+                              bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)), host)
         port = self.net.tcp.bind(binding, port, parity)
         self.binding = binding
         self.local = Endpoint(ip, port)
@@ -252,7 +253,7 @@ class TcpSocket:
             self._send_syn(Handshake(target, where.port, route.v4, route.host,
                                      net.scheduler.now()), touched)
             raise oserror(errno.EINPROGRESS)
-        listener = self._find_listener(target, where.port, route.v4)
+        listener = self._find_listener(target, where.port, route.v4, route.host)
         tap = net.tap
         if listener is None:
             if tap is not None:
@@ -283,8 +284,8 @@ class TcpSocket:
             raise oserror(code)
         self.sock_state = SS_CONNECTED
 
-    def _find_listener(self, ip, port: int, v4: bool) -> TcpSocket | None:
-        bindings = self.net.tcp.find(ip, port, v4)
+    def _find_listener(self, ip, port: int, v4: bool, host) -> TcpSocket | None:
+        bindings = self.net.tcp.find(ip, port, v4, host)
         if len(bindings) == 1:  # the usual case: one listener on the port
             owner = bindings[0].owner
             return owner if owner.state == LISTEN else None
@@ -329,7 +330,8 @@ class TcpSocket:
         child.host = self.net.host_of(child.local.ip) or listener.host
         child.shutdown = listener.shutdown  # sk_clone copies directions shut before listen
         child.binding = Binding(child, child.local.ip, listener.binding.v6only,
-                                listener.binding.reuseaddr, listener.binding.reuseport)
+                                listener.binding.reuseaddr, listener.binding.reuseport,
+                                child.host)
         self.net.tcp.inherit(child.binding, child.local.port)
         child.peer, self.peer = self, child
         child.path = back if back is not None else self.net.path(child.host, self.host)
@@ -857,7 +859,8 @@ class TcpSocket:
             return
         net = self.net
         back = net.path(handshake.host, self.host)
-        listener = self._find_listener(handshake.ip, handshake.port, handshake.v4)
+        listener = self._find_listener(handshake.ip, handshake.port, handshake.v4,
+                                       handshake.host)
         tap = net.tap
         if listener is None:
             if tap is not None:

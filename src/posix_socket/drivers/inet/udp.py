@@ -289,7 +289,8 @@ class UdpSocket:
         opts = self.opts
         binding = Binding(self, ip, self._v6only(),
                           bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
-                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)))
+                          bool(opts.flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)),
+                          self.net.host_of(ip) or self.host)
         port = self.net.udp.bind(binding, port)
         self.binding = binding
         self.local = Endpoint(ip, port)
@@ -664,9 +665,11 @@ class UdpSocket:
         if not bindings:
             return None
         ip = destination.ip
+        host = self.net.host_of(ip)
         for exact in (True, False):  # the slot of the address, then the wildcard slot
             slot = [b for b in bindings
-                    if (b.ip == ip if exact else b.ip != ip and b.covers(ip))]
+                    if (b.ip == ip if exact else b.ip != ip and b.covers(ip) and (
+                        b.host is host or host is None))]
             if not slot:
                 continue
             if len(slot) > 1:
@@ -680,7 +683,7 @@ class UdpSocket:
                 best, best_score = owner, score
                 if binding.reuseport and owner.remote is None:
                     group = [b for b in bindings if b.reuseport and b.ip == binding.ip
-                             and b.owner.family == owner.family
+                             and b.host is binding.host and b.owner.family == owner.family
                              and b.v6only == binding.v6only]
                     if len(group) > 1 and all(b.owner.remote is None for b in group):
                         group.sort(key=lambda b: b.owner.entered)
