@@ -426,3 +426,21 @@ def test_an_epoll_wait_is_one_line_with_what_it_found():
         posix.close(b)
     (line,) = parse(out.getvalue())
     assert (line.call, line.result) == ("epoll_wait", f"1 ([{{fd={b}, events=EPOLLIN}}])")
+
+
+def test_two_traces_at_once_each_see_every_call_once():
+    outer, inner = io.StringIO(), io.StringIO()
+    with ps.use("virtual"):
+        a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ps.trace(outer):
+            with ps.trace(inner):
+                posix.send(a, b"x")
+                assert posix.poll([(b, 1)], 0) == [(b, 1)]
+                assert posix.select([b], [], [], 0) == ([b], [], [])
+            posix.recv(b, 1)
+        posix.close(a)
+        posix.close(b)
+        assert posix._observer is None and not registry._stacks
+    assert [line.call for line in parse(inner.getvalue())] == ["send", "poll", "select"]
+    assert [line.call for line in parse(outer.getvalue())] == [
+        "send", "poll", "select", "recv"]

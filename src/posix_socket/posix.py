@@ -1245,12 +1245,8 @@ def poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None = -1) -> list[
     Returns ``[(fd, revents)]`` for the entries with events, in order.  A negative
     ``fd`` is ignored and a closed one reports POLLNVAL, as the kernel does.
     """
-    if _observer is not None:
-        return _observer.poll(_poll, fds, timeout_ms)
-    return _poll(fds, timeout_ms)
-
-
-def _poll(fds: Iterable[tuple[int, int]], timeout_ms: float | None) -> list[tuple[int, int]]:
+    if _observer is not None and _observer.outside():  # a trace writes its line
+        return _observer.poll(poll, fds, timeout_ms)
     entries = _poll_entries(fds)
     if timeout_ms is None:
         timeout = None
@@ -1275,13 +1271,8 @@ _WRITE_SET = POLLOUT | POLLERR
 def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
            timeout: float | None = None) -> tuple[list, list, list]:
     """select(2) over any mix of layer and plain descriptors, as ``select.select``."""
-    if _observer is not None:
-        return _observer.select(_select_calls, rlist, wlist, xlist, timeout)
-    return _select_calls(rlist, wlist, xlist, timeout)
-
-
-def _select_calls(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
-                  timeout: float | None) -> tuple[list, list, list]:
+    if _observer is not None and _observer.outside():  # a trace writes its line
+        return _observer.select(select, rlist, wlist, xlist, timeout)
     if timeout is not None:
         if not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a float or None")
@@ -1348,7 +1339,11 @@ def _kernel_select(groups: list[list], entries: list[tuple[int, int]],
 
 def observe(observer: Any) -> Any:
     """Make ``observer`` (or None) the one told of new numbers, ended waits and
-    polls; returns the previous one.  What it must answer: see ``trace.Observer``."""
+    polls; returns the previous one.  What it answers: see ``tracing._Observer``.
+
+    poll, select and epoll hand themselves to it and it calls them back; its
+    ``outside()`` is False for that inner call.  So with no observer a wait pays
+    one global's test and no extra call."""
     global _observer
     previous, _observer = _observer, observer
     return previous

@@ -422,11 +422,9 @@ class epoll:
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
         """``[(fd, events)]`` ready now or within ``timeout`` seconds (None or
         negative: forever), at most ``maxevents`` of them."""
-        if posix._observer is not None:  # a trace: it writes the wait's line
-            return posix._observer.epoll_wait(self._poll, self._kernel, timeout, maxevents)
-        return self._poll(timeout, maxevents)
-
-    def _poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        observer = posix._observer
+        if observer is not None and observer.outside():  # a trace writes its line
+            return observer.epoll_wait(self.poll, self._kernel, timeout, maxevents)
         if self._wakeup is None and _clock.current is not _clock.REAL and (
                 timeout is not None and timeout >= 0):
             self._add_wakeup()  # a virtual clock ends the wait through the wake-up

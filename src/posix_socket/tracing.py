@@ -369,7 +369,26 @@ _active_lock = threading.Lock()
 
 
 class _Observer:
-    """What ``posix.observe`` is given while any trace is active."""
+    """What ``posix.observe`` is given while any trace is active.
+
+    poll, select and epoll.poll call ``outside()`` first; a wait this observer is
+    writing the line of calls itself back, and is then inside (per thread)."""
+
+    _inside = threading.local()
+
+    @classmethod
+    def outside(cls) -> bool:
+        return not getattr(cls._inside, "waiting", False)
+
+    @classmethod
+    def _within(cls, call: Callable[..., Any]) -> Callable[..., Any]:
+        def inside(*args: Any) -> Any:
+            cls._inside.waiting = True
+            try:
+                return call(*args)
+            finally:
+                cls._inside.waiting = False
+        return inside
 
     @staticmethod
     def opened(f: OpenSocket, fd: int, cloexec: bool | None) -> None:
@@ -381,20 +400,24 @@ class _Observer:
         for each in list(_active):
             each.waited(f, exc)
 
-    @staticmethod
-    def poll(call: Callable, fds: Iterable[Any], timeout_ms: Any) -> list:
+    @classmethod
+    def poll(cls, call: Callable, fds: Iterable[Any], timeout_ms: Any) -> list:
+        call = cls._within(call)
         for each in reversed(list(_active)):
             call = _bind_poll(each, call)
         return call(fds, timeout_ms)
 
-    @staticmethod
-    def epoll_wait(call: Callable, kernel: Any, timeout: Any, maxevents: int) -> list:
+    @classmethod
+    def epoll_wait(cls, call: Callable, kernel: Any, timeout: Any, maxevents: int) -> list:
+        call = cls._within(call)
         for each in reversed(list(_active)):
             call = _bind_epoll(each, call, kernel)
         return call(timeout, maxevents)
 
-    @staticmethod
-    def select(call: Callable, rlist: Any, wlist: Any, xlist: Any, timeout: Any) -> tuple:
+    @classmethod
+    def select(cls, call: Callable, rlist: Any, wlist: Any, xlist: Any,
+               timeout: Any) -> tuple:
+        call = cls._within(call)
         for each in reversed(list(_active)):
             call = _bind_select(each, call)
         return call(rlist, wlist, xlist, timeout)
