@@ -444,3 +444,20 @@ def test_two_traces_at_once_each_see_every_call_once():
     assert [line.call for line in parse(inner.getvalue())] == ["send", "poll", "select"]
     assert [line.call for line in parse(outer.getvalue())] == [
         "send", "poll", "select", "recv"]
+
+
+def test_under_a_virtual_clock_a_wait_shows_the_time_the_program_saw_pass():
+    out = io.StringIO()
+    with ps.use("virtual", clock="virtual"):
+        a, b = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        posix.setsockopt(a, socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(5))
+        started = time.monotonic()
+        with ps.trace(out), pytest.raises(BlockingIOError):
+            posix.recv(a, 10)
+        took = time.monotonic() - started
+        posix.close(a)
+        posix.close(b)
+    (line,) = parse(out.getvalue())
+    assert line.result == "-1 EAGAIN (Resource temporarily unavailable)"
+    assert line.waited is not None and 4.99 <= line.waited <= 5.01, line
+    assert took < 2.5  # the clock jumped: no 5 s of wall time

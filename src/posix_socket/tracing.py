@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
+from . import clock as _clock
 from . import descriptors, posix, registry
 from . import trace_format as fmt
 from .descriptors import OpenSocket
@@ -181,7 +182,7 @@ class trace:
             return attempt()
         state = self._state()
         f, number = self.number(sock)
-        wall, start = time.time(), time.monotonic()
+        wall, start = _stamp()
         try:
             result = attempt()
         except BlockingIOError as exc:
@@ -216,10 +217,10 @@ class trace:
         if pending is not None:
             if pending.sock is sock and pending.op == op:
                 state.pending = None
-                return pending.wall, time.monotonic() - pending.start
+                return pending.wall, _clock.now() - pending.start
             self._flush_stale(state)
         if f is not None and f.kernel is not None:
-            took = time.monotonic() - start
+            took = _clock.now() - start
             if took >= _KERNEL_WAIT_SHOWN:
                 return wall, took
         return wall, None
@@ -238,7 +239,7 @@ class trace:
         pending, state.pending = state.pending, None
         if pending is not None:
             self.emit(pending.wall, pending.call, "? <unfinished>",
-                      time.monotonic() - pending.start)
+                      _clock.now() - pending.start)
 
     def pending_opening(self, socks: list[Any], describe: _Describe, wall: float,
                         waited: float | None = None) -> None:
@@ -269,12 +270,12 @@ class trace:
             return
         state.pending = None
         result = fmt.error(exc) if exc is not None else fmt.error(BlockingIOError(11, ""))
-        self.emit(pending.wall, pending.call, result, time.monotonic() - pending.start)
+        self.emit(pending.wall, pending.call, result, _clock.now() - pending.start)
 
     def poll(self, call: Callable[[list, Any], list], fds: Iterable[Any],
              timeout_ms: Any) -> list:
         entries = list(fds) if not isinstance(fds, list) else fds
-        wall, start = time.time(), time.monotonic()
+        wall, start = _stamp()
         shown = ", ".join(_poll_entry(item) for item in entries)
         text = f"poll([{shown}], {len(entries)}, {timeout_ms})"
         try:
@@ -295,7 +296,7 @@ class trace:
                    maxevents: int) -> list:
         """A wait of the drop-in epoll (``kernel``: its kernel epoll object, whose
         number names it)."""
-        wall, start = time.time(), time.monotonic()
+        wall, start = _stamp()
         try:
             epfd = kernel.fileno()
         except ValueError:  # closed: the wait raises the stdlib's error
@@ -321,7 +322,7 @@ class trace:
             groups = [list(rlist), list(wlist), list(xlist)]
         except TypeError:
             return call(rlist, wlist, xlist, timeout)  # the core raises the stdlib's error
-        wall, start = time.time(), time.monotonic()
+        wall, start = _stamp()
         text = "select({}, {})".format(", ".join(_fd_list(g) for g in groups), timeout)
         try:
             ready = call(*groups, timeout)
@@ -335,8 +336,17 @@ class trace:
         return ready
 
 
+def _stamp() -> tuple[float, float]:
+    """(the time of day, the layer's clock): a virtual clock's, under a virtual-time
+    network, so that waits show the time the program saw pass."""
+    now = _clock.now()
+    if _clock.current is _clock.REAL:
+        return _clock.real_time(), now
+    return _clock.EPOCH + (now - _clock.START), now
+
+
 def _wait_shown(start: float) -> float | None:
-    took = time.monotonic() - start
+    took = _clock.now() - start
     return took if took >= _KERNEL_WAIT_SHOWN else None
 
 
@@ -499,7 +509,7 @@ class TracingDriver(StackedDriver):
         tracer = self.tracer
         if not tracer.active:
             return self.inner.create(family, type, proto)
-        wall = time.time()
+        wall = _stamp()[0]
         try:
             sock = self.inner.create(family, type, proto)
         except BaseException as exc:
@@ -519,7 +529,7 @@ class TracingDriver(StackedDriver):
         tracer = self.tracer
         if not tracer.active:
             return self.inner.socketpair(family, type, proto)
-        wall = time.time()
+        wall = _stamp()[0]
         try:
             pair = self.inner.socketpair(family, type, proto)
         except BaseException as exc:
@@ -542,7 +552,7 @@ class TracingDriver(StackedDriver):
         state = tracer._state()
         f, listener = tracer.number(sock)
         call = f"accept4({listener}, {fmt.accept_flags(flags)})"
-        wall, start = time.time(), time.monotonic()
+        wall, start = _stamp()
         try:
             accepted = self.inner.accept(sock, flags)
         except BlockingIOError as exc:
