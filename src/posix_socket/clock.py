@@ -74,6 +74,8 @@ class RealClock:
         except RuntimeError:
             pass
 
+    deadlocked = False
+
     def awake(self, key: object) -> None:
         """The thread waiting on ``key`` is being woken (nothing to track here)."""
 
@@ -283,6 +285,11 @@ class VirtualClock:
         for sleeper in list(self._sleepers.values()):
             sleeper.wake()
         self._sleepers.clear()
+
+    @property
+    def deadlocked(self) -> bool:
+        """Whether it found the program deadlocked (its waits raise ``Deadlock``)."""
+        return self._deadlock is not None
 
     def _check_deadlock(self) -> None:
         if self._deadlock is not None:

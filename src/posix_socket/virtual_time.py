@@ -59,8 +59,8 @@ _thread_join = threading.Thread.join
 
 def _join(self: threading.Thread, timeout: float | None = None) -> None:
     clock = _clock.current
-    if clock is _clock.REAL or not self.is_alive():
-        _thread_join(self, timeout)
+    if clock is _clock.REAL or not self.is_alive() or clock.deadlocked:
+        _thread_join(self, timeout)  # (after a deadlock: the threads are ending)
         return
     if self is threading.current_thread():
         raise RuntimeError("cannot join current thread")
