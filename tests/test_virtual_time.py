@@ -326,3 +326,17 @@ def test_tcp_timers_run_on_virtual_time(vclock):
     assert 90 <= elapsed(vclock, start) <= 91  # idle 60 + 3 probes x 10 s
     for sock in (client, conn, server):
         sock.close()
+
+
+def test_a_virtual_networks_time_ends_with_its_use():
+    """Its pending timers are dropped when use() ends: nothing can make that time pass
+    any more, and left alone they would run at random moments of later code."""
+    with ps.use("virtual", clock="virtual") as preset, ps.patch():
+        net = preset.network
+        ran = []
+        net.scheduler.call_later(5, lambda touched: ran.append(1))
+        thread = net.scheduler._thread
+    thread.join(2)
+    assert not thread.is_alive() and ran == [] and net.scheduler.pending() == 0
+    net.scheduler.call_later(0, lambda touched: ran.append(2))
+    assert ran == [] and net.scheduler.pending() == 0

@@ -220,6 +220,9 @@ class use(Generic[_Drivers]):
     def restore(self) -> None:
         with _lock:
             self._clock.restore()
+            network = self.network
+            if network is not None and network.clock is not _clock.REAL:
+                network.scheduler.close()
             for family, (driver, source) in self._saved.items():
                 if driver is None:
                     _drivers.pop(family, None)

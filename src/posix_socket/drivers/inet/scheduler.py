@@ -64,6 +64,7 @@ class Scheduler:
         self._order = itertools.count()  # equal times run in the order scheduled
         self._wakeup = threading.Condition(lock)
         self._thread: threading.Thread | None = None
+        self.closed = False
 
     def now(self) -> float:
         return self.clock.now()
@@ -71,6 +72,9 @@ class Scheduler:
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         timer = Timer(when, callback, args)
         with self.lock:
+            if self.closed:  # the network's time has ended: nothing happens any more
+                timer.cancelled = True
+                return timer
             first = not self._events or when < self._events[0][0]
             heapq.heappush(self._events, (when, next(self._order), timer))
             thread = self._thread
@@ -82,6 +86,16 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.call_at(self.clock.now() + delay, callback, *args)
+
+    def close(self) -> None:
+        """Drop every pending event and let the thread end: what a virtual clock's
+        network does when its ``use()`` ends (nothing can make its time pass any
+        more; left alone its timers would run at random moments of later code)."""
+        with self.lock:
+            self.closed = True
+            self._events.clear()
+            if self._thread is not None:
+                self.clock.notify(self._wakeup)
 
     def pending(self) -> int:
         """How many events wait (cancelled ones included until their time)."""
