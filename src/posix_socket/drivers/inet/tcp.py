@@ -141,22 +141,24 @@ class TcpSocket:
         if not self.net.is_local(where.ip):
             raise oserror(errno.EADDRNOTAVAIL)
         v6only_before = self.opts.bound_to(where.ip)
+        host = self.net.host_of(where.ip) or self.host  # where it lives once bound
         if self.opts.bind_without_port(where.port):
             self.local = Endpoint(where.ip, 0)  # no port until connect or listen
         else:
             try:
-                self._claim(where.ip, where.port)
+                self._claim(where.ip, where.port, host=host)
             except OSError:
                 self.opts.unbound(v6only_before)
                 raise
         self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
             BINDPORT_LOCK if where.port else 0)
-        if self.userlocks & BINDADDR_LOCK:
-            self.host = self.net.host_of(where.ip) or self.host
+        self.host = host
 
-    def _claim(self, ip, port: int, parity: int = 1) -> None:
+    def _claim(self, ip, port: int, parity: int = 1, host=None) -> None:
+        """Take ``port`` (0: an ephemeral one) on ``ip`` in the port space of ``host``
+        (default: the socket's own, which a connect's source address belongs to)."""
         opts = self.opts
-        host = self.net.host_of(ip) or self.host
+        host = host or self.host
         if opts.changed is None:  # every option at its default: V6ONLY, REUSE* all off
             binding = Binding(self, ip, False, False, False, host)
         else:
@@ -327,7 +329,9 @@ class TcpSocket:
         child.state = ESTABLISHED
         child.sock_state = SS_CONNECTED
         child.userlocks = listener.userlocks
-        child.host = self.net.host_of(child.local.ip) or listener.host
+        # The listener's host: a wildcard listener takes only its own host's traffic,
+        # one bound to an address lives on that address's host.
+        child.host = listener.host
         child.shutdown = listener.shutdown  # sk_clone copies directions shut before listen
         child.binding = Binding(child, child.local.ip, listener.binding.v6only,
                                 listener.binding.reuseaddr, listener.binding.reuseport,
