@@ -296,13 +296,29 @@ def test_a_configuration_is_a_value_that_can_be_applied_to_several_networks():
         config.seed = 3  # type: ignore[misc]
 
 
-def test_the_example_client_retries_over_the_lossy_link_and_times_out_across_a_partition():
+def run_example(*flags: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, "-m", "posix_socket", "run", "--net-config",
+    return subprocess.run(
+        [sys.executable, "-m", "posix_socket", "run", *flags, "--net-config",
          "examples/lossy-network.json", "examples/retrying_client.py"],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env=environment)
+
+
+def test_the_example_prints_the_readmes_lines_on_virtual_time():
+    """On the virtual clock the example's times are the network's: the README shows
+    what it prints, line for line."""
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"examples/retrying_client\.py\n```\n\nprints .*?```\n(.*?)```",
+                      readme, re.S)
+    assert shown is not None
+    result = run_example("--virtual-time")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == shown.group(1)
+
+
+def test_the_example_client_retries_over_the_lossy_link_and_times_out_across_a_partition():
+    result = run_example()
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     answers = [line.split()[-4:] for line in lines[:6]]  # forecast, after, N, tries
