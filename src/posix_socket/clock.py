@@ -42,7 +42,7 @@ real_sleep = time.sleep
 EPOCH = 1735689600.0  # what time.time() says at a virtual clock's start: 2025-01-01 UTC
 START = 1000.0  # a virtual clock's monotonic reading at its start (never 0: see below)
 KERNEL_READINESS_THREAD = "posix-socket AF_UNIX kernel readiness"
-IDLE_INTERVAL = 0.005  # real seconds a thread outside the clock must use no CPU
+IDLE_INTERVAL = 0.002  # real seconds a thread outside the clock must use no CPU
 _IDLE_CPU_NS = 200_000  # CPU time a "still" thread may use in one sample (bookkeeping)
 
 
