@@ -776,6 +776,7 @@ def test_a_closed_socket_is_not_kept_alive_by_its_cancelled_keepalive_timer(net)
     close_all(cli, conn, srv)
     gc.collect()
     assert gone() is None
+    assert net.scheduler.pending() == 0  # nor its network's thread: nothing is left
 
 
 def test_a_one_way_partition_times_out_both_ends(net):

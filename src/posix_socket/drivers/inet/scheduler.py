@@ -30,20 +30,26 @@ def _dropped(*args: Any) -> None:
 class Timer:
     """One scheduled call; ``cancel()`` keeps it from running (a no-op once it ran)."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    __slots__ = ("when", "callback", "args", "cancelled", "scheduler")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple,
+                 scheduler: Scheduler | None = None) -> None:
         self.when = when
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.scheduler = scheduler
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
-        # What it would have called goes at once (a cancelled keepalive timer waits
-        # in the heap for hours: it must not keep its socket alive that long).
+        # What it would have called goes at once (a cancelled keepalive timer is two
+        # hours away: it must not keep its socket alive, nor the network's thread).
         self.callback = _dropped
         self.args = ()
+        if self.scheduler is not None:
+            self.scheduler._cancelled()
 
     def __repr__(self) -> str:
         state = " cancelled" if self.cancelled else ""
@@ -70,7 +76,7 @@ class Scheduler:
         return self.clock.now()
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        timer = Timer(when, callback, args)
+        timer = Timer(when, callback, args, self)
         with self.lock:
             if self.closed:  # the network's time has ended: nothing happens any more
                 timer.cancelled = True
@@ -97,8 +103,20 @@ class Scheduler:
             if self._thread is not None:
                 self.clock.notify(self._wakeup)
 
+    def _cancelled(self) -> None:
+        """A timer was cancelled: cancelled events at the head of the queue go now, so
+        that the thread waits for the next live one (or ends when none is left) and a
+        clock that jumps never aims at them."""
+        with self.lock:
+            events = self._events
+            if events and events[0][2].cancelled:
+                while events and events[0][2].cancelled:
+                    heapq.heappop(events)
+                if self._thread is not None:
+                    self.clock.notify(self._wakeup)
+
     def pending(self) -> int:
-        """How many events wait (cancelled ones included until their time)."""
+        """How many events wait (a cancelled one until it is at the head or due)."""
         with self.lock:
             return len(self._events)
 
@@ -118,6 +136,8 @@ class Scheduler:
             touched: list = []
             with self.lock:
                 while True:
+                    while events and events[0][2].cancelled:
+                        heapq.heappop(events)
                     if not events:
                         self._thread = None  # started again by the next call_at
                         return
