@@ -340,3 +340,20 @@ def test_a_virtual_networks_time_ends_with_its_use():
     assert not thread.is_alive() and ran == [] and net.scheduler.pending() == 0
     net.scheduler.call_later(0, lambda touched: ran.append(2))
     assert ran == [] and net.scheduler.pending() == 0
+
+
+def test_a_real_clock_network_keeps_real_time_while_another_runs_virtually():
+    """patch() under virtual time replaces threading's Condition for every thread: a
+    network on the real clock must still wait for real (its scheduler thread is not
+    the program's)."""
+    import threading as threads
+    with ps.use("virtual") as real_preset:
+        real_net = real_preset.network
+        fired = threads.Event()
+        real_net.scheduler.call_later(0.2, lambda touched: fired.set())
+    with ps.use("virtual", clock="virtual") as preset, ps.patch():
+        time.sleep(60)  # virtual: the real network's timer must not fire because of it
+        assert not fired.is_set()
+        assert preset.clock.now() - psclock.START == 60
+    assert fired.wait(5)
+    assert real_net.scheduler.pending() == 0

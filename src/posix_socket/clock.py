@@ -34,10 +34,14 @@ __all__ = ["RealClock", "VirtualClock", "Deadlock", "current", "now", "use_clock
            "condition_wait", "condition_notify",
            "real_monotonic", "real_time", "real_sleep", "EPOCH", "IDLE_INTERVAL"]
 
-# The real clock's functions, kept before anything can patch ``time``.
+# The real clock's functions, kept before anything can patch ``time`` or ``threading``
+# (under virtual time ``patch()`` replaces Condition.wait/notify for every thread; a
+# network on the real clock must keep the real ones).
 real_monotonic = time.monotonic
 real_time = time.time
 real_sleep = time.sleep
+_real_condition_wait = threading.Condition.wait
+_real_condition_notify = threading.Condition.notify
 
 EPOCH = 1735689600.0  # what time.time() says at a virtual clock's start: 2025-01-01 UTC
 START = 1000.0  # a virtual clock's monotonic reading at its start (never 0: see below)
@@ -83,11 +87,12 @@ class RealClock:
         real_sleep(seconds)
 
     def wait(self, condition: threading.Condition, timeout: float | None) -> bool:
-        """``condition.wait(timeout)`` (its lock held)."""
-        return condition.wait(timeout)
+        """``condition.wait(timeout)`` (its lock held), the real one even while a
+        virtual clock's ``patch()`` has replaced it."""
+        return _real_condition_wait(condition, timeout)
 
     def notify(self, condition: threading.Condition) -> None:
-        condition.notify()
+        _real_condition_notify(condition)
 
     def __repr__(self) -> str:
         return "RealClock()"
