@@ -114,7 +114,8 @@ README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_tex
 # What each block prints, in the README's order (its comments say the same).
 README_OUTPUT = ["200 b'hello'\n", "b'hello'\n", "10.0.0.3 b'select 1'\n",
                  "True True ETIMEDOUT\n", "b'a pipe' b'through the pipe'\n",
-                 "66 66 68\nTrue\ntimed out\n", "[Link(127.0.0.1 <-> db.test: latency=0.05)]\n"]
+                 "66 66 68\nTrue\ntimed out\n", "[Link(127.0.0.1 <-> db.test: latency=0.05)]\n",
+                 ""]  # the pytest plugin's block: test functions, run by pytest
 
 
 def test_the_readme_has_the_python_blocks_this_test_knows() -> None:
