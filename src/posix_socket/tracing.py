@@ -278,19 +278,8 @@ class trace:
         wall, start = _stamp()
         shown = ", ".join(_poll_entry(item) for item in entries)
         text = f"poll([{shown}], {len(entries)}, {timeout_ms})"
-        try:
-            result = call(entries, timeout_ms)
-        except BaseException as exc:
-            self.emit(wall, text, fmt.error(exc), _wait_shown(start))
-            raise
-        if result:
-            ready = ", ".join(f"{{fd={fd}, revents={fmt.poll_events(bits)}}}"
-                              for fd, bits in result)
-            outcome = f"{len(result)} ([{ready}])"
-        else:
-            outcome = "0 (Timeout)"
-        self.emit(wall, text, outcome, _wait_shown(start))
-        return result
+        return self._ready_list(wall, start, text, lambda: call(entries, timeout_ms),
+                                "revents", fmt.poll_events)
 
     def epoll_wait(self, call: Callable[[Any, int], list], kernel: Any, timeout: Any,
                    maxevents: int) -> list:
@@ -302,14 +291,19 @@ class trace:
         except ValueError:  # closed: the wait raises the stdlib's error
             epfd = -1
         text = f"epoll_wait({epfd}, {maxevents}, {timeout})"
+        return self._ready_list(wall, start, text, lambda: call(timeout, maxevents),
+                                "events", fmt.epoll_events)
+
+    def _ready_list(self, wall: float, start: float, text: str, run: Callable[[], list],
+                    field: str, names: Callable[[int], str]) -> list:
+        """A poll-like wait's line: ``[(fd, bits)]`` found, or a timeout, or its error."""
         try:
-            result = call(timeout, maxevents)
+            result = run()
         except BaseException as exc:
             self.emit(wall, text, fmt.error(exc), _wait_shown(start))
             raise
         if result:
-            ready = ", ".join(f"{{fd={fd}, events={fmt.epoll_events(bits)}}}"
-                              for fd, bits in result)
+            ready = ", ".join(f"{{fd={fd}, {field}={names(bits)}}}" for fd, bits in result)
             outcome = f"{len(result)} ([{ready}])"
         else:
             outcome = "0 (Timeout)"
