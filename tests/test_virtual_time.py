@@ -214,6 +214,35 @@ def test_a_thread_blocked_outside_the_clock_does_not_stop_it(vclock):
     blocked.join()
 
 
+def test_a_thread_still_starting_holds_the_clock_still(vclock):
+    """A thread threading lists but the kernel has not run yet (no native id: a loaded
+    machine may take milliseconds to get to it) is about to run, not blocked: the clock
+    must not jump past it.  (It did, after IDLE_INTERVAL, so a reply sent from a thread
+    that had just started the network's scheduler thread came a timeout too late, now
+    and then, and a seeded program printed different lines from run to run.)"""
+    starting = threading.Thread(target=lambda: None)  # stands for one the kernel is making
+    woken = []
+
+    def sleeper():
+        time.sleep(1)
+        woken.append(psclock.real_monotonic())
+
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threading._limbo[starting] = starting  # type: ignore[attr-defined]
+    try:
+        thread = threading.Thread(target=sleeper)
+        thread.start()
+        held_until = psclock.real_monotonic() + 50 * psclock.IDLE_INTERVAL
+        while psclock.real_monotonic() < held_until:
+            psclock.real_sleep(psclock.IDLE_INTERVAL)
+            assert not woken
+    finally:
+        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+            del threading._limbo[starting]  # type: ignore[attr-defined]
+    thread.join()
+    assert woken
+
+
 def test_a_deadlocked_program_fails_saying_where_each_thread_waits(vclock):
     raised_there = []
 

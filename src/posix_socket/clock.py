@@ -370,7 +370,12 @@ def _release(lock: threading.Lock) -> None:
 def _cpu_ns(native_id: int | None) -> int | None:
     """CPU time the thread has used (ns), or None when the kernel does not say; -1
     while it is runnable (state R: on a CPU or waiting for one, so busy even if the
-    sample saw no CPU time pass, as on a loaded machine)."""
+    sample saw no CPU time pass, as on a loaded machine).  A thread that is starting
+    (listed by threading, no native id yet: the kernel may not even have made it)
+    counts as runnable too: it is about to run, however long the machine takes to
+    get to it."""
+    if native_id is None:
+        return -1
     try:
         with open(f"/proc/self/task/{native_id}/stat", "rb") as file:
             state = file.read().rpartition(b")")[2].split()[0]
