@@ -23,7 +23,7 @@ from .options import SO_RXQ_OVFL
 from .tcp import TcpSocket
 from .udp import UdpSocket
 
-_MSG_OOB = socket.MSG_OOB
+_MSG_OOB = int(socket.MSG_OOB)  # a plain int: ``flags & IntFlag`` is a slow Python call
 
 __all__ = ["InetDriver"]
 
