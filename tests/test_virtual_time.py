@@ -243,6 +243,42 @@ def test_a_thread_still_starting_holds_the_clock_still(vclock):
     assert woken
 
 
+class WokenRightAfterTheLook:
+    """A wake-up lock whose waker releases it just after the waiting thread's first
+    look (``acquire(False)``) and before the thread tells the clock it waits."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.looks = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        got = self.lock.acquire(blocking)
+        if not blocking:
+            self.looks += 1
+            if self.looks == 1:
+                self.lock.release()  # the waker, in between
+        return got
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def test_a_thread_woken_before_it_registers_its_wait_does_not_count_as_waiting(vclock):
+    """A waker that wakes a thread between its look and its registration, then waits
+    itself: the woken thread runs, so the clock must not jump (it jumped, and every
+    client of a threaded HTTP server timed out at once, now and then)."""
+    thread = threading.Thread(target=time.sleep, args=(10,))
+    thread.start()
+    while not any(s.what == "time.sleep" for s in list(vclock._sleepers.values())):
+        psclock.real_sleep(0.001)
+    start = vclock.now()
+    assert vclock.block(WokenRightAfterTheLook(), None, "test") is True
+    assert vclock.now() == start
+    thread.join()
+    assert elapsed(vclock, start) == 10
+
+
 def test_a_deadlocked_program_fails_saying_where_each_thread_waits(vclock):
     raised_there = []
 

@@ -144,17 +144,31 @@ class VirtualClock:
             return True
         if timeout is not None and timeout <= 0:
             return False
-        sleeper = self.enter(lock, timeout, lambda: _release(lock), what)
+        sleeper = self.enter(lock, timeout, lambda: _release(lock), what,
+                             woken=lambda: lock.acquire(False))
+        if sleeper is None:
+            return True
         lock.acquire()
         return not self.leave(lock, sleeper)
 
     def enter(self, key: object, timeout: float | None, wake: Callable[[], None],
-              what: str = "", ready: Callable[[], bool] | None = None) -> _Sleeper:
+              what: str = "", ready: Callable[[], bool] | None = None,
+              woken: Callable[[], bool] | None = None) -> _Sleeper | None:
         """Register the calling thread as waiting on ``key`` until ``timeout`` seconds
         of this clock pass (None: no deadline); ``wake`` wakes it.  The caller then
-        blocks for real and calls ``leave`` once it runs again."""
+        blocks for real and calls ``leave`` once it runs again.
+
+        ``woken`` asks, under the clock's lock, whether the wake came already (between
+        the caller's last look and this call): then nothing is registered and None is
+        returned.  Without that look a thread whose waker had woken it and gone to
+        wait itself would count as waiting, and the clock could jump past it while it
+        runs (a server thread that saw its handler thread start, run and end before it
+        registered its wait for the start let 16 clients time out at once).  It must
+        take no lock of the layer: the clock's lock is held."""
         with self._lock:
             self._check_deadlock()
+            if woken is not None and woken():
+                return None
             deadline = None if timeout is None else self._now + timeout
             sleeper = _Sleeper(deadline, wake, what or "a wait", ready)
             self._sleepers[key] = sleeper

@@ -91,6 +91,14 @@ class KernelWaiter(Waiter):
         except OSError:  # already closed: the waiter has finished
             pass
 
+    def consume(self) -> bool:
+        """Whether it was signalled since the last drain (and drain it)."""
+        try:
+            os.eventfd_read(self.fd)
+        except OSError:  # not signalled (EAGAIN)
+            return False
+        return True
+
     def drain(self) -> None:
         try:
             os.eventfd_read(self.fd)
@@ -457,7 +465,16 @@ def _kernel_wait(waiter: KernelWaiter, timeout: float,
     if kernel_poll(waiter.fd, 0):  # ready already: no wait to tell the clock of
         return True
     clock = _clock.current
-    sleeper = clock.enter(waiter, timeout, waiter.signal, "a kernel poll")
+    kernel_ready = False
+
+    def woken() -> bool:  # a kernel descriptor is ready, or the eventfd was written
+        nonlocal kernel_ready
+        kernel_ready = kernel_poll(waiter.fd, 0)
+        return kernel_ready or waiter.consume()
+
+    sleeper = clock.enter(waiter, timeout, waiter.signal, "a kernel poll", woken=woken)
+    if sleeper is None:
+        return kernel_ready
     try:
         if kernel_poll(waiter.fd, -1):
             return True

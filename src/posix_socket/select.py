@@ -47,6 +47,7 @@ error = OSError
 
 # Captured at import, before ``patch()`` can replace the stdlib module's names.
 _KernelEpoll = _stdlib.epoll
+_kernel_select = _stdlib.select
 _C_FILENO = _dropin._C.fileno
 _DROPIN_FILENO = _dropin.socket.fileno
 
@@ -486,11 +487,19 @@ class epoll:
         if found:
             return found
         clock = _clock.current
-        sleeper = clock.enter(parked, timeout, self._wakeup.wake, "epoll.poll")
+        sleeper = clock.enter(parked, timeout, self._wakeup.wake, "epoll.poll",
+                              woken=self._kernel_readable)
+        if sleeper is None:  # woken (or a kernel number ready) since the look above
+            return self._kernel_events(0, maxevents)
         try:
             return self._kernel_events(None, maxevents)
         finally:
             clock.leave(parked, sleeper)
+
+    def _kernel_readable(self) -> bool:
+        """Whether the kernel half has an event (its epoll number polls readable),
+        without taking it: a system call and no lock, for the clock's ``woken``."""
+        return bool(_kernel_select([self._kernel.fileno()], [], [], 0)[0])
 
     def _kernel_events(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         """The kernel half's events, without the wake-up (drained when it is there;
