@@ -365,3 +365,18 @@ def test_anyio_tests_run_on_the_network(tmp_path):
     """)
     assert result.returncode == 0, result.stdout + result.stderr
     assert counts(result).startswith("1 passed")
+
+
+def test_pytest_under_run_gives_no_warning_of_the_plugins_own(tmp_path):
+    """``posix-socket run -m pytest``: the package is imported before pytest loads its
+    plugin, which must not make pytest warn that it cannot rewrite the package."""
+    (tmp_path / "test_user.py").write_text("def test_nothing():\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": SRC, "PYTEST_ADDOPTS": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "posix_socket", "run", "-m", "pytest", "-p",
+         "no:cacheprovider", "-q", "-W", "error::pytest.PytestAssertRewriteWarning"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stdout.lower(), result.stdout
+

@@ -3,6 +3,10 @@
 ``socket(family, ...)`` looks up the driver registered for ``family``; the descriptor it
 returns remembers that driver and every later call on it goes to that driver's ops.
 After import the ``host`` preset (the kernel) serves AF_INET, AF_INET6 and AF_UNIX.
+
+PYTEST_DONT_REWRITE: under ``posix-socket run -m pytest`` the package is imported
+before pytest starts, so pytest (which rewrites the asserts of its plugins' packages,
+this one among them) would warn that it cannot; the package has no asserts of tests.
 """
 
 from __future__ import annotations
