@@ -5,9 +5,11 @@ scenario, they run on the kernel and through the layer (see ``scenarios``)."""
 
 from __future__ import annotations
 
+import os
 import socket as _socket
 import struct
 
+import unix_daemon
 from scenarios import (
     DGRAM,
     IP,
@@ -35,6 +37,7 @@ LINGER = struct.Struct("@ii")
 SO_PASSCRED = getattr(_socket, "SO_PASSCRED", 16)
 SO_PASSSEC = getattr(_socket, "SO_PASSSEC", 34)
 SO_PASSPIDFD = getattr(_socket, "SO_PASSPIDFD", 76)
+UNIX_TYPES = (STREAM, DGRAM, SEQPACKET)
 
 
 @scenario(STREAM, DGRAM, families=IP)
@@ -166,3 +169,112 @@ def scenario_so_linger_off_keeps_its_time(api: Recorder, env: Env) -> None:
     for onoff, seconds in ((1, 7), (0, 0), (0, 3), (1, 0), (0, 5)):
         api.setsockopt(fd, SOL_SOCKET, _socket.SO_LINGER, LINGER.pack(onoff, seconds))
         api.getsockopt(fd, SOL_SOCKET, _socket.SO_LINGER, LINGER.size)
+
+
+@scenario(STREAM, DGRAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_abstract_names_are_per_socket_type(api: Recorder, env: Env) -> None:
+    """Linux keeps abstract names apart per socket type: one name may be bound once by
+    each type, and a socket reaches only the one of its own type there (a name held
+    only by another type is ECONNREFUSED, not EPROTOTYPE as a socket file of another
+    type gives).  An autobound name may be bound by a socket of another type."""
+    name = b"\0posix-socket-oracle-types-" + os.urandom(6).hex().encode()
+    env.addresses.append(name)
+    only_others = b"\0posix-socket-oracle-others-" + os.urandom(6).hex().encode()
+    env.addresses.append(only_others)
+    holders = {}
+    for kind in (env.type, *(kind for kind in UNIX_TYPES if kind != env.type)):
+        fd = api.socket(env.family, kind)
+        api.bind(fd, name)
+        api.bind(api.socket(env.family, kind), name)
+        if kind != DGRAM:
+            api.listen(fd, 4)
+        holders[kind] = fd
+        if kind != env.type:
+            other = api.socket(env.family, kind)
+            api.bind(other, only_others)
+            if kind != DGRAM:
+                api.listen(other, 4)
+    client = api.socket(env.family, env.type)
+    api.connect(client, name)
+    api.getpeername(client)
+    api.send(client, b"own type")
+    if env.type == DGRAM:
+        api.recvfrom(holders[DGRAM], 100, MSG_DONTWAIT)
+    else:
+        server, _ = api.accept(holders[env.type])
+        api.recv(server, 100, MSG_DONTWAIT)
+    stranger = api.socket(env.family, env.type)
+    api.connect(stranger, only_others)
+    api.sendto(stranger, b"x", 0, only_others)
+    api.getsockname(stranger)
+    api.close(holders[env.type])
+    api.connect(api.socket(env.family, env.type), name)
+    autobound = api.socket(env.family, env.type)
+    api.bind(autobound, "")
+    taken = api.getsockname(autobound)
+    for kind in UNIX_TYPES:
+        api.bind(api.socket(env.family, kind), taken)
+
+
+def _stale_kernel_file(env: Env, kind: int) -> str:
+    """A socket file whose kernel socket (a dead daemon's, say) closed."""
+    path = env.address()
+    leftover = _socket.socket(_socket.AF_UNIX, kind)
+    leftover.bind(path)
+    leftover.close()
+    return path
+
+
+@scenario(STREAM, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_connected_or_listening_stream_aimed_at_kernel_names(
+        api: Recorder, env: Env) -> None:
+    """connect on a connected (or listening) stream socket: Linux looks the name up
+    first (ECONNREFUSED for a name nobody holds or a stale file, ENOENT, EPROTOTYPE)
+    and answers EISCONN (EINVAL) only once it found a listener, here another
+    process's."""
+    nobody = b"\0posix-socket-oracle-nobody-" + os.urandom(6).hex().encode()
+    stale = _stale_kernel_file(env, env.type)
+    daemon = env.address()
+    other_type = env.address()
+    with unix_daemon.running(daemon, env.type), \
+            unix_daemon.running(other_type, DGRAM):
+        client, server = connected_pair(api, env)
+        listener = api.socket(env.family, env.type)
+        api.bind(listener, "")
+        api.listen(listener, 1)
+        for fd in (client, listener):
+            for name in (nobody, stale, daemon, other_type, env.address()):
+                api.connect(fd, name)
+            api.getpeername(fd)
+        api.send(client, b"still connected")
+        api.recv(server, 100)
+        api.close(client)
+        api.connect(server, nobody)
+
+
+@scenario(DGRAM, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_datagram_socket_others_depend_on_aimed_at_kernel_names(
+        api: Recorder, env: Env) -> None:
+    """A datagram socket virtual sockets are connected to, or with messages queued,
+    aimed at names nobody holds: the kernel's answers (ECONNREFUSED, ENOENT,
+    EPROTOTYPE), and the socket keeps working."""
+    nobody = b"\0posix-socket-oracle-nobody-" + os.urandom(6).hex().encode()
+    stale = _stale_kernel_file(env, DGRAM)
+    other_type = env.address()
+    with unix_daemon.running(other_type, STREAM):
+        fd = api.socket(env.family, env.type)
+        api.bind(fd, env.address())
+        sender = api.socket(env.family, env.type)
+        api.connect(sender, api.getsockname(fd))
+        names = (nobody, stale, other_type, env.address())
+        for name in names:
+            api.sendto(fd, b"x", 0, name)
+            api.connect(fd, name)
+        api.send(sender, b"queued")
+        api.close(sender)
+        for name in names:
+            api.sendto(fd, b"x", 0, name)
+        api.getpeername(fd)
+        api.recvfrom(fd, 100, MSG_DONTWAIT)
+        api.sendto(fd, b"to myself", 0, api.getsockname(fd))
+        api.recvfrom(fd, 100, MSG_DONTWAIT)

@@ -247,28 +247,6 @@ KNOWN_DIFFERENCES: list[Known] = [
           "no POLLPRI, no urgent byte for recv(MSG_OOB) (EINVAL, as Linux with "
           "SO_OOBINLINE); the kernel keeps the last byte of a MSG_OOB send apart",
           None, ANY, ANY, avoided="no send with MSG_OOB on TCP sockets"),
-    Known("AF_UNIX abstract names per socket type",
-          "Linux keeps abstract names per socket type (the hash includes the type): a "
-          "stream and a datagram socket may bind the same abstract name, and a connect "
-          "to one held only by another type is ECONNREFUSED; the virtual namespace "
-          "keeps one socket per name (EADDRINUSE, EPROTOTYPE).  Left to the unix "
-          "driver's rework of name lookup (issue 14 item 15, unixkernel)",
-          "connect", "ECONNREFUSED", "EPROTOTYPE", frozenset(KINDS[4:]),
-          avoided="no AF_UNIX socket is aimed at an abstract name of another type"),
-    Known("connected AF_UNIX stream connecting to a name nobody holds",
-          "Linux looks the name up first (ECONNREFUSED when no socket has it); the "
-          "unix driver hands a name no virtual socket holds to the kernel's world "
-          "(issue 14 item 15) and answers EISCONN for a connected socket without "
-          "asking (drivers/unix/kernel.py connect_out), also for a name its own closed "
-          "socket left",
-          "connect", "ECONNREFUSED", "EISCONN", UNIX_STREAM_KINDS),
-    Known("AF_UNIX socket with a virtual past aimed at a name nobody holds",
-          "a name no virtual socket holds goes to the kernel's world (issue 14 item 15); "
-          "a socket that is already bound or connected in the virtual namespace cannot "
-          "move there and gets EOPNOTSUPP, also for a name its own closed socket left, "
-          "where Linux says ECONNREFUSED (nothing holds it)",
-          ("connect", "sendto", "sendmsg"), "ECONNREFUSED", "EOPNOTSUPP",
-          frozenset(KINDS[4:])),
     Known("blocking accept on an AF_UNIX listener shut for reading",
           "Linux's unix_accept sleeps in skb_recv_datagram, which gives up at once on a "
           "socket shut for reading (EINVAL) in a blocking call, while poll says readable "
@@ -555,13 +533,10 @@ class DifferentialMachine(RuleBasedStateMachine):
         for slot in self.slots:
             if _reaches(desc, slot.socket.family, slot.socket.type) and (
                     not binding or slot.socket.owns_port or family == AF_UNIX):
-                candidates.append((slot.socket.type, self.name_of(world, slot)))
+                candidates.append(self.name_of(world, slot))
         for ghost in self.ghosts if not binding or family == AF_UNIX else ():
             if _reaches(desc, ghost.family, ghost.type):
-                candidates.append((ghost.type, ghost.names[world.name]))
-        # KNOWN_DIFFERENCES: AF_UNIX abstract names per socket type.
-        candidates = [name for type, name in candidates
-                      if type == desc.type or not isinstance(name, bytes)]
+                candidates.append(ghost.names[world.name])
         # Nothing to aim at: a name nothing has (to bind: a fresh port, since the
         # worlds of the kernel share its ports and only one of them could take a
         # fixed one).

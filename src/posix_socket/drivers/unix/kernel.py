@@ -25,7 +25,12 @@ Decisions (the README's "Unix sockets of other processes" says them for users):
 * One world per socket.  A datagram socket that virtual sockets depend on (one is
   connected to it, or messages wait in its queue) cannot move, and a socket that moved
   cannot reach virtual names: both are EOPNOTSUPP with a message saying so, never a
-  message silently lost.
+  message silently lost.  A socket that cannot move is still told what Linux tells
+  it when no kernel socket would take it (ECONNREFUSED for a name nobody holds,
+  ENOENT, EPROTOTYPE, EPERM): the kernel is asked with a throwaway socket in the
+  same state (``_ask_kernel``), so EOPNOTSUPP only comes where a peer is really
+  there.  A connected or listening stream socket is answered the same way (EISCONN,
+  EINVAL once the kernel found a listener with room).
 * SCM_RIGHTS over a kernel-backed socket carries kernel descriptors: files, pipes,
   kernel sockets, kernel-backed sockets (their kernel socket).  A virtual socket lives
   in this process only: EOPNOTSUPP.  Descriptors received are installed by the kernel.
@@ -40,6 +45,7 @@ Decisions (the README's "Unix sockets of other processes" says them for users):
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import heapq
@@ -252,7 +258,7 @@ _VIRTUAL_KIND = {kernel: virtual for virtual, kernel in _KERNEL_KIND.items()}
 def _refine(sock: Any, exc: OSError, name: bytes | None) -> None:
     """The kernel refused a name that a virtual socket of this driver holds: say that
     this socket cannot reach it, rather than a bare ECONNREFUSED."""
-    if exc.errno == errno.ECONNREFUSED and name and sock.space.owns(name):
+    if exc.errno == errno.ECONNREFUSED and name and sock.space.owns(name, sock.type):
         raise crossing("this socket reached another process's socket, so it cannot "
                        f"reach the virtual socket bound to {name!r}") from None
 
@@ -277,14 +283,13 @@ def _stall(sock: Any) -> None:
 def connect_out(sock: UnixSocket, name: bytes, touched: list) -> None:
     """``connect`` to a name only the kernel has (the driver caught KernelName)."""
     if isinstance(sock, StreamSocket):
-        # Linux checks the state after finding a listener, which only the kernel could
-        # say here: a connected socket gets EISCONN even for a name nobody listens on.
-        if sock.state == ESTABLISHED:
-            raise oserror(errno.EISCONN)
         if sock.state != CLOSE:
-            raise oserror(errno.EINVAL)
+            # Linux looks at the socket's own state last, after finding a listener
+            # with room: only the kernel can say what comes first for its name.
+            _ask_kernel(sock, name)
+            raise oserror(errno.EISCONN if sock.state == ESTABLISHED else errno.EINVAL)
     else:
-        _check_movable(sock, connecting=True)
+        _check_movable(sock, name, connecting=True)
     _reach(sock, touched, lambda: sock.connect(name, touched))
     if sock.peer is not None:  # a datagram socket's new peer: the old one is dropped
         disconnect(sock, touched)
@@ -294,19 +299,52 @@ def connect_out(sock: UnixSocket, name: bytes, touched: list) -> None:
 def send_out(sock: UnixSocket, raw: bytes, data: bytes, flags: int, rights: list | None,
              creds: tuple | None, touched: list) -> int:
     """A datagram ``sendto`` to a name only the kernel has."""
-    _check_movable(sock, connecting=False)
+    _check_movable(sock, kernel_name(raw), connecting=False)
     return _reach(sock, touched, lambda: sock.sendto(raw, data, flags, rights, creds,
                                                      touched))
 
 
-def _check_movable(sock: Any, connecting: bool) -> None:
-    """A datagram socket moves only when no virtual socket depends on it."""
+def _check_movable(sock: Any, name: bytes, connecting: bool) -> None:
+    """A datagram socket moves only when no virtual socket depends on it.  One that
+    cannot move still gets the kernel's refusal of a name nobody holds."""
     if sock.waiters:
-        raise crossing("virtual sockets are connected to this datagram socket")
-    if sock.peer is not None and not connecting:
-        raise crossing("this datagram socket is connected to a virtual socket")
-    if sock.rx and (sock.peer is None or not connecting):
-        raise crossing("messages from virtual sockets wait in this socket's queue")
+        reason = "virtual sockets are connected to this datagram socket"
+    elif sock.peer is not None and not connecting:
+        reason = "this datagram socket is connected to a virtual socket"
+    elif sock.rx and (sock.peer is None or not connecting):
+        reason = "messages from virtual sockets wait in this socket's queue"
+    else:
+        return
+    _ask_kernel(sock, name)
+    raise crossing(reason)
+
+
+def _ask_kernel(sock: Any, name: bytes) -> None:
+    """Raise what Linux answers ``sock`` aimed at ``name`` (a name no virtual socket
+    holds) when ``sock`` cannot become a kernel socket: nobody holds the name
+    (ECONNREFUSED), no file is there (ENOENT), a socket file of another type
+    (EPROTOTYPE), a datagram socket connected elsewhere (EPERM).  The kernel is asked
+    with a throwaway socket of the same type in the same state, whose connect reaches
+    nothing: a connected or listening stream fails after the lookup
+    (EISCONN, EINVAL; EAGAIN for a full backlog, which a blocking caller retries), a
+    datagram connect only picks a peer.  Returns when the name's socket would take
+    ``sock`` (the caller then refuses to mix the worlds)."""
+    family, kind = socket.AF_UNIX, sock.type | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+    probes: list = []
+    try:
+        if isinstance(sock, StreamSocket) and sock.state == ESTABLISHED:
+            probes.extend(_socket.socketpair(family, kind))
+        else:
+            probes.append(_socket.socket(family, kind))
+            if isinstance(sock, StreamSocket):  # a listener
+                probes[0].bind(b"")
+                probes[0].listen(0)
+        probes[0].connect(name)
+    except OSError as exc:
+        raise oserror(exc.errno) from None
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def _reach(sock: Any, touched: list, attempt: Any) -> Any:
@@ -348,7 +386,7 @@ def _leave(sock: Any) -> None:
     name = sock.name
     if link.took_name and name:
         if name[0] == 0:
-            sock.space.abstract[name] = sock
+            sock.space.abstract[name, sock.type] = sock
         else:
             try:
                 sock.space.hold_file(sock, name)
@@ -381,7 +419,7 @@ def _move_name(sock: UnixSocket, ksock: socket.socket) -> bool:
         try:
             ksock.bind(name)
         except OSError:
-            space.abstract[name] = sock  # still the virtual socket's
+            space.abstract[name, sock.type] = sock  # still the virtual socket's
             raise
         return True
     try:

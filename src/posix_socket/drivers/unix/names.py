@@ -8,6 +8,10 @@
   way of the program's numbers) so the inode number cannot be reused while it lives.
 * An abstract name (a leading NUL byte) lives in one ``Namespace``, one per driver,
   as Linux's live in one network namespace; a name a kernel socket holds is taken.
+  Linux keeps abstract names apart per socket type (its hash mixes in the type): a
+  stream and a datagram socket may both hold a name, and a connect finds only a
+  socket of its own type there (ECONNREFUSED otherwise, not EPROTOTYPE as a socket
+  file of another type gives).  Autobind avoids only names of its own type too.
 * Autobind (bind to "", or sending with SO_PASSCRED while unnamed) picks Linux's
   b"\\0" + five hex digits.
 
@@ -93,7 +97,7 @@ class Namespace:
     """The names of one driver's sockets: abstract names and bound socket files."""
 
     def __init__(self) -> None:
-        self.abstract: dict[bytes, Named] = {}
+        self.abstract: dict[tuple[bytes, int], Named] = {}  # (name, type) -> socket
         self.inodes: dict[tuple[int, int], Named] = {}
         # Socket files this namespace made whose sockets closed: (st_dev, st_ino) ->
         # st_ctime_ns as the socket closed.  No kernel socket can ever listen on a file
@@ -110,9 +114,9 @@ class Namespace:
         elif raw[0] == 0:
             if sock.name is not None:
                 raise oserror(errno.EINVAL)
-            if raw in self.abstract or kernel_holds(raw, sock.type):
+            if (raw, sock.type) in self.abstract or kernel_holds(raw, sock.type):
                 raise oserror(errno.EADDRINUSE)
-            self.abstract[raw] = sock
+            self.abstract[raw, sock.type] = sock
             sock.name = raw
         else:
             self._bind_path(sock, kernel_name(raw))
@@ -159,8 +163,8 @@ class Namespace:
         start = random.randrange(_AUTOBIND_SPACE)
         for step in range(_AUTOBIND_SPACE):
             name = b"\0" + b"%05x" % ((start + step) % _AUTOBIND_SPACE)
-            if name not in self.abstract and not kernel_holds(name, sock.type):
-                self.abstract[name] = sock
+            if (name, sock.type) not in self.abstract and not kernel_holds(name, sock.type):
+                self.abstract[name, sock.type] = sock
                 sock.name = name
                 return
         raise oserror(errno.ENOSPC)
@@ -169,8 +173,8 @@ class Namespace:
         """The socket closed: its abstract name is free; its file stays on disk."""
         name = sock.name
         if name and name[0] == 0:
-            if self.abstract.get(name) is sock:
-                del self.abstract[name]
+            if self.abstract.get((name, sock.type)) is sock:
+                del self.abstract[name, sock.type]
         elif sock.inode is not None:
             if self.inodes.get(sock.inode) is sock:
                 del self.inodes[sock.inode]
@@ -193,10 +197,11 @@ class Namespace:
     def find(self, name: bytes, type: int) -> Any:
         """The live socket ``name`` reaches (unix_find_other): ENOENT and friends from
         the path lookup, ECONNREFUSED for a file that is no socket or a socket of ours
-        that closed, EPROTOTYPE for a socket of another type; KernelName when nothing
-        of ours is bound there and the kernel decides."""
+        that closed, EPROTOTYPE for a socket file of another type; KernelName when
+        nothing of ours is bound there (an abstract name: of this type) and the kernel
+        decides."""
         if name[0] == 0:
-            sock = self.abstract.get(name)
+            sock = self.abstract.get((name, type))
             if sock is None:
                 raise KernelName(name)
         else:
@@ -219,11 +224,11 @@ class Namespace:
             raise oserror(errno.EPROTOTYPE)
         return sock
 
-
-    def owns(self, name: bytes) -> bool:
-        """Whether a socket of this namespace is bound to ``name`` (a kernel name)."""
+    def owns(self, name: bytes, type: int) -> bool:
+        """Whether a socket of this namespace that a socket of ``type`` could reach is
+        bound to ``name`` (a kernel name)."""
         if name[:1] == b"\0":
-            return name in self.abstract
+            return (name, type) in self.abstract
         try:
             info = os.stat(name)
         except OSError:
