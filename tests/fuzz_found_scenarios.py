@@ -5,6 +5,7 @@ scenario, they run on the kernel and through the layer (see ``scenarios``)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket as _socket
 import struct
@@ -19,6 +20,7 @@ from scenarios import (
     SOCKOPTS,
     SOL_SOCKET,
     STREAM,
+    TIMEVAL,
     Env,
     Recorder,
     closed_port,
@@ -278,3 +280,28 @@ def scenario_unix_datagram_socket_others_depend_on_aimed_at_kernel_names(
         api.recvfrom(fd, 100, MSG_DONTWAIT)
         api.sendto(fd, b"to myself", 0, api.getsockname(fd))
         api.recvfrom(fd, 100, MSG_DONTWAIT)
+
+
+@scenario(STREAM, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_blocking_accept_on_a_listener_shut_for_reading(api: Recorder,
+                                                                 env: Env) -> None:
+    """A listener shut for reading polls readable and refuses new connections; a
+    non-blocking accept says EAGAIN, a blocking one EINVAL at once (its SO_RCVTIMEO
+    never runs out), after the connections queued before the shutdown."""
+    listener = api.socket(env.family, env.type)
+    api.setsockopt(listener, SOL_SOCKET, _socket.SO_RCVTIMEO, TIMEVAL.pack(5, 0))
+    api.bind(listener, env.address())
+    api.listen(listener, 4)
+    client = api.socket(env.family, env.type)
+    api.connect(client, api.getsockname(listener))
+    api.shutdown(listener, _socket.SHUT_RD)
+    api.poll([(listener, POLL_ALL)], 0)
+    api.connect(api.socket(env.family, env.type), api.getsockname(listener))
+    api.accept(listener)
+    api.fcntl(listener, fcntl.F_SETFL, os.O_NONBLOCK)
+    api.accept4(listener, _socket.SOCK_CLOEXEC)
+    api.fcntl(listener, fcntl.F_SETFL, 0)
+    api.accept(listener)
+    api.accept(listener)
+    api.listen(listener, 4)
+    api.accept(listener)

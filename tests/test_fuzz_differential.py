@@ -247,13 +247,6 @@ KNOWN_DIFFERENCES: list[Known] = [
           "no POLLPRI, no urgent byte for recv(MSG_OOB) (EINVAL, as Linux with "
           "SO_OOBINLINE); the kernel keeps the last byte of a MSG_OOB send apart",
           None, ANY, ANY, avoided="no send with MSG_OOB on TCP sockets"),
-    Known("blocking accept on an AF_UNIX listener shut for reading",
-          "Linux's unix_accept sleeps in skb_recv_datagram, which gives up at once on a "
-          "socket shut for reading (EINVAL) in a blocking call, while poll says readable "
-          "and a non-blocking accept says EAGAIN; the layer's waits follow poll, so a "
-          "blocking accept there naps until its timeout (EAGAIN) instead of failing at "
-          "once.  It no longer spins (posix._nap_while_falsely_ready)",
-          "accept4", "EINVAL", "EAGAIN", UNIX_STREAM_KINDS),
     Known("IPv6 UDP mixing IPv4 and IPv6 addresses",
           "Linux keeps an IPv6 and an IPv4 source for an AF_INET6 UDP socket: one whose "
           "::1 came from connect() (not from bind) can still connect or send to a "

@@ -156,6 +156,17 @@ class SocketDriver:
     def accept(self, sock: Any, flags: int) -> tuple[Any, Address]:
         raise _unsupported()
 
+    def accept_blocking(self, sock: Any, flags: int) -> tuple[Any, Address]:
+        """accept for a caller that waits for a connection (a blocking socket).
+
+        The default is ``accept``: BlockingIOError while nothing is queued, and the
+        layer waits for the socket to poll readable and asks again (with this op).  A
+        driver whose blocking accept fails where a non-blocking one would block
+        overrides it (Linux's AF_UNIX listener shut for reading polls readable, says
+        EAGAIN to a non-blocking accept and EINVAL at once to a blocking one).
+        """
+        return self.accept(sock, flags)
+
     # -- addressing and state ----------------------------------------------------------
 
     def bind(self, sock: Any, addr: Address) -> None:

@@ -227,8 +227,8 @@ def _never() -> bool:
 def _nap_while_falsely_ready(f: OpenSocket, nap: float, deadline: float | None) -> float:
     """Wait a little when poll says ready yet the op would block, instead of spinning.
 
-    Linux has such states: an AF_UNIX listener shut for reading polls readable while
-    accept sleeps on a queue no connection can reach any more.  The nap doubles from
+    A driver may have such states (a listener that polls readable with nothing to
+    accept, which Linux's AF_UNIX answers at once: see ``accept_blocking``).  The nap doubles from
     1 ms to 50 ms; a timeout still ends the call on time and Ctrl-C interrupts it."""
     nap = min(max(nap * 2, 0.001), 0.05)
     remaining = _remaining(deadline)
@@ -481,12 +481,15 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     new = descriptors.reserve(bool(flags & SOCK_CLOEXEC))
     try:
         try:
-            sock, addr = driver.accept(f.sock, flags)
+            if f.kernel is not None or f.nonblocking:
+                sock, addr = driver.accept(f.sock, flags)
+            else:
+                sock, addr = driver.accept_blocking(f.sock, flags)
         except BlockingIOError:
             if f.kernel is not None or f.nonblocking:
                 raise
             sock, addr = _retry(f, POLLIN, f.rcvtimeo, "accept",
-                                lambda: driver.accept(f.sock, flags))
+                                lambda: driver.accept_blocking(f.sock, flags))
         except _EXPECTED:
             raise
         except Exception as exc:

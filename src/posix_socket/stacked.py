@@ -52,6 +52,9 @@ class StackedDriver(SocketDriver):
     def accept(self, sock: Any, flags: int) -> tuple[Any, Address]:
         return self.inner.accept(sock, flags)
 
+    def accept_blocking(self, sock: Any, flags: int) -> tuple[Any, Address]:
+        return self.inner.accept_blocking(sock, flags)
+
     def bind(self, sock: Any, addr: Address) -> None:
         return self.inner.bind(sock, addr)
 

@@ -540,15 +540,22 @@ class TracingDriver(StackedDriver):
         return pair
 
     def accept(self, sock: Any, flags: int) -> tuple[Any, Address]:
+        return self._accept(sock, flags, self.inner.accept)
+
+    def accept_blocking(self, sock: Any, flags: int) -> tuple[Any, Address]:
+        return self._accept(sock, flags, self.inner.accept_blocking)
+
+    def _accept(self, sock: Any, flags: int,
+                op: Callable[[Any, int], tuple[Any, Address]]) -> tuple[Any, Address]:
         tracer = self.tracer
         if not tracer.active:
-            return self.inner.accept(sock, flags)
+            return op(sock, flags)
         state = tracer._state()
         f, listener = tracer.number(sock)
         call = f"accept4({listener}, {fmt.accept_flags(flags)})"
         wall, start = _stamp()
         try:
-            accepted = self.inner.accept(sock, flags)
+            accepted = op(sock, flags)
         except BlockingIOError as exc:
             if f is not None and f.kernel is None and not f.nonblocking:
                 tracer.hold(state, sock, "accept4", call, wall, start)

@@ -127,6 +127,11 @@ class UnixDriver(SocketDriver):
             raise oserror(errno.EOPNOTSUPP)
         return self._run(sock.accept)
 
+    def accept_blocking(self, sock: Any, flags: int) -> tuple[Any, Any]:
+        if not isinstance(sock, StreamSocket):
+            raise oserror(errno.EOPNOTSUPP)
+        return self._run(sock.accept_waiting)
+
     # -- addressing and state ------------------------------------------------------
 
     def bind(self, sock: Any, addr: Any) -> None:

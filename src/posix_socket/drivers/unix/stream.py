@@ -104,6 +104,14 @@ class StreamSocket(UnixSocket):
         touched.append(self)
         return server, server.getpeername()
 
+    def accept_waiting(self, touched: list) -> tuple[StreamSocket, str | bytes]:
+        """accept for a caller that waits.  Linux's unix_accept sleeps in
+        skb_recv_datagram, which gives up at once on a listener shut for reading
+        (EINVAL), while poll says readable and a non-blocking accept says EAGAIN."""
+        if self.state == LISTEN and not self.pending and self.shutdown & RCV_SHUTDOWN:
+            raise oserror(errno.EINVAL)
+        return self.accept(touched)
+
     # -- data ----------------------------------------------------------------------------
 
     def sendto(self, raw: bytes | None, data: bytes, flags: int, rights: list | None,
