@@ -13,6 +13,8 @@ import struct
 import unix_daemon
 from scenarios import (
     DGRAM,
+    FIONREAD,
+    INT,
     IP,
     IPPROTO_TCP,
     POLL_ALL,
@@ -35,6 +37,7 @@ from unix_scenarios import UNIX, UNIX_FAMILY
 
 IPPROTO_IP = _socket.IPPROTO_IP
 MSG_OOB, MSG_DONTWAIT = _socket.MSG_OOB, _socket.MSG_DONTWAIT
+MSG_PEEK, MSG_NOSIGNAL = _socket.MSG_PEEK, _socket.MSG_NOSIGNAL
 LINGER = struct.Struct("@ii")
 SO_PASSCRED = getattr(_socket, "SO_PASSCRED", 16)
 SO_PASSSEC = getattr(_socket, "SO_PASSSEC", 34)
@@ -305,3 +308,145 @@ def scenario_unix_blocking_accept_on_a_listener_shut_for_reading(api: Recorder,
     api.accept(listener)
     api.listen(listener, 4)
     api.accept(listener)
+
+
+SIOCATMARK = 0x8905
+
+
+def _urgent_state(api: Recorder, fd: int) -> None:
+    """What a receiver shows of out-of-band data: the mark, FIONREAD, poll (POLLPRI)."""
+    api.ioctl(fd, SIOCATMARK, INT.pack(0))
+    api.ioctl(fd, FIONREAD, INT.pack(0))
+    api.poll([(fd, POLL_ALL)], 0)
+
+
+@scenario(STREAM, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_out_of_band_byte(api: Recorder, env: Env) -> None:
+    """Linux 5.15+ keeps one out-of-band byte per AF_UNIX stream: the last byte of a
+    MSG_OOB send, taken by recv(MSG_OOB) (EINVAL when there is none or with
+    SO_OOBINLINE), shown by POLLPRI and SIOCATMARK.  An ordinary read stops at the
+    mark, then steps over the byte (lost) or over its emptied message; a newer byte
+    makes the older ordinary; seqpacket and datagram sockets have none (EOPNOTSUPP)."""
+    def pair() -> tuple[int, int]:
+        return connected_pair(api, env)
+
+    lone = api.socket(env.family, env.type)
+    api.send(lone, b"x", MSG_OOB)
+    api.send(lone, b"", MSG_OOB)
+    api.recv(lone, 1, MSG_OOB | MSG_DONTWAIT)
+    api.ioctl(lone, SIOCATMARK, INT.pack(0))
+    sender, receiver = pair()
+    api.recv(receiver, 10, MSG_OOB | MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.send(sender, b"", MSG_OOB)
+    api.send(sender, b"abc", MSG_OOB)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_OOB | MSG_DONTWAIT)
+    # read the byte first, then the data around it
+    api.send(sender, b"abc", MSG_OOB)
+    api.send(sender, b"def")
+    api.recv(receiver, 10, MSG_OOB | MSG_PEEK | MSG_DONTWAIT)
+    api.recv(receiver, 10, MSG_PEEK | MSG_DONTWAIT)
+    api.recvmsg(receiver, 10, 0, MSG_OOB | MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    # two bytes: the older becomes ordinary
+    api.send(sender, b"ab", MSG_OOB)
+    api.recv(receiver, 10, MSG_OOB | MSG_DONTWAIT)
+    api.send(sender, b"cd", MSG_OOB)
+    api.send(sender, b"ef", MSG_OOB)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 1, MSG_PEEK | MSG_DONTWAIT)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recvfrom(receiver, 10, MSG_OOB | MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    # SO_OOBINLINE: the byte is ordinary data, the mark still stops a read
+    api.setsockopt(receiver, SOL_SOCKET, _socket.SO_OOBINLINE, 1)
+    api.send(sender, b"gh", MSG_OOB)
+    api.send(sender, b"ij")
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_OOB | MSG_DONTWAIT)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    api.setsockopt(receiver, SOL_SOCKET, _socket.SO_OOBINLINE, 0)
+    # a byte at the head, peeked over and read over
+    api.send(sender, b"k", MSG_OOB)
+    api.send(sender, b"lm")
+    _urgent_state(api, receiver)
+    api.recv(receiver, 10, MSG_PEEK | MSG_DONTWAIT)
+    api.recv(receiver, 10, MSG_DONTWAIT)
+    _urgent_state(api, receiver)
+    # a peer closed with the byte unread resets; with it read, it does not
+    for take in (False, True):
+        sender, receiver = pair()
+        api.send(sender, b"n", MSG_OOB)
+        if take:
+            api.recv(receiver, 1, MSG_OOB)
+        api.close(receiver)
+        api.poll([(sender, POLL_ALL)], 0)
+        api.getsockopt(sender, SOL_SOCKET, _socket.SO_ERROR)
+    sender, receiver = pair()
+    api.shutdown(receiver, _socket.SHUT_RD)
+    api.send(sender, b"op", MSG_OOB | MSG_NOSIGNAL)
+    api.sendto(sender, b"op", MSG_OOB, env.address())
+    # MSG_WAITALL ends at the mark too
+    sender, receiver = pair()
+    api.setsockopt(receiver, SOL_SOCKET, _socket.SO_RCVTIMEO, TIMEVAL.pack(0, 50_000))
+    api.send(sender, b"qrs", MSG_OOB)
+    api.send(sender, b"tuv")
+    api.recv(receiver, 5, _socket.MSG_WAITALL)
+    api.recv(receiver, 5, _socket.MSG_WAITALL)
+    api.send(sender, b"wx", MSG_OOB)
+    api.recvmsg(receiver, 5, 0, _socket.MSG_WAITALL)
+    api.recvfrom(receiver, 5, MSG_OOB)
+
+
+@scenario(DGRAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_passcred_send_autobinds_before_its_checks(api: Recorder,
+                                                            env: Env) -> None:
+    """A datagram or seqpacket send from an unnamed socket with SO_PASSCRED autobinds
+    it first, whatever the send then says (EMSGSIZE, EPIPE, ENOTCONN for an
+    unconnected datagram socket; seqpacket says ENOTCONN and EOPNOTSUPP first)."""
+    def credited(fd: int) -> int:
+        api.setsockopt(fd, SOL_SOCKET, SO_PASSCRED, 1)
+        return fd
+
+    lone = credited(api.socket(env.family, env.type))
+    api.send(lone, b"x")
+    api.getsockname(lone)
+    for case in ("ok", "oob", "huge", "shut", "empty"):
+        first, second = api.socketpair(env.family, env.type)
+        sender = credited(first)
+        if case == "shut":
+            api.shutdown(sender, _socket.SHUT_WR)
+        data = {"huge": b"x" * 300_000, "empty": b""}.get(case, b"x")
+        api.send(sender, data, (MSG_OOB if case == "oob" else 0) | MSG_NOSIGNAL
+                 | MSG_DONTWAIT)
+        api.getsockname(sender)
+        api.getpeername(second)
+
+
+@scenario(STREAM, DGRAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_stream_eof_passes_empty_credentials(api: Recorder, env: Env) -> None:
+    """A stream read at EOF with SO_PASSCRED on still passes credentials (all zero):
+    MSG_CTRUNC without a control buffer.  Datagram and seqpacket EOF passes none."""
+    first, second = api.socketpair(env.family, env.type)
+    api.setsockopt(first, SOL_SOCKET, SO_PASSCRED, 1)
+    api.shutdown(first, _socket.SHUT_RD)
+    api.recvmsg(first, 4, 0, _socket.MSG_PEEK)
+    api.recvmsg(first, 4, 0)
+    api.recvmsg(first, 4, _socket.CMSG_SPACE(12))
+    api.recvmsg(first, 4, 0, MSG_DONTWAIT)
+    api.recv(first, 4)
+    api.close(second)
+    api.recvmsg(first, 4, _socket.CMSG_SPACE(12), MSG_DONTWAIT)

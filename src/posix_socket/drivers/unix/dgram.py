@@ -198,6 +198,8 @@ class DgramSocket(UnixSocket):
             raise oserror(errno.EOPNOTSUPP)
         other = None
         name = None if raw is None else kernel_name(raw)
+        if self.passcred and self.name is None:
+            self.space.autobind(self)  # before any check of the size or the peer
         if name is None:
             other = self.peer
             if other is None:
@@ -207,8 +209,6 @@ class DgramSocket(UnixSocket):
                 if self.shutdown & SEND_SHUTDOWN:
                     raise oserror(errno.EPIPE)
                 raise oserror(errno.ENOTCONN)
-        if self.passcred and self.name is None:
-            self.space.autobind(self)
         return send_record(self, other, name, data, flags, rights, creds, touched)
 
     def recvmsg(self, bufsize: int, flags: int, ancbufsize: int, touched: list):

@@ -19,7 +19,7 @@ Two things stay with the kernel on purpose:
   virtual pair would swallow the wake-up, so the stdlib drop-in's ``socketpair`` keeps
   returning kernel pairs; ``posix.socketpair`` is the way to ask for a virtual one.
 
-Not modelled: MSG_OOB (EOPNOTSUPP), SO_PEEK_OFF, SO_PASSPIDFD/SO_PEERPIDFD, LSM labels,
+Not modelled: SIGURG for MSG_OOB, SO_PEEK_OFF, SO_PASSPIDFD/SO_PEERPIDFD, LSM labels,
 and the garbage collector for sockets that are in flight inside themselves (a socket
 sent over its own connection and then closed stays open, as with no unix_gc).
 
@@ -60,6 +60,7 @@ __all__ = ["UnixDriver"]
 
 SIOCINQ = 0x541B  # FIONREAD
 SIOCOUTQ = 0x5411
+SIOCATMARK = 0x8905
 _INT = struct.Struct("@i")
 PF_UNIX = int(socket.AF_UNIX)
 _KINDS = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DgramSocket,
@@ -219,12 +220,17 @@ class UnixDriver(SocketDriver):
         return data[:bufsize], ancdata, msg_flags, addr
 
     def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
-        if request not in (SIOCINQ, SIOCOUTQ):
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCATMARK):
             raise oserror(errno.ENOTTY)
+        if request == SIOCATMARK and sock.type != SOCK_STREAM:
+            raise oserror(errno.EOPNOTSUPP)
         if isinstance(arg, int):
             raise oserror(errno.EFAULT)  # the kernel writes through an int pointer
         with self.lock:
-            value = sock.inq() if request == SIOCINQ else sock.outq()
+            if request == SIOCATMARK:
+                value = sock.at_mark()
+            else:
+                value = sock.inq() if request == SIOCINQ else sock.outq()
         raw = bytes(arg)
         if len(raw) >= _INT.size:
             return _INT.pack(value) + raw[_INT.size:]

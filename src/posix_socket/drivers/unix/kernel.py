@@ -86,7 +86,7 @@ __all__ = ["KernelBacked", "connect_out", "send_out", "start_pump"]
 
 _HOST = HostDriver()
 _KERNEL_EPOLL = select.epoll  # the kernel's: patch() puts the drop-in in the select module
-_SIOCINQ, _SIOCOUTQ = 0x541B, 0x5411
+_SIOCINQ, _SIOCOUTQ, _SIOCATMARK = 0x541B, 0x5411, 0x8905
 _INT = struct.Struct("@i")
 _EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 _PAUSE, _PAUSE_MAX = 0.001, 0.02  # seconds: retries of a sendto into a full receiver
@@ -231,6 +231,9 @@ class KernelBacked:
 
     def outq(self) -> int:
         return _INT.unpack(fcntl.ioctl(self.kernel.fd, _SIOCOUTQ, bytes(_INT.size)))[0]
+
+    def at_mark(self) -> int:
+        return _INT.unpack(fcntl.ioctl(self.kernel.fd, _SIOCATMARK, bytes(_INT.size)))[0]
 
     def poll(self) -> int:
         link = self.kernel
