@@ -359,7 +359,10 @@ class StreamSocket(UnixSocket):
         peer = self.peer
         if peer is not None:
             peer.shutdown = SHUTDOWN_MASK
-            if self.rx_bytes or embryo:  # unread bytes: empty messages do not count
+            rx = self.rx
+            # Something left unread resets the peer; Linux looks past one empty message
+            # at the head (an emptied out-of-band one, an empty record), not further.
+            if embryo or (rx and (rx[0].remaining() or len(rx) > 1)):
                 peer.error = errno.ECONNRESET
             touched.append(peer)
         self.purge(touched)
