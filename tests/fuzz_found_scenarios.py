@@ -18,17 +18,23 @@ from scenarios import (
     IP,
     IPPROTO_TCP,
     POLL_ALL,
+    POLLIN,
+    POLLOUT,
     SEQPACKET,
     SOCKOPTS,
     SOL_SOCKET,
     STREAM,
     TIMEVAL,
+    WAIT_MS,
     Env,
     Recorder,
     closed_port,
     connected_pair,
     ip,
+    listening,
     nonblocking,
+    note_ephemeral,
+    port_of,
     scenario,
     wait_for_hangup,
     wait_readable,
@@ -38,6 +44,8 @@ from unix_scenarios import UNIX, UNIX_FAMILY
 IPPROTO_IP = _socket.IPPROTO_IP
 MSG_OOB, MSG_DONTWAIT = _socket.MSG_OOB, _socket.MSG_DONTWAIT
 MSG_PEEK, MSG_NOSIGNAL = _socket.MSG_PEEK, _socket.MSG_NOSIGNAL
+SO_ERROR = _socket.SO_ERROR
+SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
 LINGER = struct.Struct("@ii")
 SO_PASSCRED = getattr(_socket, "SO_PASSCRED", 16)
 SO_PASSSEC = getattr(_socket, "SO_PASSSEC", 34)
@@ -457,3 +465,244 @@ def scenario_unix_stream_eof_passes_empty_credentials(api: Recorder, env: Env) -
     api.recv(first, 4)
     api.close(second)
     api.recvmsg(first, 4, _socket.CMSG_SPACE(12), MSG_DONTWAIT)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_no_listen_or_bind_after_a_failed_connect(api: Recorder, env: Env) -> None:
+    """Linux 6.18: once a connect failed and the socket took the outcome (a blocking
+    connect, or the connect that reports it), it may bind and connect again but never
+    listen: EINVAL, after listen took a port (odd, as listen picks) that the socket then
+    keeps: getsockname shows it, others cannot bind it, bind is EINVAL, the next
+    connect speaks from it.  While the outcome waits (SO_ERROR took only the error) it
+    is still connecting: listen EINVAL before taking a port, bind works."""
+    dead = closed_port(api, env)
+    listener = api.socket(env.family, nonblocking(env))
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 8)
+    addr = api.getsockname(listener)
+    for bound in (False, True):
+        fd = api.socket(env.family, env.type)
+        if bound:
+            api.bind(fd, (ip(env).loopback, 0))
+        api.connect(fd, dead)
+        api.listen(fd, 1)
+        name = api.getsockname(fd)
+        note_ephemeral(api, "failed listen", name, "odd")
+        other = api.socket(env.family, env.type)
+        api.bind(other, (ip(env).loopback, port_of(name)))
+        api.close(other)
+        api.bind(fd, (ip(env).loopback, 0))
+        api.poll([(fd, POLL_ALL)], 0)
+        api.connect(fd, dead)
+        api.listen(fd, 1)
+        api.connect(fd, addr)  # connecting still works, from the port listen took
+        api.getsockname(fd)
+        api.listen(fd, 1)
+        api.poll([(listener, POLLIN)], WAIT_MS)
+        accepted = api.accept(listener)
+        if isinstance(accepted, tuple):
+            api.close(accepted[0])
+        api.close(fd)
+    fd = api.socket(env.family, nonblocking(env))
+    api.connect(fd, dead)
+    wait_for_hangup(api, fd)
+    api.listen(fd, 1)
+    api.connect(fd, dead)  # reports the refusal
+    api.bind(fd, (ip(env).loopback, 0))  # bind works, listen does not
+    api.getsockname(fd)
+    api.listen(fd, 1)
+    api.getsockname(fd)
+    api.close(fd)
+    fd = api.socket(env.family, nonblocking(env))
+    api.connect(fd, dead)
+    wait_for_hangup(api, fd)
+    api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+    api.listen(fd, 1)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.connect(fd, dead)  # ECONNABORTED: the socket is reset
+    api.listen(fd, 1)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.getsockname(fd)
+    api.close(fd)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_no_listen_or_bind_after_shutdown_of_a_connect_under_way(api: Recorder,
+                                                                         env: Env) -> None:
+    """A connect left waiting by a full accept queue and then shut down (Linux's
+    tcp_disconnect, ECONNRESET for SO_ERROR) leaves a socket that may bind and connect
+    again but not listen (EINVAL), as after a failed connect."""
+    listener = api.socket(env.family, env.type)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 0)
+    addr = api.getsockname(listener)
+    first = api.socket(env.family, env.type)
+    api.connect(first, addr)
+    api.poll([(listener, POLLIN)], WAIT_MS)  # queued: the accept queue is full
+    for how in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+        fd = api.socket(env.family, nonblocking(env))
+        api.connect(fd, addr)
+        api.connect(fd, addr)  # EALREADY: the SYN waits
+        api.shutdown(fd, how)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+        if how == SHUT_RD:
+            api.bind(fd, (ip(env).loopback, 0))
+        api.listen(fd, 1)
+        api.bind(fd, (ip(env).loopback, 0))
+        api.getsockname(fd)
+        api.close(fd)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_no_connect_after_a_listener_was_shut_down(api: Recorder, env: Env) -> None:
+    """Linux 6.18: a listener shut for reading stops listening, and from then on every
+    connect() is EINVAL, before or after a bind; it may listen again (then connect is
+    EISCONN, as for any listener).  SHUT_WR alone leaves it listening."""
+    _listener, addr = listening(api, env)
+    dead = closed_port(api, env)
+    for how in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+        fd = api.socket(env.family, env.type)
+        api.listen(fd, 1)
+        api.shutdown(fd, how)
+        api.connect(fd, addr)
+        api.connect(fd, dead)
+        api.bind(fd, (ip(env).loopback, 0))
+        api.connect(fd, addr)
+        api.listen(fd, 1)
+        api.shutdown(fd, SHUT_RD)
+        api.connect(fd, addr)
+        api.listen(fd, 1)
+        api.connect(fd, addr)
+        api.close(fd)
+    fd = api.socket(env.family, nonblocking(env))
+    api.bind(fd, (ip(env).loopback, 0))
+    api.listen(fd, 1)
+    api.shutdown(fd, SHUT_RDWR)
+    api.connect(fd, addr)
+    api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.send(fd, b"x", MSG_NOSIGNAL)
+    api.recv(fd, 1)
+    api.getpeername(fd)
+    api.close(fd)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_shutdown_before_connect_reported_its_outcome(api: Recorder,
+                                                              env: Env) -> None:
+    """shutdown() of a socket whose non-blocking connect has not reported its outcome:
+    an attempt that failed leaves Linux's socket SS_DISCONNECTING (ENOTCONN; the
+    error stays for SO_ERROR; connect and listen EINVAL from then on, bind works); one
+    that succeeded makes it connected (connect EISCONN)."""
+    dead = closed_port(api, env)
+    listener, addr = listening(api, env)
+    for how in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+        fd = api.socket(env.family, nonblocking(env))
+        api.connect(fd, dead)
+        wait_for_hangup(api, fd)
+        api.shutdown(fd, how)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+        api.connect(fd, addr)
+        api.connect(fd, dead)
+        api.listen(fd, 1)
+        api.bind(fd, (ip(env).loopback, 0))
+        api.send(fd, b"x", MSG_NOSIGNAL)
+        api.recv(fd, 1)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.shutdown(fd, how)
+        api.connect(fd, addr)
+        api.close(fd)
+    fd = api.socket(env.family, nonblocking(env))
+    api.connect(fd, dead)
+    wait_for_hangup(api, fd)
+    api.getsockopt(fd, SOL_SOCKET, SO_ERROR)  # the error taken: still connecting
+    api.shutdown(fd, SHUT_WR)
+    api.connect(fd, addr)
+    api.listen(fd, 1)
+    api.close(fd)
+    for how in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+        fd = api.socket(env.family, nonblocking(env))
+        api.connect(fd, addr)
+        api.poll([(fd, POLLOUT)], WAIT_MS)
+        server, _ = api.accept(listener)
+        api.shutdown(fd, how)
+        api.connect(fd, addr)
+        api.listen(fd, 1)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.close(fd)
+        api.close(server)
+    fd = api.socket(env.family, env.type)
+    api.connect(fd, dead)  # blocking: the outcome is taken, nothing is connecting
+    api.shutdown(fd, SHUT_RDWR)
+    api.connect(fd, addr)
+    api.close(api.accept(listener)[0])
+    api.close(fd)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_connect_to_itself(api: Recorder, env: Env) -> None:
+    """A TCP socket connected to its own address and port (a simultaneous open with
+    itself) is connected to itself: its own peer, what it sends comes back to it, its
+    FIN closes it (TIME_WAIT keeps the port), unread data at close resets it (no
+    TIME_WAIT).  Also from the wildcard address, and to it."""
+    for source, target in ((ip(env).loopback, ip(env).loopback),
+                           (ip(env).wildcard, ip(env).loopback),
+                           (ip(env).wildcard, ip(env).wildcard)):
+        fd = api.socket(env.family, env.type)
+        api.bind(fd, (source, 0))
+        port = api.getsockname(fd)[1]
+        api.connect(fd, (target, port))
+        api.getsockname(fd)
+        api.getpeername(fd)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.send(fd, b"hello")
+        api.poll([(fd, POLLIN)], WAIT_MS)
+        api.recv(fd, 3)
+        api.recv(fd, 100, MSG_DONTWAIT)
+        api.recv(fd, 100, MSG_DONTWAIT)
+        api.listen(fd, 1)
+        api.accept(fd)
+        api.connect(fd, (target, port))
+        api.shutdown(fd, SHUT_WR)
+        wait_for_hangup(api, fd)
+        api.poll([(fd, POLL_ALL)], 0)
+        api.recv(fd, 10)
+        api.send(fd, b"x", MSG_NOSIGNAL)
+        api.getpeername(fd)
+        api.shutdown(fd, SHUT_RD)
+        other = api.socket(env.family, env.type)
+        api.bind(other, (ip(env).loopback, port))  # TIME_WAIT holds it
+        api.close(other)
+        api.close(fd)
+    fd = api.socket(env.family, nonblocking(env))
+    api.bind(fd, (ip(env).loopback, 0))
+    name = api.getsockname(fd)
+    api.connect(fd, name)
+    api.poll([(fd, POLLOUT)], WAIT_MS)
+    api.connect(fd, name)
+    api.connect(fd, name)
+    api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+    stranger = api.socket(env.family, env.type)
+    api.connect(stranger, name)  # not a listener: refused
+    api.close(stranger)
+    api.shutdown(fd, SHUT_RD)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.send(fd, b"abc")
+    api.poll([(fd, POLLIN)], WAIT_MS)
+    api.recv(fd, 10)
+    api.shutdown(fd, SHUT_RDWR)
+    wait_for_hangup(api, fd)
+    api.poll([(fd, POLL_ALL)], 0)
+    api.close(fd)
+    fd = api.socket(env.family, env.type)
+    api.bind(fd, (ip(env).loopback, 0))
+    name = api.getsockname(fd)
+    api.connect(fd, name)
+    api.send(fd, b"unread")
+    api.poll([(fd, POLLIN)], WAIT_MS)
+    api.close(fd)  # a reset: no TIME_WAIT
+    other = api.socket(env.family, env.type)
+    api.bind(other, name)
+    api.close(other)

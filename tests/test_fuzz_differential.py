@@ -219,23 +219,6 @@ def _outcome_is(entry: Any, call: str, pattern: Any) -> bool:
 TCP_KINDS = frozenset({(AF_INET, STREAM), (AF_INET6, STREAM)})
 
 KNOWN_DIFFERENCES: list[Known] = [
-    Known("listen after a failed TCP connect",
-          "Linux 6.18 (this machine) answers EINVAL to listen() on a TCP socket whose "
-          "connect() failed (older kernels listen); the virtual TCP lets it listen",
-          "listen", "EINVAL", OK, TCP_KINDS,
-          avoided="no listen on a TCP socket after a connect attempt that failed"),
-    Known("connect after a TCP listener was shut down",
-          "Linux 6.18 (this machine) answers EINVAL to every connect() on a TCP socket "
-          "that listened and was shut down for reading (listen works again, connect "
-          "never); the virtual TCP connects it as a fresh socket.  The mirror image "
-          "of the refused-connect case above; both look like this kernel's bind-hash "
-          "bookkeeping, not a rule programs rely on",
-          None, "EINVAL", ANY, TCP_KINDS,
-          avoided="no connect on a TCP socket that listened and was shut down"),
-    Known("listen after shutdown of an unconnected TCP socket",
-          "issue 14 item 11, fixed by another item of the issue (inetopts)",
-          "listen", OK, "EINVAL", TCP_KINDS,
-          avoided="no listen on a TCP socket after shutdown"),
     Known("TCP urgent data",
           "the virtual TCP sends MSG_OOB bytes in line, as if SO_OOBINLINE were on: "
           "no POLLPRI, no urgent byte for recv(MSG_OOB) (EINVAL, as Linux with "
@@ -251,20 +234,6 @@ KNOWN_DIFFERENCES: list[Known] = [
           "address and answers ENETUNREACH or EAFNOSUPPORT",
           ("connect", "sendto", "sendmsg"), ANY, ("ENETUNREACH", "EAFNOSUPPORT"),
           frozenset({(AF_INET6, DGRAM)})),
-    Known("connect after shutdown of a TCP socket whose connect failed",
-          "shutdown() while connect() has not reported its outcome leaves Linux's "
-          "socket SS_DISCONNECTING when the attempt already failed: every later "
-          "connect() and listen() is EINVAL; the virtual TCP connects it again.  Not "
-          "fixed here: the inetopts helper is reworking shutdown in drivers/inet/tcp.py "
-          "(issue 14 item 11); the fix is a sock_state of SS_DISCONNECTING set by shut() "
-          "on an SS_CONNECTING socket in CLOSE, and EINVAL for it in connect()",
-          None, "EINVAL", ANY, TCP_KINDS,
-          avoided="no connect on a TCP socket shut down after a connect that failed"),
-    Known("TCP connect to itself",
-          "Linux connects a TCP socket to its own address and port (a simultaneous open "
-          "with itself); the virtual TCP refuses it",
-          "connect", OK, "ECONNREFUSED", TCP_KINDS,
-          avoided="no TCP connect to the socket's own port"),
 ]
 
 
@@ -342,10 +311,7 @@ class Description:
     family: int
     type: int
     nonblocking: bool
-    connect_failed: bool = False  # a connect on it gave an error (EINPROGRESS too)
-    shut: bool = False  # shutdown was called on it
     owns_port: bool = False  # bound by bind() or listen(), not by connect() or sendto()
-    listened: bool = False  # listen() succeeded on it once
 
 
 @dataclass
@@ -541,13 +507,6 @@ class DifferentialMachine(RuleBasedStateMachine):
             return (WILDCARD[family], name[1])
         return name
 
-    def connects_to_itself(self, slot: Slot, choice: int, where: str) -> bool:
-        """Would this TCP connect reach the socket's own port (KNOWN_DIFFERENCES)?"""
-        kernel = self.worlds[0]
-        own = self.name_of(kernel, slot)
-        target = self.target(kernel, slot.socket, choice, where)
-        return bool(own and own[1]) and target[1] == own[1]
-
     def tcp_queue_full(self) -> bool:
         """Is some TCP listener's accept queue full on the kernel?  A SYN to it would be
         dropped and retried on a timer, which no lockstep can follow."""
@@ -632,26 +591,18 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, MAX_SOCKETS - 1), backlog=st.sampled_from([0, 1, 2, 5, 128]))
     def listen(self, index: int, backlog: int) -> None:
         slot = self.pick(index)
-        if _is_tcp(slot.socket) and (slot.socket.connect_failed or slot.socket.shut):
-            return  # KNOWN_DIFFERENCES: listen after a failed connect / after shutdown
         if _succeeded(self.step(lambda w: w.api.listen(slot.fds[w.name], backlog))):
             slot.socket.owns_port = True  # bound now, by bind() or by listen's own pick
-            slot.socket.listened = True
 
     @precondition(has_sockets)
     @rule(index=st.integers(0, MAX_SOCKETS - 1), choice=st.integers(0, 7),
           where=st.sampled_from(["same", "same", "same", "port", "missing"]))
     def connect(self, index: int, choice: int, where: str) -> None:
         slot = self.pick(index)
-        tcp = _is_tcp(slot.socket)
-        if tcp and (self.tcp_queue_full() or self.connects_to_itself(slot, choice, where)
-                    or (slot.socket.shut and (slot.socket.listened
-                                              or slot.socket.connect_failed))):
-            return  # KNOWN_DIFFERENCES: connect after shutdown of a listener / failed connect
-        results = self.step(lambda w: w.api.connect(slot.fds[w.name],
-                                                    self.target(w, slot.socket, choice, where)))
-        if results is not None and isinstance(results["kernel"], Failure):
-            slot.socket.connect_failed = True
+        if _is_tcp(slot.socket) and self.tcp_queue_full():
+            return
+        self.step(lambda w: w.api.connect(slot.fds[w.name],
+                                          self.target(w, slot.socket, choice, where)))
 
     @precondition(lambda self: self.has_room() and self.has_sockets())
     @rule(index=st.integers(0, MAX_SOCKETS - 1),
@@ -735,7 +686,6 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, MAX_SOCKETS - 1), how=st.sampled_from([0, 1, 2]))
     def shutdown(self, index: int, how: int) -> None:
         slot = self.pick(index)
-        slot.socket.shut = True
         self.step(lambda w: w.api.shutdown(slot.fds[w.name], how))
 
     @precondition(has_sockets)

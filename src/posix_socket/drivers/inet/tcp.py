@@ -55,7 +55,12 @@ __all__ = ["TcpSocket"]
 CLOSE, LISTEN, SYN_SENT, ESTABLISHED = "CLOSE", "LISTEN", "SYN_SENT", "ESTABLISHED"
 FIN_WAIT2, CLOSE_WAIT = "FIN_WAIT2", "CLOSE_WAIT"
 # sock->state: whether connect() has been called and its outcome collected
-SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED = 0, 1, 2
+SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED, SS_DISCONNECTING = 0, 1, 2, 3
+# What Linux 6.18's tcp_disconnect leaves behind (seen on the kernel; older kernels
+# differ): a socket reset after a connect (refused, or shut down while under way) may
+# bind and connect again but never listen (EINVAL, after listen took its port); one
+# reset from listening may listen again but never connect (EINVAL).
+WAS_CONNECTING, WAS_LISTENING = 1, 2
 # sk_userlocks: what bind() fixed, so a connection's end does not give it back
 BINDADDR_LOCK, BINDPORT_LOCK = 4, 8
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
@@ -80,7 +85,7 @@ _INT = struct.Struct("@i")
 
 
 class TcpSocket:
-    __slots__ = ("net", "family", "opts", "state", "sock_state", "userlocks", "orphan",
+    __slots__ = ("net", "family", "opts", "state", "sock_state", "past", "userlocks", "orphan",
                  "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
                  "backlog", "max_backlog", "waiting", "listener", "done", "host", "path", "out",
                  "wire", "__weakref__")
@@ -91,6 +96,7 @@ class TcpSocket:
         self.opts = opts if opts is not None else Options(family, tcp=True)
         self.state = CLOSE
         self.sock_state = SS_UNCONNECTED
+        self.past = 0  # WAS_CONNECTING, WAS_LISTENING: what a tcp_disconnect left
         self.userlocks = 0
         self.orphan = False  # closed by its owner, still finishing the connection
         self.binding: Binding | None = None  # the port table entry (Linux's inet_num)
@@ -191,6 +197,11 @@ class TcpSocket:
             except OSError:
                 self.binding.listening = False
                 raise
+        if self.past & WAS_CONNECTING and self.state == CLOSE:
+            # Linux 6.18 fails such a socket's listen after taking the port, and
+            # keeps it (getsockname shows it, a later connect speaks from it).
+            self.binding.listening = False
+            raise oserror(errno.EINVAL)
         self.max_backlog = min(max(backlog, 0), SOMAXCONN)
         if self.state == CLOSE:
             self.net.tcp.listen(self.binding, self.local.port)
@@ -212,11 +223,12 @@ class TcpSocket:
         callers); connecting again reports how it went.  ``blocking``: the caller
         would wait for the outcome, so a handshake that completes here returns
         connected at once (what the wait and the second connect would have found)."""
-        if self.sock_state == SS_CONNECTED:
-            raise oserror(errno.EISCONN)
-        if self.sock_state == SS_CONNECTING:
-            self._connect_again(touched)
-            return
+        if self.sock_state != SS_UNCONNECTED:
+            if self.sock_state == SS_CONNECTING:
+                self._connect_again(touched)
+                return
+            # SS_DISCONNECTING: shut down before a failed connect reported (see shut)
+            raise oserror(errno.EISCONN if self.sock_state == SS_CONNECTED else errno.EINVAL)
         if self.state != CLOSE:
             raise oserror(errno.EISCONN)
         net = self.net
@@ -224,13 +236,17 @@ class TcpSocket:
         route = net.route(target)
         if route.v4 and self.family == socket.AF_INET6 and self._v6only():
             raise oserror(errno.ENETUNREACH)
+        if self.past & WAS_LISTENING:  # before the route: a foreign address too
+            raise oserror(errno.EINVAL)
         if route.wildcard:  # Linux connects "any" to the loopback address
             target = net.loopback(route.v4 or self.family == socket.AF_INET)
             route = net.route(target)
         if not route.local:
             raise oserror(errno.ENETUNREACH)
-        if self.binding is None:  # a port now, from the address bind() named if any
-            local = self.local
+        local = self.local
+        if self.binding is None or is_wildcard(local.ip):
+            # A port now, from the address bind() named if any; a socket bound to the
+            # wildcard address speaks from the route's source (Linux's inet_saddr).
             named = local is not None and not is_wildcard(local.ip)
             if named:
                 source = local.ip
@@ -240,7 +256,10 @@ class TcpSocket:
                 source = net.source_for(self.host, route)
                 if source is None:  # the host has no address of that family
                     raise oserror(errno.ENETUNREACH)
-            self._claim(source, 0, parity=0)
+            if self.binding is None:
+                self._claim(source, 0, parity=0)
+            else:
+                self.local = Endpoint(source, local.port)
         self.error = 0  # directions shut before connect stay shut, as on Linux
         self.done = False
         if target is where.ip and not where.flowinfo and not where.scope_id:
@@ -254,6 +273,12 @@ class TcpSocket:
         if not (path.perfect and back.perfect):  # the SYN travels: a round trip to wait
             self._send_syn(Handshake(target, where.port, route.v4, route.host,
                                      net.scheduler.now()), touched)
+            raise oserror(errno.EINPROGRESS)
+        if where.port == self.local.port and target == self.local.ip:
+            self._open_with_itself(touched)
+            if blocking:
+                self.sock_state = SS_CONNECTED
+                return
             raise oserror(errno.EINPROGRESS)
         listener = self._find_listener(target, where.port, route.v4, route.host)
         tap = net.tap
@@ -272,6 +297,23 @@ class TcpSocket:
                 self.sock_state = SS_CONNECTED
                 return
         raise oserror(errno.EINPROGRESS)
+
+    def _open_with_itself(self, touched: list) -> None:
+        """A connect to the socket's own address and port: its SYN reaches itself
+        (before any listener sharing the port), and Linux's simultaneous open makes it
+        its own peer: what it sends comes back to it, its FIN closes it."""
+        self.state = ESTABLISHED
+        self.peer = self
+        if self.wire is not None:
+            self.wire.last_heard = self.net.scheduler.now()
+        touched.append(self)
+        tap = self.net.tap
+        if tap is not None:
+            tap.syn(self)
+            tap.syn_ack(self, self.local)
+            tap.ack(self)
+        if self.opts.changed is not None:
+            self.keepalive_changed(touched)
 
     def _connect_again(self, touched: list) -> None:
         """connect() once an attempt was made reports it, as Linux: EALREADY while it
@@ -500,6 +542,10 @@ class TcpSocket:
         touched.append(self)
         bits = how + 1  # SHUT_RD -> RCV_SHUTDOWN, SHUT_WR -> SEND_SHUTDOWN, both
         state = self.state
+        if self.sock_state == SS_CONNECTING:  # the outcome not reported yet
+            # inet_shutdown: a failed attempt leaves it SS_DISCONNECTING (connect and
+            # listen are EINVAL from then on), one that succeeded connected.
+            self.sock_state = SS_DISCONNECTING if state in (SYN_SENT, CLOSE) else SS_CONNECTED
         if state == LISTEN:
             if bits & RCV_SHUTDOWN:
                 self._disconnect(touched)
@@ -611,10 +657,13 @@ class TcpSocket:
 
     def _disconnect(self, touched: list) -> None:
         """Linux's tcp_disconnect: back to a fresh socket that keeps what bind() fixed
-        (a connect under way ends with ECONNRESET)."""
+        (a connect under way ends with ECONNRESET).  What it leaves: ``past``."""
         if self.state == LISTEN:
+            self.past |= WAS_LISTENING
             self._stop_listening(touched)
-        elif self.state == SYN_SENT:
+        else:
+            self.past |= WAS_CONNECTING  # refused, or shut while connecting
+        if self.state == SYN_SENT:
             self._leave_waiting()
             self.error = errno.ECONNRESET
             if self.wire is not None:
@@ -863,6 +912,13 @@ class TcpSocket:
             return
         net = self.net
         back = net.path(handshake.host, self.host)
+        if handshake.port == self.local.port and handshake.ip == self.local.ip:
+            # Its own SYN (see _open_with_itself): the SYN-ACK it answers itself with
+            # completes the simultaneous open a trip later.
+            if not back.lost():
+                net.scheduler.call_at(net.scheduler.now() + back.delay(),
+                                      self._own_synack_arrives, handshake)
+            return
         listener = self._find_listener(handshake.ip, handshake.port, handshake.v4,
                                        handshake.host)
         tap = net.tap
@@ -879,6 +935,16 @@ class TcpSocket:
             return
         net.scheduler.call_at(net.scheduler.now() + back.delay(), self._synack_arrives,
                               handshake, listener)
+
+    def _own_synack_arrives(self, touched: list, handshake: Handshake) -> None:
+        wire = self.wire
+        if wire is None or handshake is not wire.handshake or self.state != SYN_SENT:
+            return
+        if handshake.timer is not None:
+            handshake.timer.cancel()
+        wire.handshake = None
+        wire.rtt.sample(self.net.scheduler.now() - handshake.sent_at)
+        self._open_with_itself(touched)
 
     def _send_rst_from_nowhere(self, back) -> None:
         if not back.lost():
