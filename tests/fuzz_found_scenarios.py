@@ -706,3 +706,54 @@ def scenario_tcp_connect_to_itself(api: Recorder, env: Env) -> None:
     other = api.socket(env.family, env.type)
     api.bind(other, name)
     api.close(other)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_connect_to_itself_after_shutdown(api: Recorder, env: Env) -> None:
+    """Shut down before connecting to itself: SHUT_RD connects (and reads EOF); a
+    shut sending side sends its FIN as the simultaneous open completes, so the socket
+    is closed before connect() reports (blocking: ECONNABORTED; non-blocking:
+    EINPROGRESS, then ECONNABORTED), its port left in TIME_WAIT and the socket reset
+    as after a failed connect (listen EINVAL)."""
+    for how in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+        for flags in (env.type, nonblocking(env)):
+            fd = api.socket(env.family, flags)
+            api.bind(fd, (ip(env).loopback, 0))
+            name = api.getsockname(fd)
+            api.shutdown(fd, how)
+            api.connect(fd, name)
+            if how == SHUT_RD:
+                api.poll([(fd, POLLOUT)], WAIT_MS)
+            else:
+                wait_for_hangup(api, fd)
+            api.poll([(fd, POLL_ALL)], 0)
+            api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+            api.getpeername(fd)
+            api.connect(fd, name)
+            api.getsockname(fd)
+            api.poll([(fd, POLL_ALL)], 0)
+            api.recv(fd, 10, MSG_DONTWAIT)
+            other = api.socket(env.family, env.type)
+            api.bind(other, name)
+            api.close(other)
+            api.listen(fd, 1)
+            api.close(fd)
+
+
+@scenario(STREAM, DGRAM, families=IP, needs=(SOCKOPTS,))
+def scenario_ip_tos_sets_the_priority(api: Recorder, env: Env) -> None:
+    """IP_TOS sets SO_PRIORITY from its bits when the TOS changes (Linux's
+    rt_tos2priority; the same TOS again leaves a priority set since); a TCP socket
+    keeps its own ECN bits (the low two)."""
+    fd = api.socket(env.family, env.type)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY)
+    for tos in (0x10, 0x08, 0x04, 0x02, 0x12, 0x1C, 0xFF, 0x03, 0):
+        api.setsockopt(fd, IPPROTO_IP, _socket.IP_TOS, tos)
+        api.getsockopt(fd, IPPROTO_IP, _socket.IP_TOS)
+        api.getsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY, 3)
+    api.setsockopt(fd, IPPROTO_IP, _socket.IP_TOS, 0x10)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY)
+    api.setsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY, 2)
+    api.setsockopt(fd, IPPROTO_IP, _socket.IP_TOS, 0x10)
+    api.getsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY)

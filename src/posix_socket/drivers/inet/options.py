@@ -43,6 +43,12 @@ PMTUDISC_DONT, PMTUDISC_WANT, PMTUDISC_DO, PMTUDISC_OMIT = 0, 1, 2, 5
 # IPPROTO_IP options that take an empty buffer (as 0): do_ip_setsockopt checks the
 # length only for the others.
 _EMPTY_IS_ZERO = frozenset({socket.IP_TOS, IP_BIND_ADDRESS_NO_PORT})
+_TOS = (socket.IPPROTO_IP, socket.IP_TOS)
+_PRIORITY = (socket.SOL_SOCKET, socket.SO_PRIORITY)
+_ECN_MASK = 3
+# Linux's ip_tos2prio, by IPTOS_TOS(tos) >> 1: best effort, bulk, interactive,
+# interactive bulk (TC_PRIO_*), each twice over (ECN_OR_COST is the same class).
+_TOS_PRIORITY = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
 # Group memberships: a UDP socket keeps them; a TCP socket has none (EPROTO).
 GROUP_OPTIONS = frozenset({(IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
                            (IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
@@ -261,7 +267,19 @@ class Options:
             raise oserror(errno.EINVAL)
         if self.changed is None:
             self.changed = {}
+        if (level, name) == _TOS:
+            number = self._new_tos(number)
         self.changed[(level, name)] = number
+
+    def _new_tos(self, tos: int) -> int:
+        """__ip_sock_set_tos: a stream socket keeps its own ECN bits, and a TOS that
+        changes sets SO_PRIORITY from its bits (rt_tos2priority)."""
+        old = self.flag(IPPROTO_IP, socket.IP_TOS)
+        if self._transport() == IPPROTO_TCP:
+            tos = (tos & ~_ECN_MASK) | (old & _ECN_MASK)
+        if tos != old:
+            self.changed[_PRIORITY] = _TOS_PRIORITY[(tos & 0x1E) >> 1]
+        return tos
 
     def bind_without_port(self, port: int) -> bool:
         """Does bind() to ``port`` leave the port for later (IP_BIND_ADDRESS_NO_PORT)?"""

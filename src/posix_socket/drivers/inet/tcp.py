@@ -276,8 +276,8 @@ class TcpSocket:
             raise oserror(errno.EINPROGRESS)
         if where.port == self.local.port and target == self.local.ip:
             self._open_with_itself(touched)
-            if blocking:
-                self.sock_state = SS_CONNECTED
+            if blocking:  # connected, or closed already by its own FIN: ECONNABORTED
+                self._connect_again(touched)
                 return
             raise oserror(errno.EINPROGRESS)
         listener = self._find_listener(target, where.port, route.v4, route.host)
@@ -301,7 +301,9 @@ class TcpSocket:
     def _open_with_itself(self, touched: list) -> None:
         """A connect to the socket's own address and port: its SYN reaches itself
         (before any listener sharing the port), and Linux's simultaneous open makes it
-        its own peer: what it sends comes back to it, its FIN closes it."""
+        its own peer: what it sends comes back to it, its FIN closes it.  Shut for
+        writing before, it sends that FIN as it leaves SYN_RECV (tcp_rcv_state_process),
+        and so is closed before connect() returns."""
         self.state = ESTABLISHED
         self.peer = self
         if self.wire is not None:
@@ -314,6 +316,8 @@ class TcpSocket:
             tap.ack(self)
         if self.opts.changed is not None:
             self.keepalive_changed(touched)
+        if self.shutdown & SEND_SHUTDOWN:
+            self._send_fin(touched)
 
     def _connect_again(self, touched: list) -> None:
         """connect() once an attempt was made reports it, as Linux: EALREADY while it
