@@ -757,3 +757,21 @@ def scenario_ip_tos_sets_the_priority(api: Recorder, env: Env) -> None:
     api.setsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY, 2)
     api.setsockopt(fd, IPPROTO_IP, _socket.IP_TOS, 0x10)
     api.getsockopt(fd, SOL_SOCKET, _socket.SO_PRIORITY)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_udp_connected_to_port_zero_takes_refusals_from_its_address(api: Recorder,
+                                                                        env: Env) -> None:
+    """A UDP socket connected to port 0 (getpeername: not connected) takes the ICMP
+    port unreachable of a datagram it sent to any port of that address as an error,
+    as Linux's lookup of the sender matches any port then; also when it connected to
+    the wildcard address (loopback)."""
+    dead = closed_port(api, env)
+    for address in (ip(env).loopback, ip(env).wildcard):
+        fd = api.socket(env.family, env.type)
+        api.connect(fd, (address, 0))
+        api.getpeername(fd)
+        api.sendto(fd, b"x", 0, dead)
+        api.poll([(fd, 0)], WAIT_MS)  # POLLERR
+        api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
+        api.close(fd)

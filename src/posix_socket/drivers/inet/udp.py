@@ -592,7 +592,7 @@ class UdpSocket:
         if receiver is None:
             # ICMP port unreachable; only a socket connected there takes it as an error.
             self._capture_refusal(source, destination, payload)
-            if self.remote is not None and self.remote == destination:
+            if self._takes_refusal(destination):
                 self.error = errno.ECONNREFUSED
                 touched.append(self)
             return
@@ -655,9 +655,18 @@ class UdpSocket:
         as an error for its next call (ECONNREFUSED)."""
         if back is not None and back.blocked:
             return
-        if self.remote is not None and self.remote == destination:
+        if self._takes_refusal(destination):
             self.error = errno.ECONNREFUSED
             touched.append(self)
+
+    def _takes_refusal(self, destination: Endpoint) -> bool:
+        """Does the ICMP error for a datagram to ``destination`` reach this socket?
+        Linux looks the sender up by the datagram's addresses and reports to a
+        connected socket only: one connected there, or to port 0 of that address (its
+        lookup takes any port then)."""
+        remote = self.remote
+        return remote is not None and (remote == destination or (
+            not remote.port and remote.ip == destination.ip))
 
     def _receiver(self, destination: Endpoint, source: Endpoint) -> UdpSocket | None:
         """The socket a unicast datagram reaches (Linux's udp4/udp6 lookup)."""
