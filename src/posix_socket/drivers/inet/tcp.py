@@ -11,6 +11,9 @@ the port table (the socket itself is CLOSE then, as Linux's full socket is)::
     ESTABLISHED --peer's FIN--> CLOSE_WAIT --own FIN--> CLOSE
     any state --reset--> CLOSE, with the error the state calls for
 
+A socket connecting to its own address and port is its own peer (Linux's
+simultaneous open with itself): what it sends comes back to it.
+
 A closed socket whose FIN is not answered yet lives on as an orphan in FIN_WAIT2,
 holding its port, until the peer's FIN (TIME_WAIT) or a reset ends it; data arriving at
 a FIN_WAIT2 socket that no longer reads resets the connection (RFC 1122, as Linux).
