@@ -530,14 +530,10 @@ def test_emfile_at_the_process_limit(kind, make):
         close_all(listener, ready["socket"])
 
 
-def test_accept_with_one_number_free_succeeds(kind, request):
+def test_accept_with_one_number_free_succeeds(kind):
     """Linux's accept needs one descriptor, the new connection's: with exactly one
     free it succeeds (a program that keeps one spare descriptor for EMFILE relies on
     it).  A virtual socket's readiness mirror, which needs two more, is armed later."""
-    if kind.name == "host":
-        request.node.add_marker(pytest.mark.xfail(
-            strict=True, reason="a host-preset socket holds two descriptors (its number "
-            "and the host driver's own kernel socket), so its accept needs two free"))
     kernel_listener = socket.socket(socket.AF_UNIX, STREAM)
     kernel_listener.bind(b"\0posix-socket-test-one-free-%d" % os.getpid())
     kernel_listener.listen()

@@ -4,13 +4,19 @@ Every socket descriptor is a real descriptor of the process, allocated by the ke
 numbers never collide with pipes, files or sockets made elsewhere, lowest-free-number
 and EMFILE come from the kernel, and ``os.fstat`` works.  What the number points at:
 
-* a kernel socket (host driver): a duplicate of the driver's own private descriptor,
-  so the kernel keeps one open file description for all of them;
+* a kernel socket (host driver): the kernel socket itself.  The kernel's socket(),
+  accept4() and socketpair() pick its number, and the driver's socket object works on
+  that number, so a socket costs one descriptor, as on Linux (EMFILE at the kernel's
+  count; an accept needs one free number).  dup, dup2, F_DUPFD and SCM_RIGHTS give
+  more numbers of the same open file.  When the number the driver's object is on
+  goes while others remain, the object moves to one of them (``renumber``); a socket
+  in flight with no number left moves to a parked duplicate (see ``parking``);
 * a virtual socket whose number may be watched from outside: a duplicate of its
   ``Mirror``'s outer end, which carries its readiness;
 * a virtual socket nobody outside watches yet: a duplicate of one shared placeholder
   socket, which costs one cheap ``dup`` instead of a socketpair.  ``arm`` swaps in a
-  mirror (``dup2`` over every number) the moment that changes.
+  mirror (``dup2`` over every number) the moment that changes.  A virtual socket's
+  number is taken (``reserve``) before its driver runs, as Linux takes it.
 
 A number handed out of the layer (``expose``) may be given to the kernel's pollers, so
 it is armed at once, unless ``patch()`` has found that no poller outside the layer is
@@ -39,6 +45,7 @@ from . import readiness
 from .driver import SocketDriver
 from .drivers.host import HostDriver, KernelSocket, kernel_socket
 from .errors import DriverFailure
+from .parking import parked_copy
 
 __all__ = ["OpenSocket", "lookup", "install", "close", "dup", "dup2", "arm", "expose",
            "outside_pollers", "open_numbers"]
@@ -180,12 +187,12 @@ def placeholder_fd() -> int:
 
 
 def reserve(cloexec: bool) -> int:
-    """Take the lowest free number for a socket about to be made or accepted.
+    """Take the lowest free number for a virtual socket about to be made or accepted.
 
     Like Linux, the number is taken before the driver runs: a call that cannot have
     one (EMFILE) fails before anything happens (an accept leaves the connection
-    queued), and the number is the lowest free one even though a kernel driver's own
-    socket takes a descriptor too.  Until ``install`` it names the placeholder.
+    queued).  Until ``install`` it names the placeholder.  (A kernel socket needs
+    none: the kernel's own socket(), accept4() or socketpair() takes its number.)
     """
     placeholder = _placeholder_number
     if placeholder < 0:
@@ -215,13 +222,23 @@ def unreserve(fd: int) -> None:
 
 def install(f: OpenSocket, fd: int, *, watched: bool = True,
             cloexec: bool | None = None) -> None:
-    """Make the reserved number ``fd`` name ``f``.
+    """Make ``fd`` name ``f``: a number ``reserve`` took for it, or a kernel socket's own
+    number (``f.kernel``), which the kernel's call that made it has just picked.
 
     ``watched`` says the number leaves the layer and may be handed to the kernel's
     pollers, so a virtual socket needs its mirror armed.  ``cloexec``, when the caller
-    knows it (it reserved ``fd`` so), spares asking the kernel (F_GETFD) before a dup2.
+    knows it (it reserved ``fd`` so), spares asking the kernel (F_GETFD) before a dup2;
+    a kernel socket is made close-on-exec, and loses the flag here if ``cloexec`` is
+    False.
     """
-    if f.kernel is not None:
+    if f.kernel == fd:
+        if fd in _files:  # the kernel gave it out anew: see reserve
+            _closed_behind_our_back(fd)
+        if cloexec is False:
+            os.set_inheritable(fd, True)
+    elif f.kernel is not None:
+        # A driver of kernel sockets that does not say so (``kernel_sockets``) and
+        # had a number reserved: the number names its socket, which keeps its own.
         inheritable = os.get_inheritable(fd) if cloexec is None else not cloexec
         os.dup2(f.kernel, fd, inheritable=inheritable)
     # No lock: ``f`` is new and ``fd`` is not in the table, so no other thread can reach
@@ -329,21 +346,27 @@ def close(fd: int) -> bool:
         f = _files.pop(fd, None)
         if f is None:
             return False
-        if f.kernel is not None:
-            kernel_unlinks[0] += 1
         numbers = f.numbers
         numbers.discard(fd)
-        try:
-            os.close(fd)
-        except OSError as exc:
-            # Closed behind the layer's back (os.close on the number): EBADF, as the
-            # kernel says, but this number's reference is gone all the same.
-            gone = exc
         if not numbers:
             f.closed = True
             if not (f.holds or f.released):
                 f.released = True
                 numbers = None
+        # A kernel socket's last number is the driver's to close; any other is the
+        # layer's (the driver's socket moved off it first if it was on it).
+        by_driver = False
+        if f.kernel is not None:
+            kernel_unlinks[0] += 1
+            if f.kernel == fd:
+                by_driver = numbers is None or not _move_off(f, fd)
+        if not by_driver:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                # Closed behind the layer's back (os.close on the number): EBADF, as
+                # the kernel says, but this number's reference is gone all the same.
+                gone = exc
     if numbers is not None:  # not the last reference
         if gone is not None:
             raise gone
@@ -354,11 +377,41 @@ def close(fd: int) -> bool:
     if f._watch is None:  # the usual socket: never watched, only the driver's close
         try:
             f.driver.close(f.sock)
+        except OSError as exc:
+            if by_driver:
+                raise  # the number's own close: EBADF if closed behind our back
+            _close_failed(f, exc)
         except Exception as exc:
             _close_failed(f, exc)
         return True
     _close_driver_socket(f)
     return True
+
+
+def _move_off(f: OpenSocket, fd: int) -> bool:
+    """``f`` stays open, but ``fd``, the number its kernel socket's driver object is
+    on, is going: move the object to another of its numbers, or, for a socket in
+    flight that has none left, to a parked duplicate.  False when no duplicate fits
+    (EMFILE): the object stays on ``fd``, which stays open until ``f`` is released.
+    Under ``_lock``."""
+    if f.numbers:
+        _renumber(f, min(f.numbers))
+        return True
+    try:
+        parked = parked_copy(fd)
+    except OSError:
+        return False
+    _renumber(f, parked)
+    return True
+
+
+def _renumber(f: OpenSocket, fd: int | None) -> None:
+    """Point ``f``'s kernel socket at ``fd`` (None: at nothing, its number is gone)."""
+    f.driver.renumber(f.sock, fd)
+    f.kernel = _NO_NUMBER if fd is None else fd
+
+
+_NO_NUMBER = -1  # a kernel socket's ``kernel`` once its only number left behind its back
 
 
 def forget(fd: int) -> None:
@@ -367,9 +420,11 @@ def forget(fd: int) -> None:
         f = _files.pop(fd, None)
         if f is None:
             return
+        f.numbers.discard(fd)
         if f.kernel is not None:
             kernel_unlinks[0] += 1
-        f.numbers.discard(fd)
+            if f.kernel == fd:  # the number is someone else's now, or handed over
+                _renumber(f, min(f.numbers) if f.numbers else None)
         last = not f.numbers
         if last:
             f.closed = True
@@ -393,12 +448,32 @@ def dup2(fd: int, fd2: int, inheritable: bool) -> int:
     with _lock:
         f = _files.get(fd)
         old = _files.get(fd2)
-        os.dup2(fd, fd2, inheritable=inheritable)
+        # A kernel socket whose driver object is on fd2 moves off it first, unless
+        # fd2 will name the same open file again.
+        moving = old is not None and old is not f and old.kernel == fd2
+        parked = None
+        if moving and (len(old.numbers) > 1 or old.holds):
+            old.numbers.discard(fd2)
+            try:
+                _move_off(old, fd2)
+            finally:
+                old.numbers.add(fd2)
+            if old.kernel != fd2 and old.kernel not in old.numbers:
+                parked = old.kernel
+        try:
+            os.dup2(fd, fd2, inheritable=inheritable)
+        except BaseException:
+            if parked is not None:  # fd2 stays: back onto it
+                _renumber(old, fd2)
+                os.close(parked)
+            raise
         if old is not None:
             del _files[fd2]
             if old.kernel is not None:
                 kernel_unlinks[0] += 1
             old.numbers.discard(fd2)
+            if moving and old.kernel == fd2:  # its open file went with the number
+                _renumber(old, None)
             if not old.numbers:
                 old.closed = True
             else:
@@ -479,9 +554,16 @@ def give_number(f: OpenSocket, cloexec: bool) -> int:
         cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
         fd = fcntl.fcntl(f.kernel, cmd, 0)
         with _lock:
+            if fd in _files:
+                _closed_behind_our_back(fd)
+            # Parked while it had no number (see _move_off): back onto this one.
+            parked = f.kernel if not f.numbers and f.driver.kernel_sockets else None
             _files[fd] = f
             f.numbers.add(fd)
             f.closed = False
+            if parked is not None:
+                _renumber(f, fd)
+                os.close(parked)
         return fd
     fd = reserve(cloexec)
     with _lock:

@@ -130,13 +130,29 @@ class SocketDriver:
     # taken): kernel mirrors follow, nobody is woken.  ``notify`` is always correct too.
     notify_faded = staticmethod(readiness.faded)
 
+    # True for a driver over kernel sockets (``fileno`` names each of them).  Such a
+    # socket costs one descriptor, as on Linux: the layer lets the kernel pick its
+    # number, hands that very number to the program, and moves the driver's socket to
+    # another number of the same open file (``renumber``) when the program closes the
+    # one it held while others remain.
+    kernel_sockets: bool = False
+
     def fileno(self, sock: Any) -> int | None:
         """The kernel descriptor that *is* this socket, for drivers over kernel sockets.
 
         Return None (the default) for sockets that live in Python: the layer then gives
         the socket a descriptor of its own and mirrors its readiness to the kernel.
+        A driver that returns a number sets ``kernel_sockets`` and implements
+        ``renumber``.
         """
         return None
+
+    def renumber(self, sock: Any, fd: int | None) -> None:
+        """Point a kernel socket at ``fd``, another descriptor of its open file, without
+        closing the one it held (the layer closes or hands that over itself); None:
+        at no descriptor (its number was closed or replaced behind its back), so that
+        ``close`` closes nothing.  Only for drivers with ``kernel_sockets``."""
+        raise NotImplementedError(f"{self.name} has no kernel sockets to renumber")
 
     def kernel_number(self, sock: Any) -> int | None:
         """The kernel descriptor a Python socket has come to stand for, if any (a
@@ -270,4 +286,5 @@ class SocketDriver:
         return DEFAULT_POLLMASK
 
     def close(self, sock: Any) -> None:
-        """Release the socket; called once, when its last descriptor is closed."""
+        """Release the socket; called once, when its last descriptor is closed (for a
+        kernel socket: with that descriptor, which it closes)."""

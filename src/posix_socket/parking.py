@@ -15,7 +15,7 @@ import fcntl
 import os
 import resource
 
-__all__ = ["park"]
+__all__ = ["park", "parked_copy"]
 
 _CEILING = 1 << 16
 
@@ -29,9 +29,14 @@ def _floor() -> int:
 
 def park(fd: int) -> int:
     """Move ``fd`` to a close-on-exec number in the parking range; ``fd`` is closed."""
-    try:
-        parked = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _floor())
-    except OSError:  # the range is full (EMFILE) or beyond the limit (EINVAL)
-        parked = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+    parked = parked_copy(fd)
     os.close(fd)
     return parked
+
+
+def parked_copy(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` in the parking range; ``fd`` stays open."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _floor())
+    except OSError:  # the range is full (EMFILE) or beyond the limit (EINVAL)
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)

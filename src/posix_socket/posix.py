@@ -344,13 +344,14 @@ def _driver(family: int):
     return driver
 
 
-def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
-          nonblocking: bool, visible: bool = True, cloexec: bool | None = None) -> None:
+def _open(driver, sock: Any, fd: int | None, family: int, type: int, proto: int,
+          nonblocking: bool, visible: bool = True, cloexec: bool | None = None) -> int:
     """Wrap a new driver socket in a description named by the reserved number ``fd``
-    (reserved close-on-exec or not as ``cloexec`` says, when given).
+    (reserved close-on-exec or not as ``cloexec`` says, when given), or, for a kernel
+    socket (``fd`` None), by its own number; that number is returned.
 
-    On failure the driver's socket is closed; the number stays reserved for the caller
-    to give back.
+    On failure the driver's socket is closed; a reserved number stays reserved for the
+    caller to give back.
     """
     try:
         f = OpenSocket(driver, sock, family, type, proto, nonblocking)
@@ -361,6 +362,11 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
         _discard(driver, sock)
         raise DriverFailure(driver.name, "fileno", exc) from exc
     try:
+        if fd is None:
+            fd = f.kernel
+            if fd is None:
+                raise DriverFailure(driver.name, "fileno", TypeError(
+                    "a driver with kernel_sockets made a socket without a number"))
         if nonblocking and f.kernel is not None:
             _set_kernel_nonblocking(f.kernel, True)  # the flag lives in the description
         descriptors.install(f, fd, watched=visible, cloexec=cloexec)
@@ -373,6 +379,7 @@ def _open(driver, sock: Any, fd: int, family: int, type: int, proto: int,
                 f._watch.mirror.close()
         _discard(driver, sock)
         raise
+    return fd
 
 
 def _discard(driver, sock: Any) -> None:
@@ -407,19 +414,26 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
     driver = registry.driver_for(family)
     if driver is None:
         raise oserror(errno.EAFNOSUPPORT)
+    if driver.kernel_sockets:  # the kernel's socket() takes the number itself
+        return _open(driver, _create(driver, family, kind, proto), None, family, kind,
+                     proto, nonblocking, visible, cloexec)
     fd = descriptors.reserve(cloexec)
     try:
-        try:
-            sock = driver.create(family, kind, proto)
-        except _EXPECTED:
-            raise
-        except Exception as exc:
-            raise DriverFailure(driver.name, "create", exc) from exc
+        sock = _create(driver, family, kind, proto)
         _open(driver, sock, fd, family, kind, proto, nonblocking, visible, cloexec)
     except BaseException:
         descriptors.unreserve(fd)
         raise
     return fd
+
+
+def _create(driver: SocketDriver, family: int, kind: int, proto: int) -> Any:
+    try:
+        return driver.create(family, kind, proto)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise DriverFailure(driver.name, "create", exc) from exc
 
 
 def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
@@ -431,6 +445,8 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
     kind, nonblocking, cloexec = _check_type(type)
     proto = _c_int(proto)
     driver = _driver(family) if driver is None else registry.layered(driver)
+    if driver.kernel_sockets:
+        return _kernel_socketpair(driver, family, kind, proto, nonblocking, cloexec)
     fd1 = descriptors.reserve(cloexec)
     try:
         fd2 = descriptors.reserve(cloexec)
@@ -466,6 +482,28 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
     return fd1, fd2
 
 
+def _kernel_socketpair(driver: SocketDriver, family: int, kind: int, proto: int,
+                       nonblocking: bool, cloexec: bool) -> tuple[int, int]:
+    """socketpair(2) of kernel sockets: the kernel's call takes both numbers."""
+    try:
+        first, second = driver.socketpair(family, kind, proto)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        raise DriverFailure(driver.name, "socketpair", exc) from exc
+    try:
+        fd1 = _open(driver, first, None, family, kind, proto, nonblocking, False, cloexec)
+    except BaseException:
+        _discard(driver, second)
+        raise
+    try:
+        fd2 = _open(driver, second, None, family, kind, proto, nonblocking, False, cloexec)
+    except BaseException:
+        close(fd1)
+        raise
+    return fd1, fd2
+
+
 def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL.
 
@@ -478,6 +516,15 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
         raise oserror(errno.EINVAL)
     f = _get(fd)
     driver = f.driver
+    if f.kernel is not None:  # the kernel's accept4() takes the number (or says EMFILE)
+        try:
+            sock, addr = driver.accept(f.sock, flags)
+        except _EXPECTED:
+            raise
+        except Exception as exc:
+            raise _failure(f, "accept", exc) from exc
+        return _open(driver, sock, None, f.family, f.type, f.proto,
+                     bool(flags & SOCK_NONBLOCK), visible, bool(flags & SOCK_CLOEXEC)), addr
     new = descriptors.reserve(bool(flags & SOCK_CLOEXEC))
     try:
         try:
@@ -486,7 +533,7 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
             else:
                 sock, addr = driver.accept_blocking(f.sock, flags)
         except BlockingIOError:
-            if f.kernel is not None or f.nonblocking:
+            if f.nonblocking:
                 raise
             sock, addr = _retry(f, POLLIN, f.rcvtimeo, "accept",
                                 lambda: driver.accept_blocking(f.sock, flags))

@@ -37,8 +37,15 @@ class StackedDriver(SocketDriver):
     def init(self) -> None:
         """Nothing: the inner driver was initialised when it was registered."""
 
+    @property
+    def kernel_sockets(self) -> bool:  # type: ignore[override]
+        return self.inner.kernel_sockets
+
     def fileno(self, sock: Any) -> int | None:
         return self.inner.fileno(sock)
+
+    def renumber(self, sock: Any, fd: int | None) -> None:
+        self.inner.renumber(sock, fd)
 
     def kernel_number(self, sock: Any) -> int | None:
         return self.inner.kernel_number(sock)

@@ -4,7 +4,8 @@ It is the reference every other driver is compared against, so it adds nothing: 
 an op means exactly what a stdlib method means, the op *is* that method (called with
 the private ``socket.socket`` as its first argument), so the call costs no Python frame
 of its own.  The kernel blocks, times out (SO_RCVTIMEO) and reports readiness for these
-sockets itself.
+sockets itself.  The private object holds no descriptor of its own: it is on one of the
+numbers the program holds (see ``descriptors``), so a socket costs one descriptor.
 """
 
 from __future__ import annotations
@@ -54,11 +55,32 @@ def kernel_socketpair(family: int, type: int, proto: int) -> tuple[socket.socket
             kernel_socket(family, type, proto, b.detach()))
 
 
+_reinit = _socket.socket.__init__  # points a C socket object at another descriptor
+_SOCK_NONBLOCK = socket.SOCK_NONBLOCK
+
+
 class HostDriver(SocketDriver):
     name = "host"
+    kernel_sockets = True
 
     def fileno(self, sock: socket.socket) -> int:
         return sock.fileno()
+
+    def renumber(self, sock: socket.socket, fd: int | None) -> None:
+        """The same object, now on ``fd``: a call running in another thread, or one
+        about to start, finds the new descriptor (the C object reads its number when
+        it calls the kernel), and whoever traces it keeps knowing it."""
+        if fd is None:
+            sock.detach()
+            return
+        kind = sock.type
+        if _socket.getdefaulttimeout() is not None:
+            # SOCK_NONBLOCK keeps the default timeout from being put on the object,
+            # which would set O_NONBLOCK on the open file every number shares; the
+            # object's zero timeout only differs from none in a connect interrupted
+            # by a signal (InterruptedError instead of waiting on).
+            kind |= _SOCK_NONBLOCK
+        _reinit(sock, sock.family, kind, sock.proto, fd)
 
     def create(self, family: int, type: int, proto: int) -> socket.socket:
         return kernel_socket(family, type, proto)
