@@ -12,8 +12,12 @@ import itertools
 import os
 import resource
 import select
+import signal
 import socket
 import stat
+import threading
+import time
+from functools import partial
 
 import pytest
 from leaks import errno_of, leftovers, open_fds
@@ -443,6 +447,211 @@ def test_plain_calls_on_a_pipe_go_to_the_kernel():
     finally:
         posix.close(r)
         posix.close(w)
+
+
+# -- a kernel socket is one descriptor -----------------------------------------------------
+#
+# A host-driver socket's number is the kernel socket itself; the driver's own socket
+# object is on one of its numbers and follows them (see descriptors).  Each scenario
+# runs on the kernel (stdlib calls on plain numbers) and through posix on the host
+# driver, and the observations, numbers included, must be equal.
+
+class KernelCalls:
+    """The oracle: the kernel's calls on plain numbers."""
+
+    def pair(self) -> tuple[int, int]:
+        a, b = socket.socketpair(socket.AF_UNIX, STREAM)
+        return a.detach(), b.detach()
+
+    def socket(self) -> int:
+        return socket.socket(socket.AF_UNIX, STREAM).detach()
+
+    dup, dup2, close = staticmethod(os.dup), staticmethod(os.dup2), staticmethod(os.close)
+
+    @staticmethod
+    def _on(fd: int, call):
+        sock = socket.socket(fileno=fd)
+        try:
+            return call(sock)
+        finally:
+            sock.detach()
+
+    def send(self, fd: int, data: bytes) -> int:
+        return self._on(fd, lambda s: s.send(data))
+
+    def recv(self, fd: int) -> bytes:
+        return self._on(fd, lambda s: s.recv(100, socket.MSG_DONTWAIT))
+
+    def sndbuf(self, fd: int, size: int) -> int:
+        def call(s):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        return self._on(fd, call)
+
+    def shutdown(self, fd: int) -> None:
+        self._on(fd, lambda s: s.shutdown(socket.SHUT_WR))
+
+
+class LayerCalls:
+    """The same calls through posix, on sockets of the host driver."""
+
+    def pair(self) -> tuple[int, int]:
+        return posix.socketpair(socket.AF_UNIX, STREAM)
+
+    def socket(self) -> int:
+        return posix.socket(socket.AF_UNIX, STREAM)
+
+    dup, dup2, close = staticmethod(posix.dup), staticmethod(posix.dup2), staticmethod(posix.close)
+
+    def send(self, fd: int, data: bytes) -> int:
+        return posix.send(fd, data)
+
+    def recv(self, fd: int) -> bytes:
+        return posix.recv(fd, 100, socket.MSG_DONTWAIT)
+
+    def sndbuf(self, fd: int, size: int) -> int:
+        posix.setsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        return posix.getsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+    def shutdown(self, fd: int) -> None:
+        posix.shutdown(fd, socket.SHUT_WR)
+
+
+def the_first_number_closed(calls) -> list:
+    a, b = calls.pair()
+    d = calls.dup(a)
+    calls.close(a)  # the number the layer's driver object was on
+    e = calls.socket()
+    seen: list = [(a, b, d, e)]  # e takes a's number: the lowest free
+    seen += [calls.send(d, b"via d"), calls.recv(b), calls.sndbuf(d, 8192)]
+    calls.shutdown(d)
+    seen.append(calls.recv(b))  # EOF: the shutdown reached the one connection
+    for fd in (d, e, b):
+        calls.close(fd)
+    return seen
+
+
+def dup2_over_the_first_number(calls) -> list:
+    a, b = calls.pair()
+    d = calls.dup(a)
+    c, e = calls.pair()
+    calls.dup2(c, a)  # a names c's file now; a's first file lives on in d
+    seen: list = [calls.send(d, b"one"), calls.recv(b), calls.send(a, b"two"), calls.recv(e)]
+    calls.close(c)
+    calls.close(a)
+    seen.append(calls.recv(e))  # c's file had a and c: both closed, EOF
+    calls.close(d)
+    seen.append(calls.recv(b))  # and d was a's first file's last number
+    calls.close(b)
+    calls.close(e)
+    return seen
+
+
+def closed_behind_the_back_then_reused(calls, use_the_dup_first: bool) -> list:
+    a, b = calls.pair()
+    d = calls.dup(a)
+    os.close(a)  # the kernel's close, past the layer
+    seen: list = []
+    if use_the_dup_first:
+        seen += [calls.send(d, b"x"), calls.recv(b)]
+    n = calls.socket()
+    seen += [n == a, calls.send(d, b"y"), calls.recv(b)]
+    calls.close(d)
+    seen.append(calls.recv(b))  # d was the connection's last number: EOF
+    calls.close(n)
+    calls.close(b)
+    return seen
+
+
+KERNEL_SCENARIOS = [the_first_number_closed, dup2_over_the_first_number,
+                    partial(closed_behind_the_back_then_reused, use_the_dup_first=True),
+                    partial(closed_behind_the_back_then_reused, use_the_dup_first=False)]
+
+
+@pytest.mark.parametrize("scenario", KERNEL_SCENARIOS,
+                         ids=["first-closed", "dup2-over-first", "behind-back-used",
+                              "behind-back-reused"])
+def test_a_kernel_socket_follows_its_numbers_as_the_kernel_does(scenario):
+    kernel = scenario(KernelCalls())
+    layer = scenario(LayerCalls())
+    assert layer == kernel
+
+
+def test_a_kernel_socket_costs_one_descriptor_per_number():
+    """socket, socketpair, accept and dup each add exactly the numbers they return to
+    the process's descriptors (the kernel's count), and closing gives them all back."""
+    listener = posix.socket(socket.AF_UNIX, STREAM)
+    posix.bind(listener, b"\0posix-socket-test-one-each-%d" % os.getpid())
+    posix.listen(listener, 4)
+    before = open_fds()
+    made: list[int] = []
+    try:
+        made.append(posix.socket(socket.AF_UNIX, STREAM))
+        made += posix.socketpair(socket.AF_UNIX, STREAM)
+        posix.connect(made[0], posix.getsockname(listener))
+        made.append(posix.accept(listener)[0])
+        made.append(posix.dup(made[-1]))
+        made.append(posix.fcntl(made[1], fcntl.F_DUPFD_CLOEXEC, 0))
+        assert open_fds() - before == set(made)
+        assert len(set(made)) == 6
+    finally:
+        close_all(*made, listener)
+    assert open_fds() == before - {listener}
+
+
+def blocked_accept_on_the_second_number(calls, name: bytes) -> tuple[bool, bool]:
+    listener = calls.socket()
+    KernelCalls._on(listener, lambda s: (s.bind(name), s.listen()))  # same either way
+    second = calls.dup(listener)
+    if isinstance(calls, KernelCalls):
+        def accept() -> int:
+            return KernelCalls._on(second, lambda s: s._accept()[0])
+    else:
+        def accept() -> int:
+            return posix.accept(second)[0]
+    result: list = []
+
+    def blocked() -> None:
+        try:
+            result.append(accept())
+        except OSError as exc:
+            result.append(("error", exc.errno))
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    thread = threading.Thread(target=blocked, daemon=True)
+    client = calls.socket()
+    try:
+        thread.start()
+        time.sleep(0.1)
+        calls.close(listener)  # the first number, in this thread
+        signal.pthread_kill(thread.ident, signal.SIGUSR1)
+        time.sleep(0.1)
+        alive = thread.is_alive()
+        KernelCalls._on(client, lambda s: s.connect(name))
+        thread.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        close_all_with(calls, client, second)
+    accepted = result[0] if result else None
+    if isinstance(accepted, int):
+        calls.close(accepted)
+    return alive, isinstance(accepted, int)
+
+
+def close_all_with(calls, *fds: int) -> None:
+    for fd in fds:
+        calls.close(fd)
+
+
+def test_a_blocked_accept_on_a_dup_outlives_closing_the_first_number():
+    """Thread safety, with the kernel as the oracle: a thread blocked in accept on a
+    second number goes on when another thread closes the first (the driver's object
+    moves to the second), is woken by a connection, and a signal meanwhile (EINTR,
+    which CPython retries on the object's number) does not make it EBADF."""
+    name = b"\0posix-socket-test-blocked-%d-" % os.getpid()
+    kernel = blocked_accept_on_the_second_number(KernelCalls(), name + b"kernel")
+    layer = blocked_accept_on_the_second_number(LayerCalls(), name + b"layer")
+    assert layer == kernel == (True, True)
 
 
 # -- EMFILE ------------------------------------------------------------------------------

@@ -405,6 +405,18 @@ def _move_off(f: OpenSocket, fd: int) -> bool:
     return True
 
 
+def point_at(f: OpenSocket, fd: int) -> None:
+    """A call on ``fd`` is about to go through the driver object of ``f``, a kernel
+    socket, which is on another of its numbers: put it on ``fd`` first.  So the call
+    depends on no number but its own, as on Linux: another thread may be closing the
+    other one, or code outside the layer may have closed it."""
+    if fd not in f.numbers or not f.driver.kernel_sockets:
+        return  # an outside socket's wrapper, or a number going away meanwhile
+    with _lock:
+        if f.kernel != fd and fd in f.numbers:
+            _renumber(f, fd)
+
+
 def _renumber(f: OpenSocket, fd: int | None) -> None:
     """Point ``f``'s kernel socket at ``fd`` (None: at nothing, its number is gone)."""
     f.driver.renumber(f.sock, fd)

@@ -117,6 +117,8 @@ def _foreign(fd: object) -> OpenSocket:
     number = _c_int(fd)
     f = _files.get(number)
     if f is not None:
+        if f.kernel is not None and f.kernel != number:
+            descriptors.point_at(f, number)
         return f
     if number < 0:
         raise oserror(errno.EBADF)
@@ -126,9 +128,13 @@ def _foreign(fd: object) -> OpenSocket:
 
 
 def _get(fd: int) -> OpenSocket:
+    """The description ``fd`` names.  A kernel socket's driver object is put on ``fd``
+    first if it is on another of the socket's numbers (see ``descriptors.point_at``)."""
     f = _files.get(fd)
     if f is None or type(fd) is not int:
         return _foreign(fd)
+    if f.kernel is not None and f.kernel != fd:
+        descriptors.point_at(f, fd)
     return f
 
 
@@ -584,6 +590,8 @@ def connect(fd: int, addr: Any) -> None:
     if f is None or fd.__class__ is not int:
         f = _foreign(fd)
     if f.kernel is not None:
+        if f.kernel != fd:
+            descriptors.point_at(f, fd)
         return _call(f, "connect", addr)
     driver = f.driver
     try:
@@ -743,7 +751,11 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+    kernel = f.kernel
+    if kernel == fd:  # the kernel's call: see _call on what escapes it
+        return f.send(f.sock, data, flags)
+    if kernel is not None:  # another number of a kernel socket: see _get
+        descriptors.point_at(f, fd)
         return f.send(f.sock, data, flags)
     # A virtual socket.  The common case, everything accepted at once, makes one
     # driver call and nothing else.
@@ -909,7 +921,7 @@ def write(fd: int, data: bytes) -> int:
     if f is None or type(fd) is not int:
         return os.write(fd, data)
     if f.kernel is not None:
-        return _call(f, "write", data)
+        return _call(_get(fd), "write", data)
     _buffer(data)
     op = f.driver.write
     return _transmit(f, "write", 0, len(memoryview(data)),
@@ -924,7 +936,11 @@ def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+    kernel = f.kernel
+    if kernel == fd:  # the kernel's call: see _call on what escapes it
+        return f.recv(f.sock, bufsize, flags)
+    if kernel is not None:  # another number of a kernel socket: see _get
+        descriptors.point_at(f, fd)
         return f.recv(f.sock, bufsize, flags)
     # A virtual socket.  The common case, data already there, makes one driver call
     # and nothing else.
@@ -1038,7 +1054,7 @@ def read(fd: int, n: int) -> bytes:
     if f is None or type(fd) is not int:
         return os.read(fd, n)
     if f.kernel is not None:
-        return _call(f, "read", n)
+        return _call(_get(fd), "read", n)
     n = operator.index(n)
     if not -(2**63) <= n < 2**63:
         raise OverflowError("Python int too large to convert to C ssize_t")
@@ -1145,7 +1161,7 @@ def ioctl(fd: int, request: int, arg: int | bytes = 0) -> int | bytes:
         descriptors.set_nonblocking(
             f, bool(struct.unpack("@i", bytes(arg)[:4].ljust(4, b"\0"))[0]))
         return bytes(arg)
-    return _call(f, "ioctl", request, arg)
+    return _call(_get(fd), "ioctl", request, arg)
 
 
 # -- readiness ---------------------------------------------------------------------------
