@@ -141,3 +141,30 @@ def test_an_outside_kernel_socket_keeps_its_blocking_mode_when_the_layer_adopts_
         assert posix.getsockopt(left.fileno(), socket.SOL_SOCKET, socket.SO_TYPE) == (
             socket.SOCK_STREAM)
         assert os.get_blocking(left.fileno()) is blocking
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_host_socket_moving_to_another_number_ignores_the_default_timeout(blocking):
+    """The first number of a host socket closed while a dup remains: the driver's
+    object moves to the dup without the default timeout touching the open file's
+    O_NONBLOCK, and a blocking call on the dup still waits past the default."""
+    with ps.use("host"):
+        first, second = posix.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    copy = posix.dup(first)
+    socket.setdefaulttimeout(0.2)
+    try:
+        os.set_blocking(first, blocking)
+        posix.close(first)  # the number the driver's object was on
+        posix.getsockname(copy)  # a call through the object, now on the copy
+        assert os.get_blocking(copy) is blocking
+        if blocking:
+            thread = threading.Thread(
+                target=lambda: (time.sleep(0.6), posix.send(second, b"x")))
+            thread.start()
+            assert posix.recv(copy, 10) == b"x"
+            thread.join(10)
+    finally:
+        socket.setdefaulttimeout(None)
+        posix.close(copy)
+        posix.close(second)

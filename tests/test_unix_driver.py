@@ -16,6 +16,7 @@ from leaks import leftovers, open_fds
 
 import posix_socket as ps
 from posix_socket import descriptors, posix
+from posix_socket.drivers.host import HostDriver
 from posix_socket.drivers.unix import UnixDriver, kernel
 
 AF_UNIX, STREAM, DGRAM = socket.AF_UNIX, socket.SOCK_STREAM, socket.SOCK_DGRAM
@@ -338,3 +339,41 @@ def test_shutdown_ends_a_blocked_accept_with_einval(unix, tmp_path, preset, kind
         assert ended - shut_at < 0.5
     finally:
         posix.close(listener)
+
+
+def test_a_host_socket_in_flight_keeps_no_low_number(unix) -> None:
+    """A kernel socket of the layer (the host driver) sent over a virtual AF_UNIX socket
+    and closed by the sender stays open in the message, on a parked descriptor, not on
+    a low number; the receiver's number is again its only descriptor."""
+    host_a, host_b = posix.socketpair(AF_UNIX, STREAM, driver=HostDriver())
+    a, b = posix.socketpair(AF_UNIX, STREAM)
+    posix.sendmsg(a, [b"x"], rights(host_a))
+    posix.close(host_a)
+    again = os.dup(b)
+    assert again == host_a  # the number in flight is free, as on Linux
+    os.close(again)
+    with pytest.raises(BlockingIOError):  # not EOF: the message holds the socket open
+        posix.recv(host_b, 10, socket.MSG_DONTWAIT)
+    before = open_fds()
+    _data, ancdata, _flags, _addr = posix.recvmsg(b, 1, socket.CMSG_SPACE(4))
+    (copy,) = received(ancdata)
+    assert copy == host_a  # the lowest free number
+    assert open_fds() - before == {copy}
+    assert len(before - open_fds()) == 1  # the parked duplicate is gone
+    posix.send(copy, b"via the copy")
+    assert posix.recv(host_b, 100) == b"via the copy"
+    posix.close(copy)
+    assert posix.recv(host_b, 10) == b""
+    for fd in (host_b, a, b):
+        posix.close(fd)
+
+
+def test_a_host_socket_in_a_message_never_read_is_closed_with_it(unix) -> None:
+    host_a, host_b = posix.socketpair(AF_UNIX, STREAM, driver=HostDriver())
+    a, b = posix.socketpair(AF_UNIX, STREAM)
+    posix.sendmsg(a, [b"x"], rights(host_a))
+    posix.close(host_a)
+    posix.close(b)  # unread: the host socket goes with it
+    assert posix.recv(host_b, 10) == b""
+    for fd in (host_b, a):
+        posix.close(fd)
