@@ -138,10 +138,11 @@ class socket(_stdlib.socket):
         was made.  Once it does not (closed, detached, replaced by dup2), the layer's
         table decides from then on.
 
-        Such a number is a duplicate of the host driver's own descriptor: the C base's
-        methods on it are the stdlib's calls on the same kernel socket, under the C
-        base's timeout (which settimeout keeps), so the hot methods call them directly
-        and skip the layer, which would only hand them to the kernel too.
+        Such a number is the kernel socket itself (the host driver's object works on
+        its numbers too): the C base's methods on it are the stdlib's calls on the
+        same kernel socket, under the C base's timeout (which settimeout keeps), so
+        the hot methods call them directly and skip the layer, which would only hand
+        them to the kernel too.
         ``_kernel_checked`` caches the answer until a kernel socket's number goes
         anywhere (``descriptors.kernel_unlinks``).
 

@@ -154,10 +154,10 @@ def _handed_to_the_kernel(sock: Any) -> Any:
     """A kernel socket of the layer, as a plain kernel socket object the layer lets go.
 
     ``ssl`` imported before ``patch()`` derives its SSLSocket from the stdlib's own
-    class, which reads, writes and closes the number in C, past the layer.  The layer
-    holds a kernel socket through a private descriptor of its driver as well, so such a
-    close would leave the connection open (no EOF for the peer).  So the number leaves
-    the table first, and the SSLSocket alone holds the connection, as on the kernel.
+    class, which reads, writes and closes the number in C, past the layer.  Such a
+    close would leave the layer's table naming a number the kernel gives out again,
+    with the host driver's object on it.  So the number leaves the table first (the
+    object lets go of it), and the SSLSocket alone holds it, as on the kernel.
     """
     timeout = sock.gettimeout()
     family, kind, proto = sock.family, sock.type, sock.proto
