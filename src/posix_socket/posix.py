@@ -751,11 +751,13 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    kernel = f.kernel
-    if kernel == fd:  # the kernel's call: see _call on what escapes it
-        return f.send(f.sock, data, flags)
-    if kernel is not None:  # another number of a kernel socket: see _get
-        descriptors.point_at(f, fd)
+    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+        try:
+            return f.send(f.sock, data, flags)
+        except OSError as exc:
+            if f.kernel == fd or exc.errno not in _NOT_THIS_SOCKET:
+                raise
+        descriptors.point_at(f, fd)  # see _NOT_THIS_SOCKET
         return f.send(f.sock, data, flags)
     # A virtual socket.  The common case, everything accepted at once, makes one
     # driver call and nothing else.
@@ -779,6 +781,16 @@ def send(fd: int, data: bytes, flags: int = 0) -> int:
     except Exception as exc:
         raise _failure(f, "send", exc) from exc
     return _send_rest(f, data, flags, size, sent)
+
+
+# send and recv on a kernel socket go through its driver object wherever it is, and
+# put it on their own number (as _get does for every other call) only when the
+# object's number turns out not to name the socket any more (closed behind the layer's
+# back, or by another thread meanwhile): nothing was done, so the call is made again.
+# The check costs the call that works nothing.  A number closed behind the layer's
+# back and reused meanwhile for another socket made outside the layer is the one case
+# it cannot see.
+_NOT_THIS_SOCKET = (errno.EBADF, errno.ENOTSOCK)
 
 
 def _send_rest(f: OpenSocket, data: bytes, flags: int, size: int, sent: int) -> int:
@@ -936,11 +948,13 @@ def recv(fd: int, bufsize: int, flags: int = 0) -> bytes:
         f = _foreign(fd)
     if fd.__class__ is not int:  # 5.0 == 5: only real ints name descriptors
         f = _foreign(fd)
-    kernel = f.kernel
-    if kernel == fd:  # the kernel's call: see _call on what escapes it
-        return f.recv(f.sock, bufsize, flags)
-    if kernel is not None:  # another number of a kernel socket: see _get
-        descriptors.point_at(f, fd)
+    if f.kernel is not None:  # the kernel's call: see _call on what escapes it
+        try:
+            return f.recv(f.sock, bufsize, flags)
+        except OSError as exc:
+            if f.kernel == fd or exc.errno not in _NOT_THIS_SOCKET:
+                raise
+        descriptors.point_at(f, fd)  # see _NOT_THIS_SOCKET
         return f.recv(f.sock, bufsize, flags)
     # A virtual socket.  The common case, data already there, makes one driver call
     # and nothing else.
