@@ -514,7 +514,8 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     """accept4(2): flags may be SOCK_NONBLOCK | SOCK_CLOEXEC, anything else is EINVAL.
 
     The new number is taken before waiting, as Linux does: without one (EMFILE) the
-    connection stays queued.  ``visible`` as for ``socket``.
+    connection stays queued (on a kernel socket, the kernel's accept4() does both).
+    ``visible`` as for ``socket``.
     """
     if not (flags.__class__ is int and 0 <= flags < _C_INT_LIMIT):
         flags = _c_int(flags)
@@ -534,7 +535,7 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
     new = descriptors.reserve(bool(flags & SOCK_CLOEXEC))
     try:
         try:
-            if f.kernel is not None or f.nonblocking:
+            if f.nonblocking:
                 sock, addr = driver.accept(f.sock, flags)
             else:
                 sock, addr = driver.accept_blocking(f.sock, flags)
