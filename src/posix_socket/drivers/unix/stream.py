@@ -215,8 +215,16 @@ class StreamSocket(UnixSocket):
         rights = None
         first: Message | None = None
         index = 0  # where a peek has got to; a read always takes the head
+        oob = self.oob
         while True:
-            at = self._manage_oob(index, peek, copied, touched) if index < len(rx) else None
+            at = None
+            if index < len(rx):
+                message = rx[index]
+                if message is oob or message.offset == len(message.data):
+                    at = self._manage_oob(index, peek, copied, touched)
+                    oob = self.oob
+                else:
+                    at = index  # the common case: data, no mark
             if at is None:
                 self.mark_ends_read = gathered and bool(copied) and index < len(rx)
                 break
