@@ -775,3 +775,20 @@ def scenario_udp_connected_to_port_zero_takes_refusals_from_its_address(api: Rec
         api.poll([(fd, 0)], WAIT_MS)  # POLLERR
         api.getsockopt(fd, SOL_SOCKET, SO_ERROR)
         api.close(fd)
+
+
+@scenario(DGRAM, families=IP)
+def scenario_udp_send_to_a_peer_connected_at_port_zero(api: Recorder, env: Env) -> None:
+    """send() on a UDP socket connected to port 0: an AF_INET socket sends (to port
+    0), an AF_INET6 one connected to an IPv4-mapped address is EINVAL (udpv6_sendmsg
+    hands udp_sendmsg the peer as an address, and port 0 there is invalid); sendto()
+    to port 0 is EINVAL for both."""
+    peers = [(ip(env).loopback, 0), (ip(env).wildcard, 0)]
+    if env.family == _socket.AF_INET6:
+        peers += [("::ffff:127.0.0.1", 0), ("::ffff:0.0.0.0", 0)]
+    for peer in peers:
+        fd = api.socket(env.family, env.type)
+        api.connect(fd, peer)
+        api.send(fd, b"x")
+        api.sendto(fd, b"x", 0, peer)
+        api.close(fd)

@@ -461,6 +461,11 @@ class UdpSocket:
             if self.remote is None:
                 raise oserror(errno.EDESTADDRREQ)
             destination, source = self.remote, self.local.ip
+            if not destination.port and self.family == socket.AF_INET6 and is_v4(
+                    destination.ip):
+                # udpv6_sendmsg hands udp_sendmsg the peer as an address: port 0 there
+                # is EINVAL (an AF_INET socket sends to port 0 of its peer)
+                raise oserror(errno.EINVAL)
             if is_wildcard(source):
                 ip, source = self._route(destination.ip)
                 destination = Endpoint(ip, destination.port)
