@@ -792,3 +792,35 @@ def scenario_udp_send_to_a_peer_connected_at_port_zero(api: Recorder, env: Env) 
         api.send(fd, b"x")
         api.sendto(fd, b"x", 0, peer)
         api.close(fd)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_tcp_send_buffer_grows_once_established(api: Recorder, env: Env) -> None:
+    """Linux grows SO_SNDBUF when a connection is established (tcp_sndbuf_expand: on
+    loopback, room for the initial window of 64 KiB segments): the client, the accepted
+    socket and a socket connected to itself read the grown size, a listener and a
+    fresh socket tcp_wmem's default, and one whose program set SO_SNDBUF keeps that."""
+    listener = api.socket(env.family, env.type)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 4)
+    addr = api.getsockname(listener)
+    client = api.socket(env.family, env.type)
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.connect(client, addr)
+    api.getsockopt(client, SOL_SOCKET, _socket.SO_SNDBUF)
+    accepted, _ = api.accept(listener)
+    api.getsockopt(accepted, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.getsockopt(listener, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.close(client)
+    api.close(accepted)
+    fixed = api.socket(env.family, env.type)
+    api.setsockopt(fixed, SOL_SOCKET, _socket.SO_SNDBUF, 65536)
+    api.connect(fixed, addr)
+    api.getsockopt(fixed, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.close(api.accept(listener)[0])
+    api.close(fixed)
+    itself = api.socket(env.family, env.type)
+    api.bind(itself, (ip(env).loopback, 0))
+    api.connect(itself, api.getsockname(itself))
+    api.getsockopt(itself, SOL_SOCKET, _socket.SO_SNDBUF)
+    api.close(itself)

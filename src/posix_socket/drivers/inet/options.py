@@ -58,6 +58,26 @@ _DEVICE = (SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25))  # kept in ``chan
 _IPV6_MREQ_SIZE = 20  # struct ipv6_mreq: a 16-byte group and an int interface index
 
 
+def _congestion_control() -> str:
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as file:
+            return file.read().strip()
+    except OSError:
+        return "cubic"
+
+
+def established_sndbuf(mtu: int | None = None, v6: bool = False) -> int:
+    """SO_SNDBUF Linux gives a TCP socket once its connection is established
+    (tcp_sndbuf_expand, unless the program set SO_SNDBUF): room for twice the initial
+    window of 10 segments (three times with BBR), each counted as its MSS plus headers
+    rounded up to a power of two (the x86-64 sizes), at most tcp_wmem's maximum.  On
+    loopback (``mtu`` None) that is 3939840 with BBR."""
+    mss = (mtu or 65536) - (60 if v6 else 40) - 12  # TCP timestamps on
+    per_mss = (1 << (mss + 640 - 1).bit_length()) + 256
+    factor = 3 if _congestion_control() == "bbr" else 2
+    return min(factor * 10 * per_mss, TCP_WMEM_MAX)
+
+
 def kernel_setting(path: str, default: list[int]) -> list[int]:
     """A sysctl of the running kernel (e.g. net/ipv4/tcp_rmem), or Linux's default."""
     try:
@@ -71,6 +91,8 @@ RMEM_MAX = kernel_setting("net/core/rmem_max", [212992])[0]
 WMEM_MAX = kernel_setting("net/core/wmem_max", [212992])[0]
 TCP_RMEM = kernel_setting("net/ipv4/tcp_rmem", [4096, 131072, 6291456])[1]
 TCP_WMEM = kernel_setting("net/ipv4/tcp_wmem", [4096, 16384, 4194304])[1]
+TCP_WMEM_MAX = kernel_setting("net/ipv4/tcp_wmem", [4096, 16384, 4194304])[2]
+LOOPBACK_SNDBUF = established_sndbuf()
 UDP_RMEM = kernel_setting("net/core/rmem_default", [212992])[0]
 UDP_WMEM = kernel_setting("net/core/wmem_default", [212992])[0]
 
@@ -280,6 +302,13 @@ class Options:
         if tos != old:
             self.changed[_PRIORITY] = _TOS_PRIORITY[(tos & 0x1E) >> 1]
         return tos
+
+    def established(self, mtu: int | None = None, v6: bool = False) -> None:
+        """The connection is established: SO_SNDBUF grows (see established_sndbuf)."""
+        if not self.sndbuf_locked:
+            size = LOOPBACK_SNDBUF if mtu is None else established_sndbuf(mtu, v6)
+            if self.sndbuf < size:
+                self.sndbuf = size
 
     def bind_without_port(self, port: int) -> bool:
         """Does bind() to ``port`` leave the port for later (IP_BIND_ADDRESS_NO_PORT)?"""

@@ -309,6 +309,7 @@ class TcpSocket:
         and so is closed before connect() returns."""
         self.state = ESTABLISHED
         self.peer = self
+        self.opts.established(self.path.mtu, self.family == socket.AF_INET6)
         if self.wire is not None:
             self.wire.last_heard = self.net.scheduler.now()
         touched.append(self)
@@ -355,6 +356,7 @@ class TcpSocket:
         child = self._child_of(listener, back)
         listener.backlog.append(child)
         self.state = ESTABLISHED
+        self.opts.established()
         touched += (listener, self)
         tap = self.net.tap
         if tap is not None:
@@ -373,6 +375,9 @@ class TcpSocket:
         """The accepted end of this connection: a new socket sharing the listener's
         port (and its bind locks), joined to this one."""
         child = TcpSocket(self.net, listener.family, listener.opts.copy())
+        path = self.path
+        child.opts.established(None if path.perfect else path.mtu,
+                               child.family == socket.AF_INET6)
         child.local = self.remote  # the address connected to: the listener's port
         child.remote = self.local
         child.state = ESTABLISHED
@@ -973,6 +978,7 @@ class TcpSocket:
         # the answer is for (taken here as the last one sent).
         wire.rtt.sample(now - handshake.sent_at)
         self.state = ESTABLISHED
+        self.opts.established(self.path.mtu, self.family == socket.AF_INET6)
         wire.last_heard = now
         touched.append(self)
         if listener.state != LISTEN:  # gone meanwhile: the ACK meets a reset
