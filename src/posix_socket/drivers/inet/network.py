@@ -49,6 +49,14 @@ _LOOPBACK4_ADDRESS = mapped(ipaddress.IPv4Address("127.0.0.1"))
 ALL, NONE = object(), object()
 
 
+class _CurrentHost(threading.local):
+    """Per thread: the host sockets made now live on (None: the first host).  A class
+    default, so that reading it where no block set it raises (and formats) no
+    AttributeError: every new socket asks."""
+
+    host: Host | None = None
+
+
 class Binding:
     """What a bound socket claims in a port table (Linux's bind-conflict inputs)."""
 
@@ -356,7 +364,7 @@ class VirtualNetwork:
         # The first host is the machine; its names are /etc/hosts' (``_machine_names``).
         self.hosts: list[Host] = [Host([_LOOPBACK4_ADDRESS, _LOOPBACK6], [], 0)]
         self._owners: dict[ipaddress.IPv6Address, Host] = {}  # added hosts' addresses
-        self._current = threading.local()  # .host: where sockets made now live
+        self._current = _CurrentHost()  # .host: where sockets made now live
         self._local: set[ipaddress.IPv6Address] = {_LOOPBACK6}
         self._added_lines: list[hostnames.Line] = []
         self.names_version = 0  # changes whenever a name may answer differently
@@ -457,13 +465,13 @@ class VirtualNetwork:
 
     def current_host(self) -> Host:
         """Where a socket made now in this thread lives (see ``host``)."""
-        return getattr(self._current, "host", None) or self.hosts[0]
+        return self._current.host or self.hosts[0]
 
     @contextlib.contextmanager
     def host(self, which: Host | str) -> Iterator[Host]:
         """Sockets this thread makes inside the block live on host ``which``."""
         host = self.find_host(which)
-        saved = getattr(self._current, "host", None)
+        saved = self._current.host
         self._current.host = host
         try:
             yield host
