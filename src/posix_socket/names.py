@@ -170,38 +170,52 @@ def _enum(value: int, kind: Any) -> Any:
         return value
 
 
-# (host, port, family, type, proto, flags) -> (resolver, whether the host is a name,
-# version or None, answers): version None when nothing can change the answer (a
-# numeric host, a numeric port), else what it depends on (see ``_version``).
+# (host, port, family, type, proto, flags, and the class of each) -> (resolver, whether
+# the host is a name, version or None, answers): version None when nothing can change
+# the answer (a numeric host, a numeric port), else what it depends on (see
+# ``_version``).  Only calls whose arguments all have classes that convert alike are
+# kept (``_cacheable``), so a call finding its arguments and their classes here is
+# one of them: it skips the checks.
 _answers: dict[tuple, tuple[Any, bool, Any, tuple]] = {}
+_drivers = registry._drivers  # read directly: every lookup starts by asking it
 
 
 def getaddrinfo(host: Any, port: Any, family: Any = 0, type: Any = 0, proto: Any = 0,
                 flags: Any = 0) -> list[tuple]:
-    resolver = _resolver()
-    if resolver is None:
-        return _kernel_getaddrinfo(host, port, family, type, proto, flags)
-    # Exact types for host and port (True == 1, but is no port); any int for the rest,
-    # which CPython takes as C ints (the SocketKind and AddressFamily members too).
-    cacheable = ((host is None or host.__class__ is str)
-                 and (port is None or port.__class__ is int or port.__class__ is str)
-                 and isinstance(family, int)
-                 and isinstance(type, int) and isinstance(proto, int)
-                 and isinstance(flags, int))
-    if cacheable:
-        key = (host, port, family, type, proto, flags)
+    resolver = _drivers.get(_AF_INET)
+    if resolver is None or not hasattr(resolver, "resolve"):
+        resolver = _resolver()
+        if resolver is None:
+            return _kernel_getaddrinfo(host, port, family, type, proto, flags)
+    key = (host, port, family, type, proto, flags, host.__class__, port.__class__,
+           family.__class__, type.__class__, proto.__class__, flags.__class__)
+    try:
         kept = _answers.get(key)
-        if kept is not None and kept[0] is resolver and (
-                kept[2] is None or kept[2] == _version(resolver, kept[1], port)):
-            return list(kept[3])
+    except Exception:  # an argument that cannot be a key (unhashable): never kept
+        kept = None
+    if kept is not None and kept[0] is resolver and (
+            kept[2] is None or kept[2] == _version(resolver, kept[1], port)):
+        return list(kept[3])
     answers, numeric = _getaddrinfo(resolver, host, port, family, type, proto, flags)
-    if cacheable:
+    if _cacheable(host, port, family, type, proto, flags):
         if len(_answers) >= 1024:
             _answers.clear()
         named = not numeric
         version = _version(resolver, named, port) if named or port.__class__ is str else None
         _answers[key] = (resolver, named, version, answers)
     return list(answers)
+
+
+def _cacheable(host: Any, port: Any, family: Any, type: Any, proto: Any,
+               flags: Any) -> bool:
+    """Exact types for host and port (True == 1, but is no port); any int for the
+    rest, which CPython takes as C ints (the SocketKind and AddressFamily members
+    too)."""
+    return ((host is None or host.__class__ is str)
+            and (port is None or port.__class__ is int or port.__class__ is str)
+            and isinstance(family, int)
+            and isinstance(type, int) and isinstance(proto, int)
+            and isinstance(flags, int))
 
 
 def _version(resolver: Any, named: bool, port: Any) -> tuple:
