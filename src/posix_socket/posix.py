@@ -54,6 +54,7 @@ _SOCKLEN_T_LIMIT = 2**31 - 1  # the stdlib's cap on recvmsg's ancbufsize
 _EXPECTED = (OSError, TypeError, ValueError, OverflowError)
 
 _files = descriptors._files  # the hot path reads the table directly
+_registered = registry._drivers  # and the families' drivers
 # Who watches the calls (a trace), or None.  Set by ``observe``; read only where a
 # call takes a new number, ends a wait, or polls: never on a driver op's own path,
 # which observers see by stacking a driver (see ``registry.stack``).
@@ -343,6 +344,15 @@ def _check_type(type: object) -> tuple[int, bool, bool]:
     return kind & _SOCK_TYPE_MASK, bool(kind & SOCK_NONBLOCK), bool(kind & SOCK_CLOEXEC)
 
 
+# Every valid ``type`` int -> what _check_type answers for it: a new socket's type is
+# looked up, not taken apart (an int or a SocketKind member, whose hash and equality
+# are the int's).
+_SocketKind = _socket.SocketKind
+_VALID_TYPES = {kind | nonblocking | cloexec: (kind, bool(nonblocking), bool(cloexec))
+                for kind in range(_SOCK_MAX) for nonblocking in (0, SOCK_NONBLOCK)
+                for cloexec in (0, SOCK_CLOEXEC)}
+
+
 def _driver(family: int):
     driver = registry.driver_for(family)
     if driver is None:
@@ -414,10 +424,12 @@ def socket(family: int, type: int, proto: int = 0, *, visible: bool = True) -> i
         family = operator.index(family)
     if not -_C_INT_LIMIT <= family < _C_INT_LIMIT:
         family = _c_int(family)
-    kind, nonblocking, cloexec = _check_type(type)
+    checked = (_VALID_TYPES.get(type)
+               if type.__class__ is int or type.__class__ is _SocketKind else None)
+    kind, nonblocking, cloexec = checked if checked is not None else _check_type(type)
     if not (proto.__class__ is int and -_C_INT_LIMIT <= proto < _C_INT_LIMIT):
         proto = _c_int(proto)
-    driver = registry.driver_for(family)
+    driver = _registered.get(family)
     if driver is None:
         raise oserror(errno.EAFNOSUPPORT)
     if driver.kernel_sockets:  # the kernel's socket() takes the number itself
