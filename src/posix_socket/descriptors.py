@@ -97,7 +97,14 @@ class OpenSocket:
         return entry
 
     def revents(self) -> int:
-        return _poll(self.driver, self.sock)
+        """The socket's current revents (what ``_poll`` answers, in one call frame:
+        interest lists ask this for every event)."""
+        try:
+            return self.driver.poll(self.sock)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise DriverFailure(self.driver.name, "poll", exc) from exc
 
     def __repr__(self) -> str:
         kind = "kernel" if self.kernel is not None else "virtual"
