@@ -158,6 +158,34 @@ def test_connect_takes_one_round_trip_and_the_listener_sees_it_half_a_trip_later
         close_all(cli, srv)
 
 
+def test_a_socket_connected_to_itself_over_a_slow_loopback(net):
+    """A connect to its own address and port over a host's loopback path with latency:
+    its SYN comes back to it and the simultaneous open completes after a round trip;
+    what it sends comes back a trip later; its FIN closes it (tests/fuzz_found_scenarios
+    compares the same on the kernel's loopback)."""
+    net.link(SERVER, SERVER, latency=0.03)
+    with net.host(SERVER):
+        fd = posix.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        posix.bind(fd, (SERVER, 0))
+        name = posix.getsockname(fd)
+        start = time.monotonic()
+        posix.connect(fd, name)
+        assert 0.0599 <= time.monotonic() - start < 0.15
+        assert posix.getpeername(fd) == name
+        start = time.monotonic()
+        posix.send(fd, b"echo")
+        assert posix.recv(fd, 10) == b"echo"
+        assert 0.0299 <= time.monotonic() - start < 0.1
+        posix.shutdown(fd, socket.SHUT_WR)
+        assert posix.recv(fd, 10) == b""
+        with pytest.raises(OSError) as failure:
+            posix.getpeername(fd)
+        assert failure.value.errno == errno.ENOTCONN
+    finally:
+        close_all(fd)
+
+
 def test_a_nonblocking_connect_is_in_progress_until_the_syn_ack(net):
     net.link(net.first_host, SERVER, latency=0.03)
     srv = listener()
