@@ -305,3 +305,28 @@ def test_a_program_run_on_the_kernel_has_no_network_to_find(tmp_path):
     result = run_command(["--seed", "3", "-c", "import posix_socket as ps\n"
                           "print(ps.network().seed)"], tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "3\n", "")
+
+
+LEFT_OPEN = """
+import socket
+socket.socket().detach()  # a number the program leaves open: the kernel closes it at exit
+a, b = socket.socketpair()
+a.detach(), b.detach()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("net", [[], ["--net", "host"]], ids=["virtual", "host"])
+def test_numbers_left_open_at_exit_are_closed_silently_as_by_the_kernel(net, tmp_path):
+    """A detached number the program never closes: at exit the kernel closes it without
+    a word; the layer's own object behind it must not warn "unclosed" either."""
+    program = tmp_path / "left_open.py"
+    program.write_text(LEFT_OPEN)
+    warn = ["-W", "default"]
+    kernel = subprocess.run([sys.executable, *warn, str(program)],
+                            capture_output=True, text=True, timeout=60)
+    layer = subprocess.run([sys.executable, *warn, "-m", "posix_socket", "run", *net,
+                            str(program)], capture_output=True, text=True, timeout=60,
+                           env=checkout_environment())
+    assert (layer.returncode, layer.stdout, layer.stderr) == (
+        kernel.returncode, kernel.stdout, kernel.stderr) == (0, "done\n", "")

@@ -15,6 +15,7 @@ import fcntl
 import os
 import select
 import socket
+import sys
 from typing import Any
 
 from ..driver import Address, NullBuffer, SocketDriver
@@ -29,6 +30,25 @@ _stdlib = socket.socket
 KernelSocket = socket.socket
 
 
+class TableSocket(socket.socket):
+    """A kernel socket the layer keeps behind a program's number.
+
+    The number is the program's.  One it never closes (a ``detach()``-ed socket left
+    open, say) the kernel closes at the process's exit without a word; this object,
+    collected only when the interpreter finalizes, must not then warn "unclosed
+    socket.socket" in the program's name (the program made no such object).  At any
+    other time it finalizes as the stdlib's does.
+    """
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        if sys.is_finalizing():
+            self.detach()
+        else:
+            _socket.socket.__del__(self)
+
+
 def kernel_socket(family: int = -1, type: int = -1, proto: int = -1,
                   fileno: int | None = None) -> socket.socket:
     """A stdlib socket object for the layer's own use, untouched by
@@ -37,9 +57,9 @@ def kernel_socket(family: int = -1, type: int = -1, proto: int = -1,
     whatever the program's socket asked for).  Its number stays as blocking as it was
     (a new socket: blocking); the layer sets O_NONBLOCK itself where asked."""
     if _socket.getdefaulttimeout() is None:  # the usual case: nothing to undo
-        return KernelSocket(family, type, proto, fileno)
+        return TableSocket(family, type, proto, fileno)
     blocking = fileno is None or os.get_blocking(fileno)
-    sock = KernelSocket(family, type, proto, fileno)
+    sock = TableSocket(family, type, proto, fileno)
     sock.settimeout(None)  # back to blocking mode, O_NONBLOCK cleared
     if not blocking:
         os.set_blocking(sock.fileno(), False)
