@@ -69,6 +69,38 @@ def test_os_and_fcntl_on_a_virtual_fileno_give_the_kernels_results(kernel_poller
     assert set(descriptors.open_numbers()) == before  # os.close released the sockets
 
 
+def blocking_flags_scenario(preset: str, kernel_pollers: bool) -> list[object]:
+    """O_NONBLOCK as os.get_blocking reads it: each socket's own, also after another
+    socket's timeout changed (unarmed virtual numbers share one kernel object)."""
+    with ps.use(preset), patch(kernel_pollers=kernel_pollers):
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(1)
+        try:
+            timed, untimed = socket.socket(), socket.socket()
+        finally:
+            socket.setdefaulttimeout(previous)
+        untimed.settimeout(None)
+        seen: list[object] = [os.get_blocking(timed.fileno()),
+                              os.get_blocking(untimed.fileno())]
+        third = socket.socket()
+        third.setblocking(False)
+        seen.append(os.get_blocking(untimed.fileno()))
+        os.set_blocking(untimed.fileno(), False)
+        seen += [os.get_blocking(untimed.fileno()), untimed.gettimeout(),
+                 os.get_blocking(third.fileno())]
+        os.set_blocking(third.fileno(), True)
+        seen += [os.get_blocking(third.fileno()), third.gettimeout()]
+        for each in (timed, untimed, third):
+            each.close()
+        return seen
+
+
+@pytest.mark.parametrize("kernel_pollers", [True, False], ids=["shown", "unshown"])
+def test_os_get_and_set_blocking_see_each_sockets_own_flag(kernel_pollers) -> None:
+    assert (blocking_flags_scenario("virtual", kernel_pollers)
+            == blocking_flags_scenario("host", True))
+
+
 def test_the_layers_own_kernel_calls_do_not_loop_through_the_patch() -> None:
     with ps.use("virtual"), patch():
         a, b = socket.socketpair()  # kernel pairs, numbers in the layer

@@ -4,7 +4,8 @@ Programs use a socket's ``fileno()`` with these modules directly:
 multiprocessing.connection wraps ``socket.detach()`` in a Connection that reads,
 writes and closes it with ``os.read``/``os.write``/``os.close``; asyncio's
 ``loop.sock_sendfile`` calls ``os.sendfile``; code reads O_NONBLOCK with
-``fcntl.fcntl`` and FIONREAD with ``fcntl.ioctl``.  A virtual socket's number names a
+``fcntl.fcntl`` or ``os.get_blocking`` (and sets it with ``os.set_blocking``) and
+FIONREAD with ``fcntl.ioctl``.  A virtual socket's number names a
 kernel object that carries none of its bytes or flags, so on a virtual number these
 calls go to ``posix``; on every other number (the layer's kernel sockets included) they
 are the kernel's own.  ``os.close`` goes to ``posix`` for every layer number, so the
@@ -25,12 +26,14 @@ import os as _os
 from . import posix as _posix
 from .descriptors import _files
 
-__all__ = ["read", "write", "close", "sendfile", "fcntl", "ioctl", "OS_NAMES", "FCNTL_NAMES"]
+__all__ = ["read", "write", "close", "sendfile", "get_blocking", "set_blocking", "fcntl",
+           "ioctl", "OS_NAMES", "FCNTL_NAMES"]
 
-OS_NAMES = ("read", "write", "close", "sendfile")
+OS_NAMES = ("read", "write", "close", "sendfile", "get_blocking", "set_blocking")
 FCNTL_NAMES = ("fcntl", "ioctl")
 
 _read, _write, _close, _sendfile = _os.read, _os.write, _os.close, _os.sendfile
+_get_blocking, _set_blocking = _os.get_blocking, _os.set_blocking
 _kernel_fcntl, _kernel_ioctl = _fcntl.fcntl, _fcntl.ioctl
 
 
@@ -58,6 +61,23 @@ def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
     if _virtual(out_fd):
         return _posix.sendfile(out_fd, in_fd, offset, count)
     return _sendfile(out_fd, in_fd, offset, count)
+
+
+def get_blocking(fd: int, /) -> bool:
+    """O_NONBLOCK of the number's description: for a virtual number, its socket's (the
+    kernel object behind an unarmed number is shared by many sockets)."""
+    if _virtual(fd):
+        return not _posix.fcntl(fd, _fcntl.F_GETFL) & _os.O_NONBLOCK
+    return _get_blocking(fd)
+
+
+def set_blocking(fd: int, blocking: bool, /) -> None:
+    if _virtual(fd):
+        flags = _posix.fcntl(fd, _fcntl.F_GETFL)
+        _posix.fcntl(fd, _fcntl.F_SETFL, flags & ~_os.O_NONBLOCK if blocking
+                     else flags | _os.O_NONBLOCK)
+    else:
+        _set_blocking(fd, blocking)
 
 
 def _number(fd: object) -> object:
