@@ -31,8 +31,8 @@ REFUSED = {
 def message(name: str) -> str:
     top = name.partition(".")[0]
     return (f"{name} is not available under posix-socket run: {REFUSED[top]} does its "
-            f"sockets' I/O in C on the descriptor numbers, past the layer, so it cannot "
-            f"use the virtual network (a known limit). Use asyncio's own event loop "
+            f"sockets' I/O in C on the descriptor numbers, past the layer (its network, its "
+            f"trace and its capture never see it: a known limit). Use asyncio's own event loop "
             f"(or threads) instead.")
 
 

@@ -243,7 +243,8 @@ def _host(value: str) -> tuple[list[str], list[str]]:
         if ip.is_unspecified or ip.is_multicast or ip == _BROADCAST:
             kind = ("unspecified" if ip.is_unspecified
                     else "multicast" if ip.is_multicast else "broadcast")
-            raise UsageError(f"argument --host: {address!r} is a {kind} address, "
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise UsageError(f"argument --host: {address!r} is {article} {kind} address, "
                              "not one a host can have")
     return names, addresses
 
