@@ -82,3 +82,35 @@ def test_fileno_and_close_after_the_number_was_closed_behind_the_socket(family, 
     kernel = closed_listener(stdlib, family, reuse_number)
     assert kernel[-6:] == [True, True, ("error", errno.EBADF), -1, None, None]
     assert closed_listener(dropin, family, reuse_number) == kernel
+
+
+def calls_after_os_close(family: int) -> list:
+    """A connected socket whose number the program closes with ``os.close``; every
+    later call on it (the socket module as the program sees it)."""
+    if family == stdlib.AF_UNIX:
+        sock, peer = stdlib.socketpair()
+        others: list = []
+    else:
+        listener = stdlib.create_server(("127.0.0.1", 0))
+        sock = stdlib.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        others = [listener]
+    number = sock.fileno()
+    os.close(number)
+    seen = [outcome(lambda: sock.send(b"x")), outcome(lambda: sock.recv(1)),
+            outcome(lambda: sock.getsockname() and None),
+            outcome(lambda: sock.setsockopt(stdlib.SOL_SOCKET, stdlib.SO_KEEPALIVE, 1)),
+            outcome(lambda: sock.shutdown(stdlib.SHUT_RDWR)),
+            sock.fileno() == number, outcome(sock.close), sock.fileno()]
+    for each in (peer, *others):
+        each.close()
+    return seen
+
+
+def test_calls_after_os_close_fail_as_on_linux_under_patch(family, layer):
+    """Under ``patch()`` (as under ``run``) ``os.close`` goes through the layer: the
+    socket's later calls fail with EBADF as the kernel's do."""
+    kernel = calls_after_os_close(family)
+    assert kernel[0] == ("error", errno.EBADF)
+    with ps.patch():
+        assert calls_after_os_close(family) == kernel
