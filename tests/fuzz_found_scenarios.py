@@ -824,3 +824,25 @@ def scenario_tcp_send_buffer_grows_once_established(api: Recorder, env: Env) -> 
     api.connect(itself, api.getsockname(itself))
     api.getsockopt(itself, SOL_SOCKET, _socket.SO_SNDBUF)
     api.close(itself)
+
+
+@scenario(STREAM, families=IP)
+def scenario_tcp_failed_bind_after_a_refused_connect_clears_the_address(
+        api: Recorder, env: Env) -> None:
+    """A socket bound to an ephemeral port gives the port back when its connect is
+    refused, but keeps its name; a bind that then fails (EADDRINUSE) clears the
+    address and keeps the old port in the name (__inet_bind's error path)."""
+    target = closed_port(api, env)
+    taken = api.socket(env.family, env.type)
+    api.bind(taken, (ip(env).loopback, 0))
+    fd = api.socket(env.family, env.type)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.connect(fd, target)
+    api.getsockname(fd)
+    api.bind(fd, api.getsockname(taken))
+    api.getsockname(fd)
+    api.getpeername(fd)
+    api.bind(fd, (ip(env).loopback, 0))
+    api.getsockname(fd)
+    api.close(fd)
+    api.close(taken)

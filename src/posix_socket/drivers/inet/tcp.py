@@ -158,6 +158,10 @@ class TcpSocket:
                 self._claim(where.ip, where.port, host=host)
             except OSError:
                 self.opts.unbound(v6only_before)
+                if self.local is not None:  # the name a refused connect left behind:
+                    # __inet_bind's failure clears the address and keeps the port.
+                    self.local = Endpoint(ANY4 if self.family == socket.AF_INET else ANY,
+                                          self.local.port)
                 raise
         self.userlocks = (0 if is_wildcard(where.ip) else BINDADDR_LOCK) | (
             BINDPORT_LOCK if where.port else 0)
