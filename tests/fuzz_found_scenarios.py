@@ -827,6 +827,96 @@ def scenario_tcp_send_buffer_grows_once_established(api: Recorder, env: Env) -> 
 
 
 @scenario(STREAM, families=IP)
+def scenario_tcp_zero_byte_recvfrom_waits_like_any_receive(api: Recorder, env: Env) -> None:
+    """recvfrom and recvmsg of 0 bytes on a connected TCP socket with nothing queued:
+    tcp_recvmsg waits for a byte as for any receive (EAGAIN without waiting, EAGAIN
+    after SO_RCVTIMEO when blocking), while recv(0) is b'' at once (the stdlib's
+    shortcut).  With data queued, or at EOF, they return b'' and take nothing."""
+    client, server = connected_pair(api, env)
+    api.recvfrom(server, 0, MSG_DONTWAIT)
+    api.recvmsg(server, 0, 0, MSG_DONTWAIT)
+    api.recvfrom(server, 0, MSG_DONTWAIT | MSG_PEEK)
+    api.recv(server, 0, MSG_DONTWAIT)
+    api.setsockopt(server, SOL_SOCKET, _socket.SO_RCVTIMEO, TIMEVAL.pack(0, 10_000))
+    api.recvfrom(server, 0)
+    api.recvmsg(server, 0)
+    api.recv(server, 0)
+    api.send(client, b"abc")
+    wait_readable(api, server)
+    api.recvfrom(server, 0, MSG_DONTWAIT)
+    api.recvmsg(server, 0, 0, MSG_DONTWAIT)
+    api.recvfrom(server, 0)
+    api.recv(server, 10)
+    api.shutdown(client, SHUT_WR)
+    wait_readable(api, server)
+    api.recvfrom(server, 0, MSG_DONTWAIT)
+    api.recvmsg(server, 0)
+
+
+_LISTENER_OPTIONS = (
+    (SOL_SOCKET, _socket.SO_RCVTIMEO, TIMEVAL.pack(0, 10_000), TIMEVAL.size),
+    (SOL_SOCKET, _socket.SO_SNDTIMEO, TIMEVAL.pack(1, 12_000), TIMEVAL.size),
+    (SOL_SOCKET, _socket.SO_PRIORITY, 3, 0),
+    (SOL_SOCKET, _socket.SO_KEEPALIVE, 1, 0),
+    (SOL_SOCKET, _socket.SO_RCVBUF, 20_000, 0),
+    (SOL_SOCKET, _socket.SO_LINGER, LINGER.pack(1, 5), LINGER.size),
+    (SOL_SOCKET, _socket.SO_OOBINLINE, 1, 0),
+    (IPPROTO_TCP, _socket.TCP_NODELAY, 1, 0),
+    (IPPROTO_TCP, _socket.TCP_KEEPIDLE, 100, 0),
+    (IPPROTO_TCP, _socket.TCP_KEEPINTVL, 20, 0),
+    (IPPROTO_TCP, _socket.TCP_KEEPCNT, 4, 0),
+    (IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, 5000, 0),
+)
+
+
+@scenario(STREAM, families=IP, needs=(SOCKOPTS,))
+def scenario_tcp_accepted_socket_starts_with_its_listeners_options(api: Recorder,
+                                                                   env: Env) -> None:
+    """Linux's accepted TCP socket is a copy of its listener (sk_clone): it starts with
+    the listener's SO_RCVTIMEO and SO_SNDTIMEO, buffers, keepalive, linger and TCP
+    options, and TOS, but SO_PRIORITY at 0 (whatever the listener's, set or derived
+    from IP_TOS, and the client's); the client keeps its own."""
+    listener = api.socket(env.family, env.type)
+    for level, option, value, _ in _LISTENER_OPTIONS:
+        api.setsockopt(listener, level, option, value)
+    if env.family == _socket.AF_INET:
+        api.setsockopt(listener, IPPROTO_IP, _socket.IP_TOS, 0x10)
+    api.bind(listener, (ip(env).loopback, 0))
+    api.listen(listener, 4)
+    client = api.socket(env.family, env.type)
+    api.setsockopt(client, SOL_SOCKET, _socket.SO_PRIORITY, 5)
+    api.connect(client, api.getsockname(listener))
+    accepted, _ = api.accept(listener)
+    for fd in (accepted, client):
+        for level, option, _, size in _LISTENER_OPTIONS:
+            api.getsockopt(fd, level, option, size)
+        if env.family == _socket.AF_INET:
+            api.getsockopt(fd, IPPROTO_IP, _socket.IP_TOS)
+    api.close(accepted)
+    api.close(client)
+    api.close(listener)
+
+
+@scenario(STREAM, SEQPACKET, families=UNIX, needs=(UNIX_FAMILY,))
+def scenario_unix_accepted_socket_has_its_own_timeouts(api: Recorder, env: Env) -> None:
+    """Linux's AF_UNIX accept makes its socket afresh (unix_create1), not as a copy of
+    the listener: no SO_RCVTIMEO or SO_SNDTIMEO from it."""
+    listener = api.socket(env.family, env.type)
+    for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+        api.setsockopt(listener, SOL_SOCKET, option, TIMEVAL.pack(0, 10_000))
+    api.bind(listener, env.address())
+    api.listen(listener, 4)
+    client = api.socket(env.family, env.type)
+    api.connect(client, api.getsockname(listener))
+    accepted, _ = api.accept(listener)
+    for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+        api.getsockopt(accepted, SOL_SOCKET, option, TIMEVAL.size)
+    api.close(accepted)
+    api.close(client)
+    api.close(listener)
+
+
+@scenario(STREAM, families=IP)
 def scenario_tcp_failed_bind_after_a_refused_connect_clears_the_address(
         api: Recorder, env: Env) -> None:
     """A socket bound to an ephemeral port gives the port back when its connect is

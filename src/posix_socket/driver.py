@@ -137,6 +137,17 @@ class SocketDriver:
     # one it held while others remain.
     kernel_sockets: bool = False
 
+    # True when an accepted socket starts with its listener's SO_RCVTIMEO and
+    # SO_SNDTIMEO, which the layer keeps for every virtual socket: Linux's TCP copies
+    # the listener (sk_clone), its AF_UNIX makes the accepted socket afresh.
+    accept_inherits_timeouts: bool = False
+
+    # True when a blocking recvfrom/recvmsg of 0 bytes on a stream socket with nothing
+    # queued waits once (for data, an error, the end or SO_RCVTIMEO) and then returns
+    # 0 bytes, as Linux's TCP does (tcp_recvmsg asks for at least a byte, but stops
+    # once 0 are left to copy); otherwise it is any receive (AF_UNIX: EAGAIN).
+    empty_stream_receive_waits_once: bool = False
+
     def fileno(self, sock: Any) -> int | None:
         """The kernel descriptor that *is* this socket, for drivers over kernel sockets.
 

@@ -253,6 +253,9 @@ def _receive(f: OpenSocket, op: str, flags: int, bufsize: int,
     except BlockingIOError:
         if f.nonblocking or flags & MSG_DONTWAIT:
             raise
+        if not bufsize and f.type == SOCK_STREAM and (
+                f.driver.empty_stream_receive_waits_once):
+            return _wait_once(f, op)
         result = _retry(f, POLLIN, f.rcvtimeo, op, lambda: attempt(bufsize))
     except _EXPECTED:
         raise
@@ -262,6 +265,15 @@ def _receive(f: OpenSocket, op: str, flags: int, bufsize: int,
             and not f.nonblocking and f.type == SOCK_STREAM):
         return _gather(f, op, flags, bufsize, attempt, result)
     return result
+
+
+def _wait_once(f: OpenSocket, op: str) -> Any:
+    """A blocking receive of 0 bytes with nothing queued, on a driver that answers it as
+    Linux's tcp_recvmsg: one wait (for data, an error, the end, or SO_RCVTIMEO), then
+    0 bytes whatever ended it; an error that came stays pending."""
+    with _Using(f):
+        _wait(f, POLLIN, f.rcvtimeo)
+    return (b"", None) if op == "recvfrom" else (b"", [], 0, None) if op == "recvmsg" else b""
 
 
 def _gather(f: OpenSocket, op: str, flags: int, bufsize: int,
@@ -562,6 +574,10 @@ def accept4(fd: int, flags: int, *, visible: bool = True) -> tuple[int, Any]:
             raise _failure(f, "accept", exc) from exc
         _open(driver, sock, new, f.family, f.type, f.proto, bool(flags & SOCK_NONBLOCK),
               visible, bool(flags & SOCK_CLOEXEC))
+        if (f.rcvtimeo is not None or f.sndtimeo is not None) and \
+                driver.accept_inherits_timeouts:
+            child = _files[new]
+            child.rcvtimeo, child.sndtimeo = f.rcvtimeo, f.sndtimeo
     except BaseException:
         descriptors.unreserve(new)
         raise

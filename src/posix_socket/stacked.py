@@ -41,6 +41,14 @@ class StackedDriver(SocketDriver):
     def kernel_sockets(self) -> bool:  # type: ignore[override]
         return self.inner.kernel_sockets
 
+    @property
+    def accept_inherits_timeouts(self) -> bool:  # type: ignore[override]
+        return self.inner.accept_inherits_timeouts
+
+    @property
+    def empty_stream_receive_waits_once(self) -> bool:  # type: ignore[override]
+        return self.inner.empty_stream_receive_waits_once
+
     def fileno(self, sock: Any) -> int | None:
         return self.inner.fileno(sock)
 

@@ -39,6 +39,8 @@ DEVICES = {b"lo": INTERFACE_INDEX}  # the network's one interface, for SO_BINDTO
 
 class InetDriver(SocketDriver):
     name = "inet"
+    accept_inherits_timeouts = True  # TCP's accept copies its listener (sk_clone)
+    empty_stream_receive_waits_once = True  # as tcp_recvmsg: see SocketDriver
 
     def __init__(self, network: VirtualNetwork | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

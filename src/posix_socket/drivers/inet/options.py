@@ -207,10 +207,16 @@ class Options:
 
     def copy(self) -> Options:
         """A new socket's options, starting as these (``inherit`` without first
-        making the defaults): what every accepted connection is given."""
+        making the defaults): what every accepted connection is given.  All but
+        SO_PRIORITY, which Linux's accepted socket has at 0 whatever its listener's
+        (set, or derived from IP_TOS) and its peer's."""
         options = Options.__new__(Options)
         options.table = self.table
-        options.changed = dict(self.changed) if self.changed else None
+        changed = self.changed
+        if changed:
+            changed = dict(changed)
+            changed.pop(_PRIORITY, None)
+        options.changed = changed or None
         options.rcvbuf, options.sndbuf, options.linger = self.rcvbuf, self.sndbuf, self.linger
         options.sndbuf_locked = self.sndbuf_locked
         return options

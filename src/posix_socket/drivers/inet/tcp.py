@@ -536,8 +536,7 @@ class TcpSocket:
             return b""
         if state == CLOSE:
             raise oserror(errno.ENOTCONN)
-        if bufsize == 0:
-            return b""
+        # Even for 0 bytes (recvfrom/recvmsg make the call): tcp_recvmsg waits for one.
         raise oserror(errno.EAGAIN)
 
     def nread(self) -> int:
