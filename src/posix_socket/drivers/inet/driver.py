@@ -29,6 +29,7 @@ __all__ = ["InetDriver"]
 
 SIOCINQ = 0x541B  # FIONREAD
 SIOCOUTQ = 0x5411
+SIOCATMARK = 0x8905
 _INT = struct.Struct("@i")
 _UINT = struct.Struct("@I")
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -281,7 +282,7 @@ class InetDriver(SocketDriver):
             with self.network.lock:
                 if type(sock) is TcpSocket:
                     if flags & _MSG_OOB:
-                        sock.recv_urgent()
+                        return sock.recv_urgent(bufsize, flags, touched)
                     return sock.recv(bufsize, flags, touched)
                 return sock.recvfrom(bufsize, flags, touched)[0]
         finally:
@@ -299,7 +300,7 @@ class InetDriver(SocketDriver):
         try:
             with self.network.lock:
                 if flags & _MSG_OOB:
-                    sock.recv_urgent()
+                    return sock.recv_urgent(bufsize, flags, touched)
                 return sock.recv(bufsize, flags, touched)
         finally:
             self._notify(touched)
@@ -320,7 +321,11 @@ class InetDriver(SocketDriver):
 
     def recvmsg(self, sock: Any, bufsize: int, ancbufsize: int, flags: int):
         if type(sock) is TcpSocket:
-            return self._tcp_receive(sock, bufsize, flags), [], 0, None
+            data = self._tcp_receive(sock, bufsize, flags)
+            # tcp_recv_urg: the urgent byte comes with MSG_OOB, MSG_TRUNC without room
+            msg_flags = 0 if not flags & _MSG_OOB else _MSG_OOB if bufsize else (
+                _MSG_OOB | socket.MSG_TRUNC)
+            return data, [], msg_flags, None
         touched: list = []
         ancdata = []
         try:
@@ -337,7 +342,8 @@ class InetDriver(SocketDriver):
         return data[:bufsize], ancdata, msg_flags, source
 
     def ioctl(self, sock: Any, request: int, arg: int | bytes) -> int | bytes:
-        if request not in (SIOCINQ, SIOCOUTQ):
+        if request not in (SIOCINQ, SIOCOUTQ) and (
+                request != SIOCATMARK or type(sock) is not TcpSocket):
             raise oserror(errno.ENOTTY)
         if isinstance(arg, int):
             raise oserror(errno.EFAULT)  # the kernel writes through an int pointer
@@ -346,6 +352,8 @@ class InetDriver(SocketDriver):
                 raise oserror(errno.EINVAL)
             if request == SIOCINQ:
                 value = sock.nread()
+            elif request == SIOCATMARK:
+                value = sock.at_mark()
             else:
                 value = sock.unacknowledged() if type(sock) is TcpSocket else 0
         raw = bytes(arg)

@@ -31,6 +31,18 @@ TCP_USER_TIMEOUT, keepalive; tcp_timers.py).  An end whose FIN is still in fligh
 takes its next state at once, as above (no FIN_WAIT1 or LAST_ACK to see).  The perfect
 path pays one check per send: nothing of this end in flight and its path perfect.
 
+Urgent data is Linux's (tcp_check_urg, tcp_urg, tcp_recvmsg, tcp_recv_urg): the last
+byte a MSG_OOB send queues is marked on the receiver (``urgent``: its distance from the
+read head, the byte, and whether recv(MSG_OOB) may still take it).  The byte stays in
+the stream: an ordinary read stops at the mark once it has read something, and at the
+mark steps over the byte (it is lost) unless SO_OOBINLINE is on; recv(MSG_OOB) takes it
+(EINVAL when none, once taken, or with SO_OOBINLINE).  A newer mark makes the older byte
+ordinary data, except at the head of the queue without SO_OOBINLINE, where it goes.
+POLLPRI while the byte waits, SIOCATMARK at the mark, FIONREAD counts up to the mark
+(without SO_OOBINLINE).  The mark is set when its byte arrives (no TCP_URG_NOTYET: a
+recv(MSG_OOB) before that says EINVAL where Linux says EAGAIN); SIGURG is not sent.
+Without a mark, a read pays one check of ``urgent``.
+
 Every method runs under the network's lock and appends the sockets whose readiness
 changed to ``touched``; the driver notifies them after the lock is released (also when
 the method raises, e.g. EINPROGRESS from a connect that did change things).
@@ -76,6 +88,9 @@ SOMAXCONN = 4096
 AUTOTUNED_WINDOW = min(kernel_setting("net/ipv4/tcp_rmem", [4096, 131072, 6291456])[2],
                        4 * 1024 * 1024)
 MSG_PEEK = int(socket.MSG_PEEK)  # a plain int: enum arithmetic is slow on the hot path
+MSG_OOB = int(socket.MSG_OOB)
+POLLPRI = select.POLLPRI
+_OOBINLINE = (socket.SOL_SOCKET, socket.SO_OOBINLINE)
 _KEEPALIVE = (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
 _KEEPIDLE = (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
 _KEEPINTVL = (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
@@ -91,7 +106,7 @@ class TcpSocket:
     __slots__ = ("net", "family", "opts", "state", "sock_state", "past", "userlocks", "orphan",
                  "binding", "local", "remote", "peer", "rx", "rx_size", "shutdown", "error",
                  "backlog", "max_backlog", "waiting", "listener", "done", "host", "path", "out",
-                 "wire", "__weakref__")
+                 "wire", "urgent", "__weakref__")
 
     def __init__(self, net: VirtualNetwork, family: int, opts: Options | None = None) -> None:
         self.net = net
@@ -108,6 +123,8 @@ class TcpSocket:
         self.peer: TcpSocket | None = None
         self.rx: collections.deque[bytes] | None = None  # made on first data: idle is small
         self.rx_size = 0
+        # The urgent mark: [bytes before it in rx, the byte, recv(MSG_OOB) may take it]
+        self.urgent: list | None = None
         self.shutdown = 0
         self.error = 0
         self.backlog: collections.deque[TcpSocket] | None = None
@@ -441,7 +458,7 @@ class TcpSocket:
         peer = self.peer
         if self.out is not None or not self.path.perfect or (
                 peer is not None and not peer.path.perfect):  # (its ACKs would travel)
-            return self._send_wired(data, touched)
+            return self._send_wired(data, flags, touched)
         if peer is None or (peer.shutdown & RCV_SHUTDOWN and peer.state in (FIN_WAIT2, CLOSE)):
             # Data for an end that sent its FIN and reads no more: it resets (RFC 1122).
             # What the call queued before the reset came back is what the send buffer
@@ -467,6 +484,8 @@ class TcpSocket:
             peer.rx = collections.deque()
         peer.rx.append(chunk)
         peer.rx_size += len(chunk)
+        if flags & MSG_OOB:
+            peer.take_urgent(chunk[-1], 0)
         touched.append(peer)
         tap = self.net.tap
         if tap is not None:
@@ -479,6 +498,8 @@ class TcpSocket:
     def recv(self, bufsize: int, flags: int, touched: list) -> bytes:
         if not self.rx:
             return self._recv_nothing(bufsize, touched)
+        if self.urgent is not None:
+            return self._recv_marked(bufsize, flags, touched)
         peek = flags & MSG_PEEK
         first = self.rx[0]
         if len(first) <= bufsize and (len(first) == bufsize or len(self.rx) == 1):
@@ -514,11 +535,80 @@ class TcpSocket:
             touched.append(peer)  # writable again
         return data
 
-    def recv_urgent(self) -> None:
-        """recv(MSG_OOB): the virtual TCP sends urgent bytes in line (as with
-        SO_OOBINLINE), so there is never an urgent byte to take: tcp_recvmsg's
-        ENOTCONN on a listener, else tcp_recv_urg's EINVAL."""
-        raise oserror(errno.ENOTCONN if self.state == LISTEN else errno.EINVAL)
+    def _recv_marked(self, bufsize: int, flags: int, touched: list) -> bytes:
+        """tcp_recvmsg with an urgent mark in the queue: up to the mark; at the mark
+        the byte is read as data (SO_OOBINLINE) or stepped over (lost), and the mark
+        is gone once a read (not a peek) passes it."""
+        urgent = self.urgent
+        before = urgent[0]
+        peek = flags & MSG_PEEK
+        self.urgent = None  # the plain read below must not come back here
+        try:
+            if before:
+                data = self.recv(min(bufsize, before), flags, touched)
+                if not peek:
+                    urgent[0] -= len(data)
+                    if not urgent[0]:
+                        touched.append(self)  # at the mark: maybe no longer readable
+                return data
+            if self._oob_inline():
+                data = self.recv(bufsize, flags, touched)
+                if not peek:
+                    urgent = None  # read past the mark
+                    touched.append(self)
+                return data
+            if peek:
+                data = b"".join(self.rx)[1:1 + bufsize]
+                return data if data else self._recv_nothing(bufsize, touched)
+            self._drop_head_byte()
+            urgent = None
+            touched.append(self)
+            if not self.rx:
+                return self._recv_nothing(bufsize, touched)
+            return self.recv(bufsize, flags, touched)
+        finally:
+            if self.rx is not None and self.urgent is None:
+                self.urgent = urgent
+
+    def _drop_head_byte(self) -> None:
+        rx = self.rx
+        head = rx[0]
+        if len(head) == 1:
+            rx.popleft()
+        else:
+            rx[0] = head[1:]
+        self.rx_size -= 1
+
+    def take_urgent(self, byte: int, behind: int) -> None:
+        """tcp_check_urg: the byte ``behind`` bytes before the tail of the queue is the
+        urgent one.  An older mark's byte at the head of the queue goes (it would be
+        read again), unless SO_OOBINLINE; anywhere else it becomes ordinary data."""
+        urgent = self.urgent
+        if urgent is not None and not urgent[0] and not self._oob_inline():
+            self._drop_head_byte()
+        self.urgent = [self.rx_size - 1 - behind, byte, True]
+
+    def recv_urgent(self, bufsize: int, flags: int, touched: list) -> bytes:
+        """tcp_recv_urg (after tcp_recvmsg's ENOTCONN for a listener): the urgent
+        byte, once; EINVAL when there is none, it was taken, or SO_OOBINLINE."""
+        if self.state == LISTEN:
+            raise oserror(errno.ENOTCONN)
+        urgent = self.urgent
+        if urgent is None or not urgent[2] or self._oob_inline():
+            raise oserror(errno.EINVAL)
+        if not flags & MSG_PEEK:
+            urgent[2] = False
+            touched.append(self)
+        return bytes((urgent[1],)) if bufsize else b""
+
+    def at_mark(self) -> int:
+        """SIOCATMARK."""
+        urgent = self.urgent
+        return int(urgent is not None and not urgent[0])
+
+    def _oob_inline(self) -> bool:
+        changed = self.opts.changed
+        return bool(changed and changed.get(_OOBINLINE))
 
     def _recv_nothing(self, bufsize: int, touched: list) -> bytes:
         """A receive with nothing queued, in tcp_recvmsg's order: EOF once a FIN came,
@@ -540,6 +630,10 @@ class TcpSocket:
         raise oserror(errno.EAGAIN)
 
     def nread(self) -> int:
+        """SIOCINQ (tcp_inq): up to the urgent mark, unless SO_OOBINLINE."""
+        urgent = self.urgent
+        if urgent is not None and not self._oob_inline():
+            return urgent[0]
         return self.rx_size
 
     def unacknowledged(self) -> int:
@@ -669,6 +763,7 @@ class TcpSocket:
         if self.orphan:
             self.rx = None
             self.rx_size = 0
+            self.urgent = None
 
     def _disconnect(self, touched: list) -> None:
         """Linux's tcp_disconnect: back to a fresh socket that keeps what bind() fixed
@@ -689,6 +784,7 @@ class TcpSocket:
         self.done = False
         self.rx = None
         self.rx_size = 0
+        self.urgent = None
         self.remote = None
         self.sock_state = SS_UNCONNECTED
         if self.local is not None and not self.userlocks & BINDADDR_LOCK:
@@ -763,7 +859,7 @@ class TcpSocket:
             out = self.out = Flow(self, peer, self.path, back)
         return out
 
-    def _send_wired(self, data, touched: list) -> int:
+    def _send_wired(self, data, flags: int, touched: list) -> int:
         """send() while bytes travel: they take room until acknowledged."""
         peer = self.peer
         if peer is None:
@@ -777,7 +873,7 @@ class TcpSocket:
         chunk = data if fits else bytes(memoryview(data)[:room])
         if not chunk:
             return 0
-        out.write(chunk, touched)
+        out.write(chunk, touched, bool(flags & MSG_OOB))
         if len(chunk) >= room:
             touched.append(self)  # no longer writable
         return len(chunk)
@@ -804,11 +900,15 @@ class TcpSocket:
         else:
             self._send_rst(sender, flow.back)
 
-    def take_data(self, data: bytes, sender: TcpSocket, touched: list) -> None:
+    def take_data(self, data: bytes, sender: TcpSocket, touched: list,
+                  urgent: int = -1) -> None:
+        """``data`` arrived; ``urgent``: where in it the urgent byte is (-1: none)."""
         if self.rx is None:
             self.rx = collections.deque()
         self.rx.append(data)
         self.rx_size += len(data)
+        if urgent >= 0:
+            self.take_urgent(data[urgent], len(data) - 1 - urgent)
         touched.append(self)
 
     def take_fin(self, sender: TcpSocket, touched: list) -> None:
@@ -1153,7 +1253,15 @@ class TcpSocket:
             mask |= POLLIN_SET | POLLRDHUP
         if state != SYN_SENT:
             if self.rx:
-                mask |= POLLIN_SET
+                urgent = self.urgent
+                if urgent is None:
+                    mask |= POLLIN_SET
+                else:
+                    # At the mark, the byte a read steps over is not enough to read.
+                    if urgent[0] or self.rx_size > 1 or self._oob_inline():
+                        mask |= POLLIN_SET
+                    if urgent[2]:
+                        mask |= POLLPRI
             peer = self.peer
             # An empty queue always has room (a window is never 0): no window() call.
             out = self.out

@@ -79,6 +79,7 @@ class Flow:
         self.v4 = sender.remote is None or is_v4(sender.remote.ip)
         self.mss = mss_of(path, self.v4)
         self.pending = 0  # data bytes taken by send() and not acknowledged yet
+        self.urgent = -1  # the offset of the last urgent byte written (-1: none)
         self.unsent: collections.deque[bytes] = collections.deque()
         self.unsent_offset = 0  # how much of unsent[0] has been sent
         self.fin_wanted = False
@@ -126,9 +127,11 @@ class Flow:
 
     # -- the sender --------------------------------------------------------------------
 
-    def write(self, data: bytes, touched: list) -> None:
+    def write(self, data: bytes, touched: list, urgent: bool = False) -> None:
         self.unsent.append(data)
         self.pending += len(data)
+        if urgent:  # MSG_OOB: the last byte written is urgent (tcp_mark_urg)
+            self.urgent = self.snd_una + self.pending - 1
         self.pump(touched)
 
     def finish(self, touched: list) -> None:
@@ -432,7 +435,10 @@ class Flow:
         receiver = self.receiver
         receiver.heard_from_peer(self.scheduler.now())
         if data:
-            receiver.take_data(data, self.sender, touched)
+            start = self.rcv_nxt - len(data) - (1 if segment.fin else 0)
+            urgent = self.urgent - start
+            receiver.take_data(data, self.sender, touched,
+                               urgent if 0 <= urgent < len(data) else -1)
         if segment.fin and not self.dead:
             receiver.take_fin(self.sender, touched)
 
