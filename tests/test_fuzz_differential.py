@@ -219,11 +219,6 @@ def _outcome_is(entry: Any, call: str, pattern: Any) -> bool:
 TCP_KINDS = frozenset({(AF_INET, STREAM), (AF_INET6, STREAM)})
 
 KNOWN_DIFFERENCES: list[Known] = [
-    Known("TCP urgent data",
-          "the virtual TCP sends MSG_OOB bytes in line, as if SO_OOBINLINE were on: "
-          "no POLLPRI, no urgent byte for recv(MSG_OOB) (EINVAL, as Linux with "
-          "SO_OOBINLINE); the kernel keeps the last byte of a MSG_OOB send apart",
-          None, ANY, ANY, avoided="no send with MSG_OOB on TCP sockets"),
     Known("IPv6 UDP mixing IPv4 and IPv6 addresses",
           "Linux keeps an IPv6 and an IPv4 source for an AF_INET6 UDP socket: one whose "
           "::1 came from connect() (not from bind) can still connect or send to a "
@@ -627,8 +622,6 @@ class DifferentialMachine(RuleBasedStateMachine):
           choice=st.integers(0, 7))
     def send(self, index: int, size: int, flags: int, how: str, choice: int) -> None:
         slot = self.pick(index)
-        if _is_tcp(slot.socket):
-            flags &= ~MSG_OOB  # KNOWN_DIFFERENCES: TCP urgent data
         self.counter += 1
         data = _payload(self.counter, size)
         half = size // 2
@@ -750,11 +743,9 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, MAX_SOCKETS - 1))
     def bytes_queued(self, index: int) -> None:
         slot = self.pick(index)
-        # and, for AF_UNIX, whether the out-of-band mark is next (the virtual TCP has
-        # no urgent data: KNOWN_DIFFERENCES)
-        unix = slot.socket.family == AF_UNIX
+        # and whether the out-of-band (urgent) mark is next
         self.step(lambda w: (w.api.ioctl(slot.fds[w.name], FIONREAD, INT.pack(0)),
-                             unix and w.api.ioctl(slot.fds[w.name], SIOCATMARK, INT.pack(0))))
+                             w.api.ioctl(slot.fds[w.name], SIOCATMARK, INT.pack(0))))
 
     # -- after every step -----------------------------------------------------------------
 

@@ -824,3 +824,30 @@ def test_a_one_way_partition_times_out_both_ends(net):
             posix.recv(conn, 100)
     finally:
         close_all(cli, conn, srv)
+
+
+# -- urgent data -----------------------------------------------------------------------
+
+def test_urgent_data_over_a_lossy_path_is_marked_where_it_arrives(net):
+    """The urgent byte travels in its segment: POLLPRI once it arrived, recv(MSG_OOB)
+    takes it, reads stop at the mark and the byte is not in the stream."""
+    net.link(net.first_host, SERVER, latency=0.005, loss=0.05, mtu=1000)
+    srv, cli, conn = connected(net)
+    try:
+        before, after = os.urandom(3000), os.urandom(3000)
+        send_all(cli, before)
+        assert posix.send(cli, b"ab!", socket.MSG_OOB) == 3
+        send_all(cli, after)
+        poller = ps_select.poll()
+        poller.register(conn, select.POLLPRI)
+        assert poller.poll(5000) == [(conn, select.POLLPRI)]
+        assert posix.recv(conn, 10, socket.MSG_OOB) == b"!"
+        posix.shutdown(cli, socket.SHUT_WR)
+        chunks: list = []
+        assert read_all(conn, chunks) == before + b"ab" + after
+        assert 3002 in [sum(chunks[:i + 1]) for i in range(len(chunks))]  # the mark
+        with pytest.raises(OSError) as caught:
+            posix.recv(conn, 10, socket.MSG_OOB)
+        assert caught.value.errno == errno.EINVAL
+    finally:
+        close_all(cli, conn, srv)
