@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -250,3 +251,40 @@ def test_run_pcap_captures_an_ordinary_program(tmp_path):
                   ) == [1, 1, 1, 1, 0, 3]
     assert expert_problems(pcap) == []
     assert stream_bytes(pcap, 1, 0) == b"over IPv6"
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_urgent_data_carries_urg_and_a_pointer_past_its_byte(tmp_path, lossy):
+    """Every segment of a MSG_OOB send points past its last byte (Linux's snd_up), on
+    a perfect path and on a lossy one (retransmissions too); later data has no URG."""
+    path = tmp_path / "urgent.pcap"
+    data = bytes(range(256)) * 12  # 3072 bytes: several segments on a 1000-byte MTU
+    with ps.use("virtual", seed=3) as preset, ps.patch():
+        net = preset.network
+        net.add_host("10.0.0.2", names=["far.test"])
+        if lossy:
+            net.link("localhost", "far.test", latency=0.005, loss=0.1, mtu=1000)
+        else:
+            net.link("localhost", "far.test", mtu=1000)
+        with net.capture(path):
+            server = socket.create_server(("far.test", 47004))
+            client = socket.create_connection(("far.test", 47004))
+            conn, _ = server.accept()
+            assert client.send(data, socket.MSG_OOB) == len(data)
+            client.sendall(b"after")
+            client.shutdown(socket.SHUT_WR)
+            assert select.select([], [], [conn], 5)[2] == [conn]  # POLLPRI: it arrived
+            assert conn.recv(1, socket.MSG_OOB) == data[-1:]
+            received = b""
+            while chunk := conn.recv(65536):
+                received += chunk
+            client.close()
+            conn.close()
+            server.close()
+    assert received == data[:-1] + b"after"
+    rows = [line.split("\t") for line in tshark(
+        path, "-Y", "tcp.flags.urg == 1", "-T", "fields", "-e", "tcp.seq",
+        "-e", "tcp.urgent_pointer").splitlines()]
+    assert rows and all(int(seq) + int(pointer) == len(data) + 1 for seq, pointer in rows)
+    assert count(path, "_ws.malformed") == 0
+    assert stream_bytes(path, 0, 0) == data + b"after"

@@ -164,13 +164,13 @@ class Tap:
 
     def _segment(self, source: Any, destination: Any, seq: int, ack: int, flags: int,
                  window: int, payload: bytes = b"", options: bytes = b"",
-                 mtu: int | None = None) -> None:
+                 mtu: int | None = None, urgent: int = 0) -> None:
         """One segment between two endpoints, numbers given."""
         v4 = destination.ip.ipv4_mapped is not None
         segment = pcap.tcp_segment(self._packed(source.ip, v4),
                                    self._packed(destination.ip, v4), source.port,
                                    destination.port, seq, ack, flags, window, payload,
-                                   options)
+                                   options, urgent)
         self._emit(self._ip(source.ip, destination.ip, pcap.PROTO_TCP, segment, mtu))
 
     # -- TCP over an imperfect path (wire.py): every transmission, lost or not ---------
@@ -221,8 +221,10 @@ class Tap:
             state.next = end
         flags = ACK | (FIN if segment.fin else 0) | (PSH if segment.data else 0)
         ack = self._flow(receiver).next if receiver is not None else 0
+        # Linux's urgent pointer: one past the urgent byte, on every segment before it
+        urgent = min(max(flow.urgent + 1 - segment.seq, 0), 0xFFFF)
         self._segment(sender.local, sender.remote, seq, ack, flags, _window(sender),
-                      segment.data, mtu=flow.path.mtu)
+                      segment.data, mtu=flow.path.mtu, urgent=urgent)
 
     def wire_ack(self, flow: Any, received: int) -> None:
         """The receiver of ``flow`` acknowledges the offsets below ``received``."""
@@ -258,7 +260,7 @@ class Tap:
 
     def tcp(self, sender: Any, receiver: Any | None, flags: int, payload: bytes = b"",
             mtu: int | None = None, seq: int | None = None, window: int | None = None,
-            syn_options: bool = False) -> None:
+            syn_options: bool = False, urgent: int = 0) -> None:
         """One segment from ``sender`` (a TCP socket: its local and remote ends) to its
         peer ``receiver`` (None when there is no socket at the other end).  The sequence
         number is the sender's next unless ``seq`` is given (a retransmission); the
@@ -283,19 +285,21 @@ class Tap:
             window >>= _WINDOW_SCALE
         segment = pcap.tcp_segment(self._packed(local.ip, v4), self._packed(remote.ip, v4),
                                    local.port, remote.port, seq, ack, flags, window, payload,
-                                   options)
+                                   options, urgent)
         self._emit(self._ip(local.ip, remote.ip, pcap.PROTO_TCP, segment, mtu))
 
     def tcp_data(self, sender: Any, receiver: Any | None, data: bytes, mtu: int | None,
-                 window: int | None = None) -> None:
-        """``data`` sent by ``sender``, in segments no larger than the path's MSS."""
+                 window: int | None = None, urgent: bool = False) -> None:
+        """``data`` sent by ``sender``, in segments no larger than the path's MSS;
+        ``urgent``: its last byte is urgent (every segment points past it)."""
         v4 = sender.remote is not None and sender.remote.ip.ipv4_mapped is not None
         size = mss(mtu, v4)
         view = memoryview(data)
         for start in range(0, len(data), size):
             chunk = bytes(view[start:start + size])
             last = start + size >= len(data)
-            self.tcp(sender, receiver, ACK | (PSH if last else 0), chunk, mtu, window=window)
+            self.tcp(sender, receiver, ACK | (PSH if last else 0), chunk, mtu, window=window,
+                     urgent=min(len(data) - start, 0xFFFF) if urgent else 0)
 
     def tcp_reply_reset(self, sender: Any, mtu: int | None = None) -> None:
         """The RST a closed port answers ``sender``'s SYN with (RST|ACK, seq 0)."""

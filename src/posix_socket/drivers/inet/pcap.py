@@ -15,12 +15,12 @@ import sys
 
 __all__ = ["file_header", "record", "ipv4_packets", "ipv6_packets", "tcp_segment",
            "udp_datagram", "icmp_unreachable", "checksum",
-           "FIN", "SYN", "RST", "PSH", "ACK", "PROTO_TCP", "PROTO_UDP"]
+           "FIN", "SYN", "RST", "PSH", "ACK", "URG", "PROTO_TCP", "PROTO_UDP"]
 
 MAGIC_NANOSECONDS = 0xA1B23C4D
 LINKTYPE_RAW = 101  # each record is an IPv4 or IPv6 packet, no link-layer header
 SNAPLEN = 262144
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6 = 6, 17, 1, 58
 _IPV6_FRAGMENT = 44
 _FILE_HEADER = struct.Struct("<IHHiIII")
@@ -65,14 +65,17 @@ def _pseudo_header(source: bytes, destination: bytes, protocol: int, length: int
 
 def tcp_segment(source: bytes, destination: bytes, source_port: int, destination_port: int,
                 seq: int, ack: int, flags: int, window: int, payload: bytes = b"",
-                options: bytes = b"") -> bytes:
+                options: bytes = b"", urgent: int = 0) -> bytes:
     """A TCP segment with its checksum (``source``/``destination``: packed addresses,
-    4 or 16 bytes, for the pseudo-header)."""
+    4 or 16 bytes, for the pseudo-header); ``urgent``, when not 0, is the urgent
+    pointer (URG set)."""
+    if urgent:
+        flags |= URG
     if len(options) % 4:
         options += b"\0" * (4 - len(options) % 4)
     offset = (20 + len(options)) // 4
     header = _TCP.pack(source_port, destination_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                       offset << 4, flags, min(window, 0xFFFF), 0, 0) + options
+                       offset << 4, flags, min(window, 0xFFFF), 0, urgent) + options
     total = checksum(_pseudo_header(source, destination, PROTO_TCP,
                                     len(header) + len(payload)), header, payload)
     return header[:16] + struct.pack("!H", total) + header[18:] + payload

@@ -489,7 +489,7 @@ class TcpSocket:
         touched.append(peer)
         tap = self.net.tap
         if tap is not None:
-            tap.tcp_data(self, peer, chunk, None, self._room())
+            tap.tcp_data(self, peer, chunk, None, self._room(), bool(flags & MSG_OOB))
             tap.ack(peer)
         if peer.rx_size >= window:
             touched.append(self)  # no longer writable
