@@ -2448,30 +2448,43 @@ def scenario_v6only_socket_refuses_ipv4_mapped_addresses(api: Recorder, env: Env
 def scenario_v6only_decides_whether_ipv4_and_ipv6_ports_clash(api: Recorder,
                                                                env: Env) -> None:
     """An IPv6 wildcard bind also holds the IPv4 port unless IPV6_V6ONLY is set;
-    ::1 and 127.0.0.1 are different addresses and share a port."""
+    ::1 and 127.0.0.1 are different addresses and share a port.  Every port is first
+    taken by a dual-stack probe: the kernel's earlier connections leave ports in
+    TIME_WAIT on one family that a bind on the other family's port 0 may be given."""
     for v6only in (0, 1):
+        port = _port_free_on_both_families(api, env)
         v4 = api.socket(AF_INET, env.type)
-        api.bind(v4, ("0.0.0.0", 0))
-        port = port_of(api.getsockname(v4))
+        api.bind(v4, ("0.0.0.0", port))
         v6 = api.socket(AF_INET6, env.type)
         api.setsockopt(v6, IPPROTO_IPV6, _socket.IPV6_V6ONLY, v6only)
         api.bind(v6, ("::", port))
         api.close(v4)
         api.close(v6)
+        port = _port_free_on_both_families(api, env)
         v6 = api.socket(AF_INET6, env.type)
         api.setsockopt(v6, IPPROTO_IPV6, _socket.IPV6_V6ONLY, v6only)
-        api.bind(v6, ("::", 0))
-        port = port_of(api.getsockname(v6))
+        api.bind(v6, ("::", port))
         for family, host in ((AF_INET, "0.0.0.0"), (AF_INET, "127.0.0.1"), (AF_INET6, "::1")):
             fd = api.socket(family, env.type)
             api.bind(fd, (host, port))
             api.close(fd)
         api.close(v6)
+    port = _port_free_on_both_families(api, env)
     v4 = api.socket(AF_INET, env.type)
-    api.bind(v4, ("127.0.0.1", 0))
-    port = port_of(api.getsockname(v4))
+    api.bind(v4, ("127.0.0.1", port))
     api.bind(api.socket(AF_INET6, env.type), ("::1", port))
     api.bind(api.socket(AF_INET6, env.type), ("::ffff:127.0.0.1", port))
+
+
+def _port_free_on_both_families(api: Recorder, env: Env) -> int:
+    """A port nothing holds on IPv4 or IPv6 (a dual-stack wildcard bind to port 0,
+    closed again)."""
+    probe = api.socket(AF_INET6, env.type)
+    api.setsockopt(probe, IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
+    api.bind(probe, ("::", 0))
+    port = port_of(api.getsockname(probe))
+    api.close(probe)
+    return port
 
 
 @scenario(STREAM, DGRAM, families=IPV6)
