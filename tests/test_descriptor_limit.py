@@ -54,13 +54,19 @@ def exactly_free(free: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def at_the_limit(sockets: Any, selects: Any, family: int) -> list:
+def listening(sockets: Any, family: int) -> Any:
+    """A stream listener on a fresh loopback address of ``family``."""
     listener = sockets.socket(family, stdlib.SOCK_STREAM)
     if family == stdlib.AF_UNIX:
         listener.bind(f"\0posix-socket-limit-{os.getpid()}-{next(_names)}")
     else:
         listener.bind(("127.0.0.1", 0))
     listener.listen()
+    return listener
+
+
+def at_the_limit(sockets: Any, selects: Any, family: int) -> list:
+    listener = listening(sockets, family)
     clients = []
     seen: list = []
     try:
@@ -144,12 +150,7 @@ def numbers_at_the_limit(sockets: Any, family: int) -> list:
     """socket, socketpair, accept and dup on the last FREE numbers, then EMFILE (the
     connection stays queued); a number closed is taken again by the next accept, and
     the dup of the connection closed carries on: every number, errno and byte seen."""
-    listener = sockets.socket(family, stdlib.SOCK_STREAM)
-    if family == stdlib.AF_UNIX:
-        listener.bind(f"\0posix-socket-limit-numbers-{os.getpid()}-{next(_names)}")
-    else:
-        listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = listening(sockets, family)
     clients = [sockets.socket(family, stdlib.SOCK_STREAM) for _ in range(3)]
     seen: list = []
     made: dict[str, Any] = {}

@@ -485,12 +485,7 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
         raise
     opened: list[int] = []
     try:
-        try:
-            first, second = driver.socketpair(family, kind, proto)
-        except _EXPECTED:
-            raise
-        except Exception as exc:
-            raise DriverFailure(driver.name, "socketpair", exc) from exc
+        first, second = _driver_socketpair(driver, family, kind, proto)
         try:
             _open(driver, first, fd1, family, kind, proto, nonblocking, visible=False)
         except BaseException:
@@ -512,15 +507,21 @@ def socketpair(family: int, type: int, proto: int = 0, *, visible: bool = True,
     return fd1, fd2
 
 
-def _kernel_socketpair(driver: SocketDriver, family: int, kind: int, proto: int,
-                       nonblocking: bool, cloexec: bool) -> tuple[int, int]:
-    """socketpair(2) of kernel sockets: the kernel's call takes both numbers."""
+def _driver_socketpair(driver: SocketDriver, family: int, kind: int,
+                       proto: int) -> tuple[Any, Any]:
+    """The driver's pair; a driver's bug (not an OSError) is a DriverFailure."""
     try:
-        first, second = driver.socketpair(family, kind, proto)
+        return driver.socketpair(family, kind, proto)
     except _EXPECTED:
         raise
     except Exception as exc:
         raise DriverFailure(driver.name, "socketpair", exc) from exc
+
+
+def _kernel_socketpair(driver: SocketDriver, family: int, kind: int, proto: int,
+                       nonblocking: bool, cloexec: bool) -> tuple[int, int]:
+    """socketpair(2) of kernel sockets: the kernel's call takes both numbers."""
+    first, second = _driver_socketpair(driver, family, kind, proto)
     try:
         fd1 = _open(driver, first, None, family, kind, proto, nonblocking, False, cloexec)
     except BaseException:
